@@ -1,0 +1,218 @@
+"""The composer command line: check, plan, build (and kube, schema)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from composer import __version__
+from composer import commands as cmd
+from composer.errors import CommandError, ComposerError
+from composer.model import BaseKind, Plan
+from composer.progress import Progress
+from composer.runner import Runner
+
+
+@dataclass
+class Settings:
+    storage: cmd.Storage
+    modules_dirs: tuple[Path, ...]
+    cache_dir: Path
+    verbose: bool
+    debug: bool
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="composer")
+@click.option("--root", default="", help="containers-storage root (default: CONTAINERS_STORAGE_CONF or the system's).")
+@click.option("--runroot", default="", help="containers-storage run root.")
+@click.option("--storage-driver", default="", help="Storage driver (overlay, vfs).")
+@click.option("--modules-dir", "modules_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Extra folder of layer modules, searched first (repeatable).")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=lambda: str(Path("~/.cache/composer").expanduser()), show_default="~/.cache/composer",
+              help="Key documents, package downloads and bootstrap debs.")
+@click.option("-v", "--verbose", is_flag=True, help="Echo every command and stream its output.")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, root: str, runroot: str, storage_driver: str, modules_dirs: tuple[Path, ...],
+        cache_dir: Path, verbose: bool, debug: bool) -> None:
+    """Build devpod container images from a TOML recipe of cached layer modules.
+
+    \b
+      composer check recipes/turboflow.toml   validate recipe and modules
+      composer plan  recipes/turboflow.toml   layers, cache keys, cached/missing
+      composer build recipes/turboflow.toml   build, reusing every cached layer
+    """
+    ctx.obj = Settings(cmd.Storage(root, runroot, storage_driver), modules_dirs, Path(cache_dir), verbose, debug)
+
+
+recipe_arg = click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
+
+
+def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) -> Plan:
+    from composer.planner import plan_file
+    from composer.recipe import load_recipe
+
+    digest = ""
+    base = load_recipe(recipe).base
+    if base.kind is BaseKind.IMAGE and "@" not in base.ref and runner is not None:
+        digest = image_id(runner, settings.storage, base.ref)
+    return plan_file(recipe, settings.modules_dirs, digest)
+
+
+def image_id(runner: Runner, storage: cmd.Storage, ref: str) -> str:
+    """The ID of an image: base, pulled first when it is not in storage yet."""
+    argv = cmd.buildah(storage, "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref)
+    try:
+        return runner.output(argv).strip()
+    except CommandError:
+        runner.run(cmd.buildah(storage, "pull", "--quiet", ref), stream=True)
+        return runner.output(argv).strip()
+
+
+@cli.command()
+@recipe_arg
+@pass_settings
+def check(settings: Settings, recipe: Path) -> None:
+    """Validate RECIPE and every module it names; build nothing."""
+    plan = make_plan(settings, recipe)
+    click.echo(f"{recipe}: ok — base {plan.base.base.source}, {len(plan.steps)} layers, "
+               f"{len(plan.finalize.services)} services")
+
+
+@cli.command()
+@recipe_arg
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--offline", is_flag=True, help="Do not look in containers-storage (status: unknown).")
+@pass_settings
+def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool) -> None:
+    """Show the ordered layers of RECIPE with their cache keys and status."""
+    runner = Runner(verbose=settings.verbose)
+    the_plan = make_plan(settings, recipe, None if offline else runner)
+    cached: set[str] | None = None
+    if not offline:
+        from composer.builder import list_cached_keys
+
+        cached = list_cached_keys(runner, settings.storage)
+    document = plan_document(the_plan, cached)
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    click.echo(f"{document['image']}  (base {document['base']['source']})")
+    rows = [("base", document["base"]), *((l["module"], l) for l in document["layers"]),
+            ("finalize", document["finalize"])]
+    for i, (name, row) in enumerate(rows):
+        click.echo(f"  {i:>2}  {name:<20} {row['key'][:16]}  {row['status']}")
+
+
+def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
+    def status(key: str) -> str:
+        if cached is None:
+            return "unknown"
+        return "cached" if key in cached else "missing"
+
+    return {
+        "recipe": plan.recipe.name,
+        "image": plan.image_ref,
+        "family": str(plan.recipe.base.family),
+        "base": {"source": plan.base.base.source, "key": plan.base.key, "status": status(plan.base.key)},
+        "layers": [
+            {"module": s.module.name, "version": s.module.version, "key": s.key,
+             "status": status(s.key)}
+            for s in plan.steps
+        ],
+        "finalize": {"key": plan.finalize.key, "status": status(plan.finalize.key),
+                     "services": [s.name for s in plan.finalize.services]},
+    }
+
+
+@cli.command()
+@recipe_arg
+@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("build"), show_default=True, help="Folder for the OCI archive and manifests.")
+@click.option("--report", "report_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write a JSON build report here.")
+@click.option("--no-archive", is_flag=True, help="Skip writing the OCI archive.")
+@click.option("--host-ca/--no-host-ca", default=True, show_default=True,
+              help="Mount the host's CA bundle into build steps (build time only).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@pass_settings
+def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
+          no_archive: bool, host_ca: bool, quiet: bool) -> None:
+    """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
+    from composer.builder import BuildSettings, build as run_build, default_host_ca, measure_sizes
+    from composer.builder import report_document
+
+    runner = Runner(verbose=settings.verbose)
+    the_plan = make_plan(settings, recipe, runner)
+    build_settings = BuildSettings(
+        storage=settings.storage,
+        cache_dir=settings.cache_dir,
+        output_dir=output_dir,
+        host_ca=default_host_ca() if host_ca else None,
+        archive=not no_archive,
+    )
+    progress = Progress(quiet=quiet)
+    ctx = run_build(the_plan, build_settings, runner, progress)
+    write_manifest(the_plan, output_dir, progress)
+    if report_file:
+        measure_sizes(ctx)
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+        report_file.write_text(json.dumps(report_document(ctx), indent=2) + "\n")
+    hits = sum(1 for r in ctx.results if r.cache == "hit")
+    progress.line(f"{the_plan.image_ref}: {hits}/{len(ctx.results)} layers cached")
+
+
+def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
+    try:
+        from composer.kube import manifest_path, render_manifest
+    except ImportError:  # the kube emitter is optional while it is being written
+        return
+    path = manifest_path(plan, output_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_manifest(plan))
+    progress.line(f"kube manifest {path}")
+
+
+@cli.command()
+@click.argument("which", type=click.Choice(["recipe", "module"]))
+def schema(which: str) -> None:
+    """Print the JSON Schema of a recipe or a layer module."""
+    from composer.schema import load_schema
+
+    click.echo(json.dumps(load_schema(which), indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors, tracebacks only with --debug."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="composer", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("composer: aborted", err=True)
+        sys.exit(130)
+    except ComposerError as e:
+        if debug:
+            raise
+        click.echo(f"composer: error: {e.message}", err=True)
+        if e.hint:
+            click.echo(f"composer: hint: {e.hint}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("composer: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,16 @@
+#!/bin/sh
+# composer-entrypoint: run the start-up hooks in /etc/composer/hooks.d in lexical
+# order, then exec the command (supervisord by default) so it becomes PID 1.
+# Set COMPOSER_SKIP_HOOKS=1 to start the command alone (debugging).
+set -eu
+if [ "${COMPOSER_SKIP_HOOKS:-0}" != 1 ] && [ -d /etc/composer/hooks.d ]; then
+    for hook in /etc/composer/hooks.d/*; do
+        [ -f "$hook" ] && [ -x "$hook" ] || continue
+        if ! "$hook"; then
+            echo "composer-entrypoint: start-up hook $hook failed" >&2
+            exit 1
+        fi
+    done
+fi
+[ "$#" -gt 0 ] || set -- /bin/sh
+exec "$@"

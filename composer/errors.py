@@ -1,0 +1,32 @@
+"""The one exception family composer raises for problems a person can act on."""
+
+from __future__ import annotations
+
+
+class ComposerError(Exception):
+    """A problem with a message (what and where) and an optional hint (what to do)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class CommandError(ComposerError):
+    """A process exited non-zero; carries its argv, exit code and output tail."""
+
+    def __init__(self, argv: list[str], code: int, output: str) -> None:
+        self.argv = argv
+        self.code = code
+        self.output = output
+        super().__init__(f"command failed with exit code {code}: {argv[0]}")
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.output.rstrip().splitlines()[-lines:])
+
+
+class ToolMissing(ComposerError):
+    """A required host tool is not installed."""

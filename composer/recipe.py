@@ -1,0 +1,218 @@
+"""Load a recipe: read TOML, validate against the schema, resolve `extends`, build a Recipe."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+from composer.errors import ComposerError
+from composer.model import Base, BaseKind, Family, Healthcheck, ImageConfig, LayerRef, Recipe, Secret
+from composer.schema import display, load_schema, validate
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_COMPONENTS = ("main",)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ComposerError(f"{display(path)}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ComposerError(f"{display(path)}: invalid TOML: {e}") from None
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read, validate and resolve the recipe at path (following `extends`)."""
+    raw, origins = _resolve(path.resolve(), ())
+    where = display(path)
+    for required in ("name", "base"):
+        if required not in raw:
+            raise ComposerError(f"{where}: {required}: missing (required, here or in a parent)")
+    return _build(path.resolve(), raw, origins)
+
+
+def _resolve(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The merged raw recipe and, per layer, where it was declared (for messages)."""
+    if path in seen:
+        chain = " -> ".join(display(p) for p in (*seen, path))
+        raise ComposerError(f"{display(path)}: extends: cycle ({chain})")
+    raw = read_toml(path)
+    where = display(path)
+    validate(raw, load_schema("recipe"), where)
+    own_origins = [(where, f"layers[{i}]") for i in range(len(raw.get("layers", [])))]
+    if "extends" not in raw:
+        for key in ("remove", "replace"):
+            if key in raw:
+                raise ComposerError(f"{where}: {key}: only allowed together with extends")
+        return raw, own_origins
+    parent_path = (path.parent / raw["extends"]).resolve()
+    if not parent_path.is_file():
+        raise ComposerError(f"{where}: extends: {raw['extends']!r} not found ({parent_path})")
+    parent, parent_origins = _resolve(parent_path, (*seen, path))
+    return _merge(parent, parent_origins, raw, own_origins, where)
+
+
+def _merge(
+    parent: dict[str, Any],
+    parent_origins: list[tuple[str, str]],
+    child: dict[str, Any],
+    child_origins: list[tuple[str, str]],
+    where: str,
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    layers = [dict(entry) for entry in parent.get("layers", [])]
+    origins = list(parent_origins)
+    names = [entry["module"] for entry in layers]
+
+    for name in child.get("remove", []):
+        if name not in names:
+            raise ComposerError(f"{where}: remove: module {name!r} is not in the parent recipe")
+        i = names.index(name)
+        del layers[i], origins[i], names[i]
+    for old, new in child.get("replace", {}).items():
+        if old not in names:
+            raise ComposerError(f"{where}: replace.{old}: module {old!r} is not in the parent recipe")
+        i = names.index(old)
+        layers[i] = {"module": new}
+        names[i] = new
+    for entry, origin in zip(child.get("layers", []), child_origins, strict=True):
+        name = entry["module"]
+        if name in names:
+            i = names.index(name)
+            merged_options = deep_merge(layers[i].get("options", {}), entry.get("options", {}))
+            layers[i] = {"module": name, "options": merged_options}
+            origins[i] = origin
+        else:
+            layers.append(dict(entry))
+            origins.append(origin)
+            names.append(name)
+
+    merged = {k: v for k, v in parent.items() if k not in ("extends", "remove", "replace")}
+    for key, value in child.items():
+        if key in ("extends", "remove", "replace", "layers"):
+            continue
+        if key == "secrets":
+            by_name = {s["name"]: s for s in merged.get("secrets", [])}
+            by_name.update({s["name"]: s for s in value})
+            merged["secrets"] = list(by_name.values())
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    merged["layers"] = layers
+    return merged, origins
+
+
+def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """b over a: tables merge recursively, everything else (lists included) is replaced."""
+    out = copy.deepcopy(a)
+    for key, value in b.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]]) -> Recipe:
+    where = display(path)
+    base = parse_base(raw["base"], where)
+    layers = tuple(
+        LayerRef(
+            module=e["module"],
+            options=e.get("options", {}),
+            index=i,
+            file=origins[i][0],
+            field=origins[i][1],
+        )
+        for i, e in enumerate(raw.get("layers", []))
+    )
+    seen: set[str] = set()
+    for layer in layers:
+        if layer.module in seen:
+            raise ComposerError(f"{layer.where}: module {layer.module!r} is listed twice")
+        seen.add(layer.module)
+    img = raw.get("image", {})
+    image = ImageConfig(
+        env=tuple(img.get("env", {}).items()),
+        ports=tuple(img.get("ports", ())),
+        volumes=tuple(img.get("volumes", ())),
+        user=img.get("user", ""),
+        workdir=img.get("workdir", ""),
+        labels=tuple(img.get("labels", {}).items()),
+        entrypoint=tuple(img.get("entrypoint", ())),
+        cmd=tuple(img.get("cmd", ())),
+        healthcheck=parse_healthcheck(img.get("healthcheck")),
+    )
+    dirs = _search_dirs(path, raw)
+    return Recipe(
+        path=path,
+        name=raw["name"],
+        tag=raw.get("tag", "latest"),
+        base=base,
+        layers=layers,
+        image=image,
+        secrets=tuple(Secret(s["name"], s.get("description", "")) for s in raw.get("secrets", [])),
+        pod=raw.get("pod", {}),
+        hook_dirs=tuple(d / "hooks" for d in dirs),
+        module_dirs=tuple(d / "layers" for d in dirs),
+    )
+
+
+def _search_dirs(path: Path, raw: dict[str, Any]) -> tuple[Path, ...]:
+    """Folders whose layers/ and hooks/ are searched, nearest first: the recipe's own
+    folder and every folder above it (so tests/recipes/x.toml finds the project's layers/)."""
+    return tuple(d for d in (path.parent, *path.parent.parents) if (d / "layers").is_dir()
+                 or (d / "hooks").is_dir())
+
+
+def parse_base(raw: dict[str, Any], where: str) -> Base:
+    source = raw.get("from")
+    if not source:
+        raise ComposerError(f"{where}: base.from: missing (e.g. \"debootstrap:trixie\")")
+    kind_text, _, ref = source.partition(":")
+    kind = BaseKind(kind_text)
+    family_text = raw.get("family")
+    if kind is BaseKind.DEBOOTSTRAP:
+        if family_text not in (None, "debian"):
+            raise ComposerError(f"{where}: base.family: a debootstrap base is always debian")
+        family = Family.DEBIAN
+    elif family_text is None:
+        raise ComposerError(
+            f"{where}: base.family: required for a {kind} base",
+            hint='set family = "debian" or "arch"',
+        )
+    else:
+        family = Family(family_text)
+    if kind is not BaseKind.DEBOOTSTRAP:
+        for key in ("mirror", "components", "variant", "include"):
+            if key in raw:
+                raise ComposerError(f"{where}: base.{key}: only for debootstrap bases")
+    return Base(
+        kind=kind,
+        ref=ref,
+        family=family,
+        mirror=raw.get("mirror", Base.mirror),
+        components=tuple(raw.get("components", DEFAULT_COMPONENTS)),
+        variant=raw.get("variant", "minbase"),
+        include=tuple(raw.get("include", ())),
+    )
+
+
+def parse_healthcheck(raw: dict[str, Any] | None) -> Healthcheck | None:
+    if not raw:
+        return None
+    return Healthcheck(
+        test=tuple(raw["test"]),
+        interval=raw.get("interval", "30s"),
+        timeout=raw.get("timeout", "10s"),
+        retries=raw.get("retries", 3),
+        start_period=raw.get("start_period", "0s"),
+    )

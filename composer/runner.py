@@ -1,0 +1,109 @@
+"""The one place composer starts processes: argv lists only, never shell strings."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+import sh
+
+from composer.errors import CommandError, ToolMissing
+
+INSTALL_HINTS = {
+    "buildah": "buildah",
+    "podman": "podman",
+    "skopeo": "skopeo",
+    "debootstrap": "debootstrap",
+    "runc": "runc",
+    "oci-image-tool": "oci-image-tool",
+}
+
+TAIL_LINES = 200
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        package = INSTALL_HINTS.get(name, name)
+        raise ToolMissing(
+            f"{name} is not installed",
+            hint=f"run scripts/setup-host (or: apt-get install {package})",
+        )
+    return path
+
+
+class Runner:
+    """Runs argv lists; echoes them in verbose mode; records them in dry-run mode."""
+
+    def __init__(
+        self,
+        verbose: bool = False,
+        dry_run: bool = False,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.verbose = verbose
+        self.dry_run = dry_run
+        self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.history: list[list[str]] = []
+
+    def run(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        stream: bool = False,
+        mutates: bool = True,
+    ) -> str:
+        """Run argv and return its output (stdout and stderr merged).
+
+        stream: show the output as it comes (long steps in verbose mode).
+        mutates: in dry-run mode, commands that change state are only recorded.
+        """
+        argv = [str(a) for a in argv]
+        self.history.append(argv)
+        if self.verbose:
+            self.echo(f"+ {shlex.join(argv)}")
+        if self.dry_run and mutates:
+            return ""
+        program = require_tool(argv[0]) if "/" not in argv[0] else argv[0]
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+
+        def collect(line: str) -> None:
+            tail.append(line.rstrip("\n"))
+            if stream and self.verbose:
+                self.echo("  " + line.rstrip("\n"))
+
+        try:
+            sh.Command(program)(
+                *argv[1:],
+                _env=full_env,
+                _out=collect,
+                _err_to_out=True,
+                _tty_out=False,
+                _in=None,
+            )
+        except sh.ErrorReturnCode as e:
+            raise CommandError(argv, e.exit_code, "\n".join(tail)) from None
+        except sh.SignalException as e:
+            raise CommandError(argv, -abs(e.exit_code), "\n".join(tail)) from None
+        return "\n".join(tail) + ("\n" if tail else "")
+
+    def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+        """Run a read-only command and return its stdout alone (stderr kept for errors)."""
+        argv = [str(a) for a in argv]
+        if self.verbose:
+            self.echo(f"+ {shlex.join(argv)}")
+        program = require_tool(argv[0]) if "/" not in argv[0] else argv[0]
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        try:
+            result = sh.Command(program)(*argv[1:], _env=full_env, _tty_out=False, _in=None)
+        except sh.ErrorReturnCode as e:
+            stderr = e.stderr.decode(errors="replace") if e.stderr else ""
+            raise CommandError(argv, e.exit_code, stderr) from None
+        return str(result)

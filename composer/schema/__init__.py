@@ -1,0 +1,65 @@
+"""JSON Schema validation with errors that name the file and the field path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from composer.errors import ComposerError
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    text = resources.files(__package__).joinpath(f"{name}.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def field_path(parts: Iterable[Any]) -> str:
+    """['layers', 3, 'options', 'uid'] -> 'layers[3].options.uid'."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def display(path: Path) -> str:
+    """A path as a person typed it: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def validate(document: Any, schema: dict[str, Any], where: str, prefix: str = "") -> None:
+    """Raise ComposerError for the first (deepest-path) schema error in document."""
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(document), key=lambda e: (list(e.absolute_path), e.message))
+    if not errors:
+        return
+    error = errors[0]
+    # For anyOf/oneOf, the most specific sub-error reads better than "is not valid".
+    while error.context:
+        error = min(error.context, key=lambda e: len(e.message))
+    path = field_path(error.absolute_path)
+    if prefix:
+        path = prefix + (path if path.startswith("[") or not path else f".{path}")
+    location = f"{where}: {path}" if path else where
+    raise ComposerError(f"{location}: {_message(error)}")
+
+
+def _message(error: Any) -> str:
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties are not allowed", "unknown field")
+    if error.validator == "pattern":
+        return f"{error.instance!r} does not match the expected form ({error.validator_value})"
+    return str(error.message)
