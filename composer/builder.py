@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -139,10 +140,8 @@ def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
     name = f"composer-{key[:16]}"
     storage = ctx.settings.storage
     # A build killed earlier may have left its container behind under the same name.
-    try:
+    with contextlib.suppress(CommandError):
         ctx.runner.run(cmd.buildah(storage, "rm", name))
-    except CommandError:
-        pass
     state = {"committed": False}
     try:
         yield name
@@ -155,10 +154,8 @@ def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
         ) from None
     finally:
         if not state["committed"]:
-            try:
+            with contextlib.suppress(CommandError):
                 ctx.runner.run(cmd.buildah(storage, "rm", name))
-            except CommandError:
-                pass
 
 
 def indent(text: str) -> str:

@@ -108,7 +108,7 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool) -> None
         click.echo(json.dumps(document, indent=2))
         return
     click.echo(f"{document['image']}  (base {document['base']['source']})")
-    rows = [("base", document["base"]), *((l["module"], l) for l in document["layers"]),
+    rows = [("base", document["base"]), *((row["module"], row) for row in document["layers"]),
             ("finalize", document["finalize"])]
     for i, (name, row) in enumerate(rows):
         click.echo(f"  {i:>2}  {name:<20} {row['key'][:16]}  {row['status']}")
@@ -149,8 +149,8 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
           no_archive: bool, host_ca: bool, quiet: bool) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
-    from composer.builder import BuildSettings, build as run_build, default_host_ca, measure_sizes
-    from composer.builder import report_document
+    from composer.builder import BuildSettings, default_host_ca, measure_sizes, report_document
+    from composer.builder import build as run_build
 
     runner = Runner(verbose=settings.verbose)
     the_plan = make_plan(settings, recipe, runner)
@@ -181,6 +181,23 @@ def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_manifest(plan))
     progress.line(f"kube manifest {path}")
+
+
+@cli.command()
+@recipe_arg
+@click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the manifest here instead of printing it.")
+@pass_settings
+def kube(settings: Settings, recipe: Path, output_file: Path | None) -> None:
+    """Print the podman-kube manifest (Pod + Secret template) of RECIPE; build nothing."""
+    from composer.kube import render_manifest
+
+    text = render_manifest(make_plan(settings, recipe))
+    if output_file is None:
+        click.echo(text, nl=False)
+        return
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    output_file.write_text(text)
 
 
 @cli.command()

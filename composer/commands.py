@@ -92,11 +92,10 @@ def config_env(storage: Storage, container: str, env: Sequence[tuple[str, str]])
 
 
 def healthcheck_flags(hc: Healthcheck) -> list[str]:
-    kind, *rest = hc.test
-    # buildah stores the string as CMD-SHELL; a CMD list is quoted so it survives that.
-    command = rest[0] if kind == "CMD-SHELL" else shlex.join(rest)
+    # buildah splits this string on white space into the test list (the schema keeps
+    # white space out of the items), so "CMD curl -f URL" becomes ["CMD", "curl", ...].
     return [
-        "--healthcheck", command,
+        "--healthcheck", " ".join(hc.test),
         "--healthcheck-interval", hc.interval,
         "--healthcheck-timeout", hc.timeout,
         "--healthcheck-retries", str(hc.retries),

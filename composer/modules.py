@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import ComposerError
-from composer.model import FileSpec, Family, LayerRef, Module, ScriptSpec, Service
+from composer.model import Family, FileSpec, LayerRef, Module, ScriptSpec, Service
 from composer.recipe import parse_healthcheck, read_toml
 from composer.schema import display, load_schema, validate
 

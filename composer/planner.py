@@ -141,7 +141,7 @@ def check_family(module: Module, layer: LayerRef, base: Base) -> None:
         supported = ", ".join(families)
         raise ComposerError(
             f"{layer.where}: module {module.name!r} has no packages for family "
-            f"{base.family!r} (base {base.source}); it supports: {supported}",
+            f"'{base.family}' (base {base.source}); it supports: {supported}",
             hint=f"add [packages].{base.family} to {module.path / 'module.toml'}",
         )
 

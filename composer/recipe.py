@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import copy
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from composer.errors import ComposerError
 from composer.model import Base, BaseKind, Family, Healthcheck, ImageConfig, LayerRef, Recipe, Secret
 from composer.schema import display, load_schema, validate
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 DEFAULT_COMPONENTS = ("main",)
 

@@ -1,0 +1,428 @@
+"""The podman-kube manifest: a Pod (and a Secret template) from the plan's recipe and image.
+
+`podman kube play` runs it and a Kubernetes cluster accepts it. Rendering is pure and
+deterministic: the same plan gives the same bytes (golden-tested). docs/kube.md says how
+to play it, fill the Secret and give the Pod a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from composer.errors import ComposerError
+from composer.model import Healthcheck, Plan, Recipe
+from composer.schema import display
+
+CONTAINER_NAME = "devpod"
+DEFAULT_SECRETS_PATH = "/run/secrets"
+# The start-up hooks read /run/secrets/<NAME> unless this variable names another folder.
+SECRETS_DIR_ENV = "COMPOSER_SECRETS_DIR"
+SECRETS_VOLUME = "secrets"
+# Volume keys composer uses itself: podman 4.3 turns the emptyDir and the secret volume
+# into named volumes <name>-shm and <name>-secrets, the claims' namespace.
+RESERVED_VOLUMES = ("shm", SECRETS_VOLUME)
+GPU_RESOURCE = "nvidia.com/gpu"
+LIVENESS_DEFAULTS = {"path": "/health", "port": 9090, "interval": "30s"}
+# Folders of device nodes: a hostPath CharDevice must name a node, and bind-mounting the
+# folder does not grant access to the nodes in it (the device cgroup still denies them).
+DEVICE_FOLDERS = ("/dev/dri", "/dev/snd", "/dev/input", "/dev/bus/usb", "/dev/net")
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DURATION = re.compile(r"^([0-9]+)(ms|s|m|h)$")
+SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+@dataclass(frozen=True)
+class PortMap:
+    container: int
+    host: int | None = None
+    name: str = ""
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Liveness:
+    path: str
+    port: int
+    period: int
+    timeout: int | None = None
+    failure_threshold: int | None = None
+    initial_delay: int | None = None
+
+
+@dataclass(frozen=True)
+class PodConfig:
+    """The recipe's [pod] section, checked against the plan (see the recipe schema)."""
+
+    name: str
+    hostname: str = ""
+    network: str = ""
+    aliases: tuple[str, ...] = ()
+    shm_size: str = ""
+    capabilities: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    gpus: int = 0
+    ports: tuple[PortMap, ...] = ()
+    volumes: tuple[tuple[str, str, str], ...] = ()  # (volume name, claim name, mount path)
+    limits: tuple[tuple[str, str], ...] = ()
+    requests: tuple[tuple[str, str], ...] = ()
+    secrets_path: str = DEFAULT_SECRETS_PATH
+    liveness: Liveness | None = None
+
+
+def manifest_path(plan: Plan, output_dir: Path) -> Path:
+    """Where `composer build` writes the manifest: <output_dir>/<name>-<tag>.kube.yaml."""
+    return output_dir / f"{plan.recipe.name}-{plan.recipe.tag}.kube.yaml"
+
+
+def secret_name(recipe: Recipe) -> str:
+    return f"{recipe.name}-secrets"
+
+
+def render_manifest(plan: Plan) -> str:
+    """The multi-document YAML: a header comment, the Secret template (if any), the Pod."""
+    config = pod_config(plan)
+    parts = [header_comment(plan, config)]
+    if plan.recipe.secrets:
+        # First: podman 4.3 plays documents in order and looks the Secret up for the Pod.
+        parts += ["---\n", secret_comment(plan.recipe), secret_yaml(plan.recipe)]
+    return "".join([*parts, "---\n", dump(pod_document(plan, config))])
+
+
+def dump(document: dict[str, Any]) -> str:
+    # Insertion order is the order written here, so output is stable; no line folding.
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+
+
+# ---- [pod] -> PodConfig ---------------------------------------------------------------
+
+
+def pod_config(plan: Plan) -> PodConfig:
+    """Read the recipe's [pod] section into a PodConfig; errors name file and field."""
+    recipe = plan.recipe
+    raw = recipe.pod
+    where = display(recipe.path)
+    check_k8s_name(recipe.name, f"{where}: name", "the Pod's name")
+    return PodConfig(
+        name=recipe.name,
+        hostname=raw.get("hostname", ""),
+        network=raw.get("network", ""),
+        aliases=tuple(raw.get("aliases", ())),
+        shm_size=raw.get("shm_size", ""),
+        capabilities=tuple(raw.get("capabilities", ())),
+        devices=parse_devices(raw.get("devices", ()), where),
+        gpus=raw.get("gpus", 0),
+        ports=tuple(
+            PortMap(p["container"], p.get("host"), p.get("name", ""), p.get("protocol", "TCP"))
+            for p in raw.get("ports", ())
+        ),
+        volumes=parse_volumes(recipe.name, raw.get("volumes", {}), where),
+        limits=tuple(raw.get("resources", {}).get("limits", {}).items()),
+        requests=tuple(raw.get("resources", {}).get("requests", {}).items()),
+        secrets_path=raw.get("secrets_path", DEFAULT_SECRETS_PATH),
+        liveness=parse_liveness(plan, raw.get("liveness", False), where),
+    )
+
+
+def check_k8s_name(name: str, where: str, what: str) -> None:
+    if len(name) > 63 or not K8S_NAME.match(name):
+        raise ComposerError(
+            f"{where}: {name!r} is not a valid Kubernetes name for {what}",
+            hint="use lower-case letters, digits and '-', at most 63 characters",
+        )
+
+
+def parse_devices(raw: Any, where: str) -> tuple[str, ...]:
+    for i, path in enumerate(raw):
+        if path.rstrip("/") in DEVICE_FOLDERS:
+            raise ComposerError(
+                f"{where}: pod.devices[{i}]: {path} is a folder of device nodes, not a device",
+                hint=f"list its nodes instead (e.g. {path.rstrip('/')}/renderD128); see docs/kube.md",
+            )
+    return tuple(raw)
+
+
+def parse_volumes(
+    recipe_name: str, raw: dict[str, Any], where: str
+) -> tuple[tuple[str, str, str], ...]:
+    """Named volumes: `name = "/path"` claims `<recipe>-<name>`; a table may name the claim."""
+    out: list[tuple[str, str, str]] = []
+    for name, value in raw.items():
+        check_k8s_name(name, f"{where}: pod.volumes.{name}", "a volume")
+        if name in RESERVED_VOLUMES:
+            raise ComposerError(
+                f"{where}: pod.volumes.{name}: the name {name!r} is composer's own",
+                hint="choose another volume name",
+            )
+        if isinstance(value, str):
+            out.append((name, f"{recipe_name}-{name}", value))
+        else:
+            out.append((name, value.get("claim", f"{recipe_name}-{name}"), value["path"]))
+    return tuple(out)
+
+
+def parse_liveness(plan: Plan, raw: bool | dict[str, Any], where: str) -> Liveness | None:
+    """The httpGet probe; its timing defaults to the image's health check, then 30 s."""
+    if raw is False:
+        return None
+    check_curl(plan, where)
+    table = raw if isinstance(raw, dict) else {}
+    health = plan.finalize.image.healthcheck
+    interval = table.get("interval") or (health.interval if health else None)
+    return Liveness(
+        path=table.get("path", LIVENESS_DEFAULTS["path"]),
+        port=table.get("port", LIVENESS_DEFAULTS["port"]),
+        period=seconds(interval or str(LIVENESS_DEFAULTS["interval"])),
+        **health_timing(health, table),
+    )
+
+
+def health_timing(health: Healthcheck | None, table: dict[str, Any]) -> dict[str, Any]:
+    timeout = table.get("timeout") or (health.timeout if health else None)
+    start = table.get("start_period") or (health.start_period if health else None)
+    retries = table.get("retries", health.retries if health else None)
+    return {
+        "timeout": seconds(timeout) if timeout else None,
+        "failure_threshold": retries or None,
+        "initial_delay": (seconds(start) or None) if start else None,
+    }
+
+
+def seconds(duration: str) -> int:
+    """'30s' -> 30, '2m' -> 120, '500ms' -> 1 (probes count whole seconds, at least 1)."""
+    match = DURATION.match(duration)
+    if not match:
+        raise ValueError(f"not a duration: {duration!r}")  # the schema lets none through
+    value = int(match.group(1)) * SECONDS[match.group(2)]
+    return max(1, math.ceil(value)) if value else 0
+
+
+def check_curl(plan: Plan, where: str) -> None:
+    """podman runs an httpGet probe with curl inside the container: the image needs it."""
+    family = plan.recipe.base.family
+    if any("curl" in step.module.packages_for(family) for step in plan.steps):
+        return
+    raise ComposerError(
+        f"{where}: pod.liveness: podman runs the httpGet liveness probe with curl in the "
+        f"container, but no module of the recipe installs curl for family '{family}'",
+        hint=f"add a module whose [packages].{family} lists curl (e.g. base), "
+        "or set pod.liveness = false",
+    )
+
+
+# ---- PodConfig -> documents -----------------------------------------------------------
+
+
+def pod_document(plan: Plan, config: PodConfig) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if config.hostname:
+        spec["hostname"] = config.hostname
+    spec["containers"] = [container(plan, config)]
+    spec["volumes"] = volumes(plan, config)
+    if not spec["volumes"]:
+        del spec["volumes"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": config.name,
+            "labels": {
+                "app.kubernetes.io/name": config.name,
+                "app.kubernetes.io/version": plan.recipe.tag,
+                "app.kubernetes.io/managed-by": "composer",
+            },
+        },
+        "spec": spec,
+    }
+
+
+def container(plan: Plan, config: PodConfig) -> dict[str, Any]:
+    image = plan.finalize.image
+    out: dict[str, Any] = {"name": CONTAINER_NAME, "image": plan.image_ref}
+    env = [{"name": k, "value": v} for k, v in image.env]
+    if plan.recipe.secrets and config.secrets_path != DEFAULT_SECRETS_PATH:
+        env.append({"name": SECRETS_DIR_ENV, "value": config.secrets_path})
+    if env:
+        out["env"] = env
+    if image.workdir:
+        out["workingDir"] = image.workdir
+    if ports := container_ports(image.ports, config.ports):
+        out["ports"] = ports
+    if security := security_context(image.user, config.capabilities):
+        out["securityContext"] = security
+    if resources := resource_section(config):
+        out["resources"] = resources
+    if mounts := volume_mounts(plan, config):
+        out["volumeMounts"] = mounts
+    if config.liveness:
+        out["livenessProbe"] = probe(config.liveness)
+    return out
+
+
+def container_ports(image_ports: tuple[str, ...], maps: tuple[PortMap, ...]) -> list[dict[str, Any]]:
+    """The recipe's mappings (with hostPort), then image ports it does not map (no hostPort)."""
+    out: list[dict[str, Any]] = []
+    for p in maps:
+        entry: dict[str, Any] = {"name": p.name} if p.name else {}
+        entry["containerPort"] = p.container
+        if p.host:
+            entry["hostPort"] = p.host
+        entry["protocol"] = p.protocol
+        out.append(entry)
+    mapped = {(p.container, p.protocol) for p in maps}
+    for text in image_ports:
+        number, _, proto = text.partition("/")
+        key = (int(number), (proto or "tcp").upper())
+        if key not in mapped:
+            out.append({"containerPort": key[0], "protocol": key[1]})
+            mapped.add(key)
+    return out
+
+
+def security_context(user: str, capabilities: tuple[str, ...]) -> dict[str, Any]:
+    """Capabilities to add; the image's user as runAsUser/runAsGroup when it is numeric
+    (or root). A user name stays in the image config, which the container runs as."""
+    out: dict[str, Any] = {}
+    uid, _, gid = ("0" if user == "root" else user).partition(":")
+    if uid.isdigit():
+        out["runAsUser"] = int(uid)
+        if gid.isdigit():
+            out["runAsGroup"] = int(gid)
+    if capabilities:
+        out["capabilities"] = {"add": list(capabilities)}
+    return out
+
+
+def resource_section(config: PodConfig) -> dict[str, Any]:
+    limits = dict(config.limits)
+    if config.gpus:
+        limits[GPU_RESOURCE] = str(config.gpus)
+    out: dict[str, Any] = {}
+    if limits:
+        out["limits"] = limits
+    if config.requests:
+        out["requests"] = dict(config.requests)
+    return out
+
+
+def volume_mounts(plan: Plan, config: PodConfig) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
+        {"name": name, "mountPath": path} for name, _, path in config.volumes
+    ]
+    if config.shm_size:
+        mounts.append({"name": shm_volume(config), "mountPath": "/dev/shm"})
+    if plan.recipe.secrets:
+        mounts.append({"name": SECRETS_VOLUME, "mountPath": config.secrets_path, "readOnly": True})
+    mounts += [{"name": device_volume(path), "mountPath": path} for path in config.devices]
+    return mounts
+
+
+def volumes(plan: Plan, config: PodConfig) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"name": name, "persistentVolumeClaim": {"claimName": claim}}
+        for name, claim, _ in config.volumes
+    ]
+    if config.shm_size:
+        memory = {"medium": "Memory", "sizeLimit": config.shm_size}
+        out.append({"name": shm_volume(config), "emptyDir": memory})
+    if plan.recipe.secrets:
+        # optional explicit: podman 4.3 dereferences it when the Secret is missing.
+        secret = {"secretName": secret_name(plan.recipe), "defaultMode": 0o400, "optional": False}
+        out.append({"name": SECRETS_VOLUME, "secret": secret})
+    out += [
+        {"name": device_volume(path), "hostPath": {"path": path, "type": "CharDevice"}}
+        for path in config.devices
+    ]
+    return out
+
+
+def shm_volume(config: PodConfig) -> str:
+    # Not a bare "shm": podman 4.3 makes the emptyDir a named volume of this name, and
+    # two pods must not share one /dev/shm.
+    return f"{config.name}-shm"
+
+
+def device_volume(path: str) -> str:
+    """/dev/nvidia-uvm -> dev-nvidia-uvm (a volume name is a DNS label)."""
+    return re.sub(r"[^a-z0-9-]+", "-", path.lower()).strip("-")[:63]
+
+
+def probe(liveness: Liveness) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "httpGet": {"path": liveness.path, "port": liveness.port},
+        "periodSeconds": liveness.period,
+    }
+    if liveness.initial_delay:
+        out["initialDelaySeconds"] = liveness.initial_delay
+    if liveness.timeout:
+        out["timeoutSeconds"] = liveness.timeout
+    if liveness.failure_threshold:
+        out["failureThreshold"] = liveness.failure_threshold
+    return out
+
+
+# ---- comments and the Secret template ---------------------------------------------------
+
+
+def play_command(config: PodConfig, file_name: str) -> list[str]:
+    """The `podman kube play` argv: a Pod has no field for a podman network or aliases."""
+    argv = ["podman", "kube", "play"]
+    if config.network:
+        aliases = "".join(f",alias={a}" for a in config.aliases).lstrip(",")
+        argv += ["--network", f"{config.network}:{aliases}" if aliases else config.network]
+    return [*argv, file_name]
+
+
+def header_comment(plan: Plan, config: PodConfig) -> str:
+    name = manifest_path(plan, Path(".")).name
+    play = " ".join(play_command(config, name))
+    lines = [
+        f"Generated by composer from {plan.recipe.path.name}; `composer kube` prints it again.",
+        f"Pod {config.name} running {plan.image_ref}. See docs/kube.md.",
+        "",
+    ]
+    if config.network:
+        lines += ["Network (once): podman network create " + config.network]
+    lines += [
+        f"Play (root):     {play}",
+        f"Stop:            podman kube down {name}   (named volumes are kept)",
+    ]
+    if plan.recipe.secrets:
+        lines += ["Fill in the Secret below first (see its comment)."]
+    return "".join(f"# {line}".rstrip() + "\n" for line in lines)
+
+
+def secret_comment(recipe: Recipe) -> str:
+    lines = [
+        "Secret template: composer lists the names and never writes a value.",
+        "Fill in the values (plain text) in a copy kept out of version control, or make",
+        f"it yourself: kubectl create secret generic {secret_name(recipe)} --from-file=NAME=FILE",
+        "Each key becomes a read-only file <secrets path>/NAME that the start-up hooks read;",
+        "an empty value counts as not set.",
+        "podman 4.3 ignores stringData and does not decode data (podman#16625, fixed in",
+        "4.4): there, rename stringData to data and keep the values in plain text.",
+    ]
+    return "".join(f"# {line}".rstrip() + "\n" for line in lines)
+
+
+def secret_yaml(recipe: Recipe) -> str:
+    document = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name(recipe),
+            "labels": {"app.kubernetes.io/name": recipe.name, "app.kubernetes.io/managed-by": "composer"},
+        },
+        "type": "Opaque",
+    }
+    lines = [dump(document), "stringData:\n"]
+    for secret in recipe.secrets:
+        entry = dump({secret.name: ""}).rstrip("\n")
+        note = " ".join(secret.description.split())
+        lines.append(f"  {entry}" + (f"  # {note}" if note else "") + "\n")
+    return "".join(lines)

@@ -1,0 +1,141 @@
+"""Shared fixtures. Integration tests get one private containers-storage for the whole
+session (never the developer's images) and one composer cache, so each base and layer is
+built once per session however many tests use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "tests" / "recipes"
+INTEGRATION_TOOLS = ("buildah", "podman", "skopeo", "debootstrap", "runc")
+
+# Python tools that tests run from module folders must not leave byte code there:
+# it would change the modules' cache keys.
+os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+sys.dont_write_bytecode = True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Integration tests need the real tools. Locally a missing tool skips them with the
+    reason; in CI (CI=true) a missing tool is a failure, never a silent skip."""
+    missing = [t for t in INTEGRATION_TOOLS if shutil.which(t) is None]
+    if not missing:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError(f"CI needs {', '.join(missing)}: run scripts/setup-host --test")
+    for item in items:
+        if "integration" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(missing)} (scripts/setup-host)"))
+
+
+@dataclass
+class Containers:
+    """A private containers-storage + config, and runners for composer and podman in it."""
+
+    root: Path
+    env: dict[str, str]
+    cache_dir: Path
+    built: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def composer(self, *args: str, check: bool = True, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "composer", "--cache-dir", str(self.cache_dir), *args]
+        result = subprocess.run(argv, env=self.env, cwd=cwd, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"composer {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def build(self, recipe: Path, *extra: str) -> dict[str, Any]:
+        """Build recipe; returns the JSON report (with 'image' the tagged name)."""
+        out = self.root / "out" / recipe.stem
+        report = out / "report.json"
+        self.composer("build", str(recipe), "-o", str(out), "--report", str(report), *extra)
+        document: dict[str, Any] = json.loads(report.read_text())
+        document["output"] = str(out)
+        return document
+
+    def build_once(self, recipe: Path) -> dict[str, Any]:
+        """Build recipe once per session (tests share the image)."""
+        key = str(recipe.resolve())
+        if key not in self.built:
+            self.built[key] = self.build(recipe)
+        return self.built[key]
+
+    def run(self, tool: str, *args: str, check: bool = True, timeout: float = 600,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([tool, *args], env=self.env, capture_output=True, text=True,
+                                timeout=timeout, input=input)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{tool} {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def podman(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("podman", *args, **kw)
+
+    def buildah(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("buildah", *args, **kw)
+
+    def images(self) -> dict[str, str]:
+        """name -> image ID for every tagged image in the storage."""
+        listing = json.loads(self.buildah("images", "--json").stdout or "[]")
+        return {name: image["id"] for image in listing for name in image.get("names") or ()}
+
+
+def write_container_config(folder: Path) -> dict[str, str]:
+    storage = folder / "storage.conf"
+    storage.write_text(
+        "[storage]\n"
+        'driver = "overlay"\n'
+        f'graphroot = "{folder / "root"}"\n'
+        f'runroot = "{folder / "run"}"\n'
+    )
+    # runc and lower rlimits: what podman needs on these machines (DESIGN.md).
+    containers = folder / "containers.conf"
+    containers.write_text(
+        "[containers]\n"
+        'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+        "[engine]\n"
+        'runtime = "runc"\n'
+        'events_logger = "file"\n'
+        'cgroup_manager = "cgroupfs"\n'
+    )
+    return {"CONTAINERS_STORAGE_CONF": str(storage), "CONTAINERS_CONF": str(containers)}
+
+
+@pytest.fixture(scope="session")
+def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]:
+    # COMPOSER_TEST_STORAGE keeps one storage across sessions (a developer's fast loop);
+    # CI leaves it unset and starts from nothing.
+    keep = os.environ.get("COMPOSER_TEST_STORAGE")
+    folder = Path(keep) if keep else tmp_path_factory.mktemp("containers")
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(write_container_config(folder))
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    box = Containers(folder, env, folder / "cache")
+    yield box
+    if not keep:
+        box.podman("rm", "--all", "--force", "--time", "0", check=False)
+        box.buildah("rm", "--all", check=False)
+        box.podman("system", "reset", "--force", check=False, timeout=300)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_tree(src: Path, dest: Path, names: Sequence[str] = ()) -> Path:
+    """Copy a recipe folder (recipes, layers, hooks) so a test can change it."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", *names))
+    return dest

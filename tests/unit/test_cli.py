@@ -1,0 +1,70 @@
+"""The CLI: check, plan --json (golden), one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from composer.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+RECIPES = ROOT / "tests" / "recipes"
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "composer", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_check_ok() -> None:
+    result = CliRunner().invoke(cli, ["check", str(RECIPES / "core-test.toml")])
+    assert result.exit_code == 0, result.output
+    assert "4 layers" in result.output
+
+
+def test_plan_json_matches_golden() -> None:
+    result = CliRunner().invoke(cli, ["plan", "--json", "--offline", "tests/recipes/core-test.toml"])
+    assert result.exit_code == 0, result.output
+    golden = GOLDEN / "plan-core-test.json"
+    if os.environ.get("COMPOSER_REGENERATE"):
+        golden.write_text(result.output)
+    assert json.loads(result.output) == json.loads(golden.read_text())
+
+
+def test_bad_recipe_is_one_line_error_naming_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[base]\nfrom = "debootstrap:trixie"\n[[layers]]\nmodule = "Bad Name"\n')
+    result = run("check", str(bad))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("composer: error: ")
+    assert "bad.toml: layers[0].module" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    result = run("--debug", "check", str(tmp_path / "missing.toml"))
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_missing_file() -> None:
+    result = run("plan", "--offline", "nope.toml")
+    assert result.returncode == 1 and "nope.toml: no such file" in result.stderr
+
+
+def test_help_lists_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("check", "plan", "build"):
+        assert command in result.stdout
+
+
+def test_turboflow_plans() -> None:
+    result = CliRunner().invoke(cli, ["plan", "--json", "--offline", "recipes/turboflow.toml"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["image"] == "localhost/turboflow:latest"
