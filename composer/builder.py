@@ -80,6 +80,7 @@ class BuildContext:
     runner: Runner
     progress: Progress
     existing: set[str] = field(default_factory=set)
+    tagged: set[str] = field(default_factory=set)  # other names of the images found
     results: list[LayerResult] = field(default_factory=list)
     lists_fresh: bool = False
     archive_path: Path | None = None
@@ -88,21 +89,29 @@ class BuildContext:
 
 def list_cached_keys(runner: Runner, storage: cmd.Storage) -> set[str]:
     """Keys that have a layer in containers-storage (one buildah call for all)."""
+    return set(list_images(runner, storage))
+
+
+def list_images(runner: Runner, storage: cmd.Storage) -> dict[str, set[str]]:
+    """Cache key -> every name of that image in containers-storage (one buildah call)."""
     text = runner.output(cmd.buildah(storage, "images", "--json"))
     prefix = cmd.CACHE_REPO + ":"
-    keys: set[str] = set()
+    found: dict[str, set[str]] = {}
     for image in json.loads(text or "[]"):
-        for name in image.get("names") or ():
+        names = set(image.get("names") or ())
+        for name in names:
             if name.startswith(prefix):
-                keys.add(name[len(prefix):])
-    return keys
+                found[name[len(prefix):]] = names
+    return found
 
 
 def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progress) -> BuildContext:
     """Build every step of plan that is not cached, tag the image, write the archive."""
     require_tool("buildah")
     ctx = BuildContext(plan, settings, runner, progress)
-    ctx.existing = list_cached_keys(runner, settings.storage)
+    images = list_images(runner, settings.storage)
+    ctx.existing = set(images)
+    ctx.tagged = images.get(plan.finalize.key, set())
     total = len(plan.steps) + 1
     with progress.step(f"[0/{total}] base {plan.base.base.source}") as report:
         _layer(ctx, 0, "base", plan.base.key, report, lambda: build_base(ctx))
@@ -113,8 +122,11 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
     with progress.step(f"[{total}/{total}] finalize") as report:
         _layer(ctx, total, "finalize", plan.finalize.key, report, lambda: build_finalize(ctx))
     with progress.step(f"tag {plan.image_ref}") as report:
-        runner.run(cmd.buildah(settings.storage, "tag", cmd.cache_ref(plan.finalize.key), plan.image_ref))
-        report("done")
+        if plan.image_ref in ctx.tagged:
+            report("up to date")
+        else:
+            runner.run(cmd.buildah(settings.storage, "tag", cmd.cache_ref(plan.finalize.key), plan.image_ref))
+            report("done")
     if settings.archive:
         write_archive(ctx)
     return ctx
