@@ -404,8 +404,8 @@ def secret_comment(recipe: Recipe) -> str:
         f"it yourself: kubectl create secret generic {secret_name(recipe)} --from-file=NAME=FILE",
         "Each key becomes a read-only file <secrets path>/NAME that the start-up hooks read;",
         "an empty value counts as not set.",
-        "podman 4.3 ignores stringData and does not decode data (podman#16625, fixed in",
-        "4.4): there, rename stringData to data and keep the values in plain text.",
+        "podman 4.3 ignores stringData and mounts data values still base64-encoded",
+        "(podman#16625, fixed in 4.4): see docs/kube.md for what to do there.",
     ]
     return "".join(f"# {line}".rstrip() + "\n" for line in lines)
 

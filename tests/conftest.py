@@ -112,6 +112,12 @@ def write_container_config(folder: Path) -> dict[str, str]:
         'runtime = "runc"\n'
         'events_logger = "file"\n'
         'cgroup_manager = "cgroupfs"\n'
+        # Keep podman's run state, locks and networks in the test folder too: the host's
+        # /run/libpod and /etc/containers/networks are not ours to share or to reset.
+        f'tmp_dir = "{folder / "tmp"}"\n'
+        'lock_type = "file"\n'
+        "[network]\n"
+        f'network_config_dir = "{folder / "networks"}"\n'
     )
     return {"CONTAINERS_STORAGE_CONF": str(storage), "CONTAINERS_CONF": str(containers)}
 
