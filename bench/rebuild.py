@@ -54,6 +54,8 @@ def main() -> None:
     storage = work / "storage.conf"
     storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/root"\nrunroot = "{work}/run"\n')
     env = dict(os.environ, CONTAINERS_STORAGE_CONF=str(storage))
+    # As on a user's machine: Python caches composer's byte code between runs.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     tree = work / "recipes"
     shutil.copytree(RECIPE_DIR, tree, ignore=shutil.ignore_patterns("__pycache__"))
     recipe = tree / "core-test.toml"

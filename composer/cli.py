@@ -59,14 +59,17 @@ recipe_arg = click.argument("recipe", type=click.Path(path_type=Path, dir_okay=F
 
 
 def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) -> Plan:
-    from composer.planner import plan_file
+    from composer import schema
+    from composer.planner import plan_loaded
     from composer.recipe import load_recipe
 
+    schema.VALID_CACHE = settings.cache_dir / "valid" / __version__
+    loaded = load_recipe(recipe)
     digest = ""
-    base = load_recipe(recipe).base
+    base = loaded.base
     if base.kind is BaseKind.IMAGE and "@" not in base.ref and runner is not None:
         digest = image_id(runner, settings.storage, base.ref)
-    return plan_file(recipe, settings.modules_dirs, digest)
+    return plan_loaded(loaded, settings.modules_dirs, digest)
 
 
 def image_id(runner: Runner, storage: cmd.Storage, ref: str) -> str:
@@ -173,13 +176,26 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
 
 
 def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
-    try:
-        from composer.kube import manifest_path, render_manifest
-    except ImportError:  # the kube emitter is optional while it is being written
+    """The kube manifest beside the archive; left alone when its inputs are unchanged."""
+    from composer import kube
+    from composer.keys import cache_key, file_digest
+
+    path = kube.manifest_path(plan, output_dir)
+    marker = path.with_name(path.name + ".key")
+    inputs = {
+        "final": plan.finalize.key,
+        "image": plan.image_ref,
+        "pod": plan.recipe.pod,
+        "secrets": [[s.name, s.description] for s in plan.recipe.secrets],
+        "renderer": file_digest(Path(kube.__file__)),
+    }
+    key = cache_key(inputs)
+    if path.is_file() and marker.is_file() and marker.read_text().strip() == key:
+        progress.line(f"kube manifest {path} up to date")
         return
-    path = manifest_path(plan, output_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_manifest(plan))
+    path.write_text(kube.render_manifest(plan))
+    marker.write_text(key + "\n")
     progress.line(f"kube manifest {path}")
 
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from composer.errors import ComposerError
 from composer.model import Healthcheck, Plan, Recipe
 from composer.schema import display
@@ -95,6 +93,8 @@ def render_manifest(plan: Plan) -> str:
 
 
 def dump(document: dict[str, Any]) -> str:
+    import yaml  # here, not at the top: a fully cached build renders nothing
+
     # Insertion order is the order written here, so output is stable; no line folding.
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
 

@@ -36,12 +36,7 @@ def load_module(folder: Path) -> Module:
         if not (folder / s["run"]).is_file():
             raise ComposerError(f"{where}: scripts[{i}].run: {s['run']!r} not found in {display(folder)}")
     options = raw.get("options", {})
-    try:
-        from jsonschema import Draft202012Validator
-
-        Draft202012Validator.check_schema(_options_schema(options))
-    except Exception as e:  # jsonschema.SchemaError; kept lazy so import stays cheap
-        raise ComposerError(f"{where}: options: not a valid JSON Schema: {e}") from None
+    check_options_schema(options, where)
     return Module(
         name=raw["name"],
         path=folder,
@@ -66,6 +61,24 @@ def load_module(folder: Path) -> Module:
         hooks=tuple(raw.get("hooks", ())),
         healthcheck=parse_healthcheck(raw.get("healthcheck")),
     )
+
+
+def check_options_schema(options: dict[str, Any], where: str) -> None:
+    """The options table must itself be a valid JSON Schema (checked once per content)."""
+    from composer import schema as schemas
+
+    marker = schemas._marker(options, {"check_schema": "2020-12"})
+    if marker is not None and marker.exists():
+        return
+    from jsonschema import Draft202012Validator, SchemaError
+
+    try:
+        Draft202012Validator.check_schema(_options_schema(options))
+    except SchemaError as e:
+        raise ComposerError(f"{where}: options: not a valid JSON Schema: {e.message}") from None
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
 
 
 def _service(raw: dict[str, Any], module: str) -> Service:

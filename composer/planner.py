@@ -18,7 +18,11 @@ from composer.recipe import load_recipe
 
 def plan_file(path: Path, extra_module_dirs: Sequence[Path] = (), base_digest: str = "") -> Plan:
     """Load the recipe at path and everything it names, and plan it."""
-    recipe = load_recipe(path)
+    return plan_loaded(load_recipe(path), extra_module_dirs, base_digest)
+
+
+def plan_loaded(recipe: Recipe, extra_module_dirs: Sequence[Path] = (), base_digest: str = "") -> Plan:
+    """Load the modules a loaded recipe names, and plan it."""
     dirs = (*extra_module_dirs, *recipe.module_dirs)
     modules = load_modules(recipe.layers, dirs)
     return plan_recipe(recipe, modules, base_digest)

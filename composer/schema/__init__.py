@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from functools import cache
@@ -38,13 +39,34 @@ def display(path: Path) -> str:
         return str(path)
 
 
+# Set by the CLI: a folder of markers for (schema, document) pairs already found valid,
+# so that a cached rebuild need not import jsonschema at all.
+VALID_CACHE: Path | None = None
+
+
+def _marker(document: Any, schema: dict[str, Any]) -> Path | None:
+    if VALID_CACHE is None:
+        return None
+    try:
+        text = json.dumps([schema, document], sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):  # TOML dates and times have no JSON form
+        return None
+    return VALID_CACHE / hashlib.sha256(text.encode()).hexdigest()
+
+
 def validate(document: Any, schema: dict[str, Any], where: str, prefix: str = "") -> None:
     """Raise ComposerError for the first (deepest-path) schema error in document."""
+    marker = _marker(document, schema)
+    if marker is not None and marker.exists():
+        return
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(document), key=lambda e: (list(e.absolute_path), e.message))
     if not errors:
+        if marker is not None:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
         return
     error = errors[0]
     # For anyOf/oneOf, the most specific sub-error reads better than "is not valid".
