@@ -96,8 +96,9 @@ def check(settings: Settings, recipe: Path) -> None:
 @recipe_arg
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--offline", is_flag=True, help="Do not look in containers-storage (status: unknown).")
+@click.option("--why", is_flag=True, help="Explain each missing layer against the last build of its module.")
 @pass_settings
-def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool) -> None:
+def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bool) -> None:
     """Show the ordered layers of RECIPE with their cache keys and status."""
     runner = Runner(verbose=settings.verbose)
     the_plan = make_plan(settings, recipe, None if offline else runner)
@@ -115,6 +116,12 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool) -> None
             ("finalize", document["finalize"])]
     for i, (name, row) in enumerate(rows):
         click.echo(f"  {i:>2}  {name:<20} {row['key'][:16]}  {row['status']}")
+    if why and cached is not None:
+        from composer.explain import explain
+
+        click.echo("why:")
+        for line in explain(the_plan, cached, settings.cache_dir):
+            click.echo(f"  {line}")
 
 
 def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:

@@ -1,0 +1,77 @@
+"""Why did a layer miss? Compare its key document with the last one built for the module."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from composer.model import Plan
+
+
+def stored_documents(cache_dir: Path) -> list[dict[str, Any]]:
+    """Every key document kept in the cache, newest first."""
+    folder = cache_dir / "keys"
+    if not folder.is_dir():
+        return []
+    paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Readable differences between two key documents of the same step."""
+    out: list[str] = []
+    for field in sorted(set(old) | set(new)):
+        a, b = old.get(field), new.get(field)
+        if a == b or field == "parent":
+            continue
+        if field == "files" or field == "hooks":
+            before = {e[0]: e[1:] for e in a or []}
+            after = {e[0]: e[1:] for e in b or []}
+            for name in sorted(set(before) | set(after)):
+                if name not in before:
+                    out.append(f"{field}: {name} added")
+                elif name not in after:
+                    out.append(f"{field}: {name} removed")
+                elif before[name][0] != after[name][0]:
+                    out.append(f"{field}: {name} mode {before[name][0]} -> {after[name][0]}")
+                elif before[name] != after[name]:
+                    out.append(f"{field}: {name} changed")
+        elif isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if a.get(key) != b.get(key):
+                    out.append(f"{field}.{key}: {json.dumps(a.get(key))} -> {json.dumps(b.get(key))}")
+        else:
+            out.append(f"{field}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
+
+
+def explain(plan: Plan, cached: set[str], cache_dir: Path) -> list[str]:
+    """One line per missing step (and indented reasons), in build order."""
+    documents = stored_documents(cache_dir)
+    rows = [("base", plan.base.key, plan.base.key_document)]
+    rows += [(s.module.name, s.key, s.key_document) for s in plan.steps]
+    rows.append(("finalize", plan.finalize.key, plan.finalize.key_document))
+    lines: list[str] = []
+    first_missing = ""
+    for index, (name, key, document) in enumerate(rows):
+        if key in cached:
+            continue
+        previous = next(
+            (d for d in documents
+             if d.get("kind") == document.get("kind") and d.get("module") == document.get("module")
+             and d.get("source", "") == document.get("source", "") and d != document),
+            None,
+        )
+        reasons = differences(previous, document) if previous is not None else []
+        if first_missing and not reasons:
+            lines.append(f"[{index}] {name}: missing because an earlier layer changed ({first_missing})")
+        elif previous is None:
+            lines.append(f"[{index}] {name}: missing, never built with this cache")
+        else:
+            if not reasons:
+                reasons = ["its parent layer is not the one it was last built on"]
+            lines.append(f"[{index}] {name}: missing; since the last build of it:")
+            lines += [f"      {reason}" for reason in reasons]
+        first_missing = first_missing or f"{index} {name}"
+    return lines or ["every layer is cached"]
