@@ -93,7 +93,9 @@ def _merge(
     for key, value in child.items():
         if key in ("extends", "remove", "replace", "layers"):
             continue
-        if key == "secrets":
+        if key == "base":
+            merged[key] = value  # a new base is a whole new base: no parent mirror etc.
+        elif key == "secrets":
             by_name = {s["name"]: s for s in merged.get("secrets", [])}
             by_name.update({s["name"]: s for s in value})
             merged["secrets"] = list(by_name.values())

@@ -110,3 +110,11 @@ def test_remove_without_extends(tmp_path: Path) -> None:
     path = write(tmp_path / "r.toml", 'name = "x"\nremove = ["a"]\n' + BASE)
     with pytest.raises(ComposerError, match="remove: only allowed together with extends"):
         load_recipe(path)
+
+
+def test_extends_replaces_the_base_whole(tmp_path: Path) -> None:
+    write(tmp_path / "parent.toml", PARENT.replace(BASE, BASE + 'components = ["main", "contrib"]\n'))
+    child = write(tmp_path / "child.toml",
+                  'extends = "parent.toml"\n[base]\nfrom = "image:docker.io/cachyos/cachyos"\nfamily = "arch"\n')
+    recipe = load_recipe(child)
+    assert recipe.base.kind is BaseKind.IMAGE and recipe.base.family is Family.ARCH
