@@ -112,7 +112,7 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bo
         click.echo(json.dumps(document, indent=2))
         return
     click.echo(f"{document['image']}  (base {document['base']['source']})")
-    rows = [("base", document["base"]), *((row["module"], row) for row in document["layers"]),
+    rows = [(document["base"]["source"], document["base"]), *((row["module"], row) for row in document["layers"]),
             ("finalize", document["finalize"])]
     for i, (name, row) in enumerate(rows):
         click.echo(f"  {i:>2}  {name:<20} {row['key'][:16]}  {row['status']}")

@@ -1,0 +1,405 @@
+"""The container start-up hooks in hooks/, run for real against a temporary root.
+
+Each hook honours COMPOSER_ROOT (every path prefixed), COMPOSER_SECRETS_DIR and
+COMPOSER_HOOKLIB, so these tests run them as the entrypoint would, but on a
+tree under tmp_path whose etc/passwd maps the devpod's users to the test's own
+uid: no root and no container needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HOOKS = REPO / "hooks"
+HOOKLIB = REPO / "layers" / "base" / "files" / "hooklib.sh"
+USERS = ("devuser", "gemini-user", "openai-user", "zai-user")
+
+needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed")
+
+
+class Tree:
+    """A fake container root: passwd, homes, users.json, secrets."""
+
+    def __init__(self, path: Path) -> None:
+        self.root = path / "root"
+        self.secrets = path / "secrets"
+        self.uid, self.gid = os.getuid(), os.getgid()
+        (self.root / "etc" / "composer").mkdir(parents=True)
+        self.secrets.mkdir()
+        self.set_users(USERS)
+        users = [
+            {"name": n, "uid": self.uid, "gid": self.gid, "shell": "/bin/sh",
+             "sudo": n == "devuser", "groups": [], "home": f"/home/{n}",
+             "home_mode": "0755" if n == "devuser" else "0700", "workspace": True,
+             "dirs": ["agents", ".claude/skills"] if n == "devuser" else []}
+            for n in USERS
+        ]
+        self.write("etc/composer/users.json", json.dumps(users))
+
+    def set_users(self, names: tuple[str, ...]) -> None:
+        lines = ["root:x:0:0:root:/root:/bin/sh"]
+        for name in names:
+            lines.append(f"{name}:x:{self.uid}:{self.gid}::/home/{name}:/bin/sh")
+            (self.root / "home" / name).mkdir(parents=True, exist_ok=True)
+        self.write("etc/passwd", "\n".join(lines) + "\n")
+
+    def write(self, rel: str, text: str) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def secret(self, name: str, value: str | bytes) -> None:
+        data = value.encode() if isinstance(value, str) else value
+        (self.secrets / name).write_bytes(data)
+
+    def run(self, hook: str, env: dict[str, str] | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess[str]:
+        # A clean environment: the host's own API keys must not leak in.
+        base = {
+            "PATH": os.environ["PATH"],
+            "COMPOSER_ROOT": str(self.root),
+            "COMPOSER_SECRETS_DIR": str(self.secrets),
+            "COMPOSER_HOOKLIB": str(HOOKLIB),
+        }
+        proc = subprocess.run([str(HOOKS / hook)], env={**base, **(env or {})},
+                              capture_output=True, text=True)
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def home(self, name: str) -> Path:
+        return self.root / "home" / name
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Tree:
+    return Tree(tmp_path)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_every_hook_is_executable_posix_sh_named_nn() -> None:
+    hooks = sorted(HOOKS.iterdir())
+    assert [h.name for h in hooks] == [
+        "10-directories.sh", "20-ssh-hostkeys.sh", "25-desktop.sh", "30-credentials.sh",
+        "35-management-api.sh", "40-permissions.sh", "50-service-toggle.sh",
+    ]
+    for hook in [*hooks, HOOKLIB]:
+        if hook != HOOKLIB:
+            assert os.access(hook, os.X_OK), hook
+            assert hook.read_text().startswith("#!/bin/sh\n"), hook
+            assert "set -eu" in hook.read_text(), hook
+        subprocess.run(["sh", "-n", str(hook)], check=True)
+        if shutil.which("bash"):
+            subprocess.run(["bash", "--posix", "-n", str(hook)], check=True)
+
+
+# --- 30-credentials ---------------------------------------------------------
+
+NASTY = 'sk-"quoted"\\back\\\\slash\nsecond line\t$HOME `id` $(id) ünïcødé ✓ \u2028'
+
+
+@needs_jq
+def test_credentials_are_valid_json_with_any_characters(tree: Tree) -> None:
+    tree.secret("ANTHROPIC_API_KEY", NASTY + "\n")  # a trailing newline is not part of a key
+    tree.secret("GOOGLE_GEMINI_API_KEY", "gem'ini\"key")
+    tree.secret("OPENAI_API_KEY", "sk-openai\\n")
+    tree.secret("ANTHROPIC_BASE_URL", "https://api.z.ai/api/anthropic?a=1&b=\"2\"")
+    tree.run("30-credentials.sh")
+
+    claude = tree.home("devuser") / ".config/claude/config.json"
+    assert json.loads(claude.read_text(encoding="utf-8")) == {"api_key": NASTY}
+    gemini = tree.home("gemini-user") / ".config/gemini/config.json"
+    assert json.loads(gemini.read_text()) == {"api_key": "gem'ini\"key"}
+    openai = tree.home("openai-user") / ".config/openai/config.json"
+    assert json.loads(openai.read_text()) == {"api_key": "sk-openai\\n"}
+    zai = tree.home("zai-user") / ".config/zai/config.json"
+    assert json.loads(zai.read_text(encoding="utf-8")) == {
+        "api_key": NASTY, "base_url": "https://api.z.ai/api/anthropic?a=1&b=\"2\""}
+
+    for path in (claude, gemini, openai, zai):
+        assert mode(path) == 0o600, path
+        assert mode(path.parent) == 0o700, path.parent
+        assert path.stat().st_uid == tree.uid
+    assert not list(tree.home("devuser").glob(".config/claude/.composer.*"))
+
+
+@needs_jq
+def test_credentials_fall_back_to_env_and_skip_missing(tree: Tree) -> None:
+    proc = tree.run("30-credentials.sh", env={"OPENAI_API_KEY": "from-env \"x\""})
+    openai = tree.home("openai-user") / ".config/openai/config.json"
+    assert json.loads(openai.read_text()) == {"api_key": 'from-env "x"'}
+    assert mode(openai) == 0o600
+    # No other secret: nothing else written, and the hook succeeds.
+    assert not (tree.home("devuser") / ".config/claude").exists()
+    assert not (tree.home("gemini-user") / ".config/gemini").exists()
+    assert not (tree.home("zai-user") / ".config/zai").exists()
+    assert "from-env" not in proc.stderr
+
+
+@needs_jq
+def test_secret_file_wins_over_env_and_empty_is_missing(tree: Tree) -> None:
+    tree.secret("ANTHROPIC_API_KEY", "from-file")
+    tree.secret("GOOGLE_GEMINI_API_KEY", "\n")
+    tree.run("30-credentials.sh", env={"ANTHROPIC_API_KEY": "from-env",
+                                       "GOOGLE_GEMINI_API_KEY": "gem-env"})
+    claude = tree.home("devuser") / ".config/claude/config.json"
+    assert json.loads(claude.read_text()) == {"api_key": "from-file"}
+    # An empty secret file counts as absent; it does not fall back to the env var.
+    assert not (tree.home("gemini-user") / ".config/gemini/config.json").exists()
+
+
+@needs_jq
+def test_zai_needs_base_url_and_missing_users_are_skipped(tree: Tree) -> None:
+    tree.set_users(("devuser",))  # the isolated users do not exist in this image
+    tree.secret("ANTHROPIC_API_KEY", "k")
+    tree.secret("OPENAI_API_KEY", "o")
+    proc = tree.run("30-credentials.sh")
+    assert (tree.home("devuser") / ".config/claude/config.json").exists()
+    assert not (tree.home("openai-user") / ".config").exists()
+    assert "no user openai-user" in proc.stderr
+    assert not (tree.home("zai-user") / ".config").exists()
+
+
+@needs_jq
+def test_credentials_never_follow_a_planted_symlink(tree: Tree, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = elsewhere / "victim"
+    target.write_text("untouched")
+    # A user points the config file at a file of root's choosing...
+    conf = tree.home("openai-user") / ".config/openai"
+    conf.mkdir(parents=True)
+    (conf / "config.json").symlink_to(target)
+    # ...or the whole config folder somewhere else.
+    (tree.home("gemini-user") / ".config").mkdir()
+    (tree.home("gemini-user") / ".config/gemini").symlink_to(elsewhere)
+    tree.secret("OPENAI_API_KEY", "o")
+    tree.secret("GOOGLE_GEMINI_API_KEY", "g")
+    tree.run("30-credentials.sh")
+
+    assert target.read_text() == "untouched"
+    assert not (conf / "config.json").is_symlink()
+    assert json.loads((conf / "config.json").read_text()) == {"api_key": "o"}
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim"]
+
+
+# --- 10-directories / 40-permissions ----------------------------------------
+
+@needs_jq
+def test_directories_made_for_existing_users(tree: Tree) -> None:
+    tree.set_users(("devuser", "gemini-user"))
+    tree.run("10-directories.sh")
+    dev = tree.home("devuser")
+    for rel in ("workspace", "agents", ".claude", ".claude/skills", ".config"):
+        assert (dev / rel).is_dir(), rel
+        assert (dev / rel).stat().st_uid == tree.uid
+    assert (tree.home("gemini-user") / "workspace").is_dir()
+    assert not (tree.home("openai-user") / "workspace").exists()
+    assert (tree.root / "var/log/supervisor").is_dir()
+    assert (tree.root / "run/composer").is_dir()
+    tree.run("10-directories.sh")  # idempotent
+
+
+@needs_jq
+def test_permissions_set_home_modes(tree: Tree) -> None:
+    for name in USERS:
+        tree.home(name).chmod(0o755)
+    tree.run("40-permissions.sh")
+    assert mode(tree.home("devuser")) == 0o755
+    for name in ("gemini-user", "openai-user", "zai-user"):
+        assert mode(tree.home(name)) == 0o700, name
+
+
+@needs_jq
+@pytest.mark.skipif(os.getuid() != 0, reason="chown to another uid needs root")
+def test_permissions_give_files_back_to_their_user(tree: Tree, tmp_path: Path) -> None:
+    stray = tree.home("devuser") / "models" / "cache.bin"
+    stray.parent.mkdir()
+    stray.write_text("x")
+    os.chown(stray.parent, 4242, 4242)
+    os.chown(stray, 4242, 4242)
+    outside = tmp_path / "outside"
+    outside.write_text("y")
+    os.chown(outside, 4243, 4243)
+    (tree.home("devuser") / "link").symlink_to(outside)
+    tree.run("40-permissions.sh")
+    assert stray.stat().st_uid == tree.uid and stray.parent.stat().st_uid == tree.uid
+    assert outside.stat().st_uid == 4243  # the link changed, not its target
+
+
+# --- 50-service-toggle -------------------------------------------------------
+
+SUPERVISORD_CONF = """\
+[supervisord]
+nodaemon=true
+
+[program:sshd]
+command=/usr/sbin/sshd -D -e
+
+[program:xfce4]
+command=/usr/local/lib/composer/vnc/xfce4-start
+
+[program:tmux-autostart]
+command=/bin/sh -c 'sleep "$0"; exec "$@"' 5 /usr/local/bin/tmux-autostart.sh
+
+[include]
+files = /run/composer/supervisord.d/*.conf
+"""
+
+
+def test_toggle_writes_overrides_for_known_programs(tree: Tree) -> None:
+    tree.write("etc/composer/supervisord.conf", SUPERVISORD_CONF)
+    proc = tree.run("50-service-toggle.sh", env={
+        "COMPOSER_DISABLE_SERVICES": "xfce4, tmux-autostart,nope,../evil,*",
+    })
+    out = tree.root / "run/composer/supervisord.d/50-service-toggle.conf"
+    assert out.read_text() == (
+        "[program:xfce4]\nautostart=false\n\n"
+        "[program:tmux-autostart]\nautostart=false\n\n"
+    )
+    assert mode(out) == 0o644
+    assert "unknown program: nope" in proc.stderr
+    assert "invalid program name: ../evil" in proc.stderr
+
+    # The next start without the variable starts everything again.
+    tree.run("50-service-toggle.sh")
+    assert not out.exists()
+
+
+def test_toggle_enable_and_disable_wins(tree: Tree) -> None:
+    tree.write("etc/composer/supervisord.conf", SUPERVISORD_CONF)
+    tree.run("50-service-toggle.sh", env={
+        "COMPOSER_ENABLE_SERVICES": "sshd xfce4",
+        "COMPOSER_DISABLE_SERVICES": "xfce4",
+    })
+    text = (tree.root / "run/composer/supervisord.d/50-service-toggle.conf").read_text()
+    # supervisord keeps the last value read for a key: disable comes last.
+    assert text.index("autostart=true") < text.rindex("[program:xfce4]\nautostart=false")
+    assert "[program:sshd]\nautostart=true" in text
+
+
+def test_toggle_without_config_is_harmless(tree: Tree) -> None:
+    tree.run("50-service-toggle.sh", env={"COMPOSER_DISABLE_SERVICES": "xfce4"})
+    assert not (tree.root / "run/composer/supervisord.d/50-service-toggle.conf").exists()
+
+
+# --- 20-ssh-hostkeys ------------------------------------------------------------
+
+def fake_chpasswd(tmp_path: Path) -> tuple[Path, Path]:
+    log = tmp_path / "chpasswd.stdin"
+    fake = tmp_path / "chpasswd"
+    fake.write_text(f"#!/bin/sh\ncat >> '{log}'\n")
+    fake.chmod(0o755)
+    return fake, log
+
+
+def ssh_conf(tree: Tree) -> None:
+    tree.write("etc/composer/ssh.json", json.dumps({
+        "user": "devuser", "authorized_keys_secret": "SSH_AUTHORIZED_KEYS",
+        "password_secret": "DEVUSER_PASSWORD"}))
+
+
+@needs_jq
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed")
+def test_ssh_hook_keys_and_no_password_without_secret(tree: Tree, tmp_path: Path) -> None:
+    ssh_conf(tree)
+    fake, log = fake_chpasswd(tmp_path)
+    keys = "ssh-ed25519 AAAAC3Nza test@ci\nssh-rsa AAAAB3 other@ci"
+    tree.secret("SSH_AUTHORIZED_KEYS", keys + "\n")
+    tree.run("20-ssh-hostkeys.sh", env={"COMPOSER_CHPASSWD": str(fake)})
+
+    hostkeys = sorted(p.name for p in (tree.root / "etc/ssh").glob("ssh_host_*_key"))
+    assert "ssh_host_ed25519_key" in hostkeys and "ssh_host_rsa_key" in hostkeys
+    assert (tree.root / "run/sshd").is_dir()
+    auth = tree.home("devuser") / ".ssh/authorized_keys"
+    assert auth.read_text() == keys + "\n"
+    assert mode(auth) == 0o600 and mode(auth.parent) == 0o700
+    assert not log.exists()
+    assert not (tree.root / "run/composer/sshd_config.d/password.conf").exists()
+
+    # Keys made once are kept.
+    before = (tree.root / "etc/ssh/ssh_host_ed25519_key").read_bytes()
+    tree.run("20-ssh-hostkeys.sh", env={"COMPOSER_CHPASSWD": str(fake)})
+    assert (tree.root / "etc/ssh/ssh_host_ed25519_key").read_bytes() == before
+
+
+@needs_jq
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed")
+def test_ssh_hook_password_only_from_secret(tree: Tree, tmp_path: Path) -> None:
+    ssh_conf(tree)
+    fake, log = fake_chpasswd(tmp_path)
+    tree.secret("DEVUSER_PASSWORD", "p@ss:w\"ord\n")
+    tree.run("20-ssh-hostkeys.sh", env={"COMPOSER_CHPASSWD": str(fake)})
+    assert log.read_text() == 'devuser:p@ss:w"ord\n'
+    conf = tree.root / "run/composer/sshd_config.d/password.conf"
+    assert "PasswordAuthentication yes" in conf.read_text()
+
+    # A newline inside would make chpasswd read a second user:password line.
+    log.unlink()
+    tree.secret("DEVUSER_PASSWORD", "pw\nroot:owned\n")
+    proc = tree.run("20-ssh-hostkeys.sh", env={"COMPOSER_CHPASSWD": str(fake)})
+    assert not log.exists()
+    assert not conf.exists()
+    assert "newline" in proc.stderr
+
+
+# --- 25-desktop / 35-management-api ---------------------------------------------
+
+def fake_vncpasswd(tmp_path: Path) -> Path:
+    # vncpasswd -f reads the plaintext on stdin and writes 8 obfuscated bytes.
+    fake = tmp_path / "vncpasswd"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = -f ] || exit 2\nprintf 'OBF:'; head -c 8\n")
+    fake.chmod(0o755)
+    return fake
+
+
+@needs_jq
+def test_vnc_password_generated_once_then_from_secret(tree: Tree, tmp_path: Path) -> None:
+    tree.write("etc/composer/vnc.json", json.dumps({"user": "devuser",
+                                                    "password_secret": "VNC_PASSWORD"}))
+    env = {"COMPOSER_VNCPASSWD": str(fake_vncpasswd(tmp_path))}
+    tree.write("tmp/.X1-lock", "123\n")
+    tree.run("25-desktop.sh", env=env)
+    vnc = tree.home("devuser") / ".vnc"
+    plain = (vnc / "password.txt").read_text().strip()
+    assert len(plain) == 8 and plain.isalnum() and plain != "turboflow"[:8]
+    assert (vnc / "passwd").read_text() == "OBF:" + plain
+    assert mode(vnc / "passwd") == mode(vnc / "password.txt") == 0o600
+    assert mode(vnc) == 0o700
+    assert (tree.root / "run/dbus").is_dir()
+    assert mode(tree.root / "tmp/.X11-unix") == 0o1777
+    assert not (tree.root / "tmp/.X1-lock").exists()
+
+    tree.run("25-desktop.sh", env=env)  # a restart keeps the generated password
+    assert (vnc / "password.txt").read_text().strip() == plain
+
+    tree.secret("VNC_PASSWORD", "s3cret!\n")
+    tree.run("25-desktop.sh", env=env)
+    assert (vnc / "passwd").read_text() == "OBF:s3cret!\n"
+    assert not (vnc / "password.txt").exists()
+
+
+@needs_jq
+def test_management_api_token_copied_for_devuser(tree: Tree) -> None:
+    tree.secret("MANAGEMENT_API_TOKEN", "tok en\n")
+    tree.run("35-management-api.sh")
+    token = tree.root / "run/composer/management-api/token"
+    assert token.read_text() == "tok en\n"
+    assert mode(token) == 0o600 and mode(token.parent) == 0o700
+    assert token.stat().st_uid == tree.uid
+
+    (tree.secrets / "MANAGEMENT_API_TOKEN").unlink()
+    tree.run("35-management-api.sh")
+    assert not token.exists()
