@@ -118,7 +118,7 @@ def devpod(containers: Containers, image: str, ssh_key: Path,
         pod.wait_for({p: "RUNNING" for p in PROGRAMS})
         yield pod
     finally:
-        containers.podman("rm", "--force", "--time", "0", pod.name, check=False)
+        containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)
         for name in made:
             containers.podman("secret", "rm", name, check=False)
 
@@ -282,7 +282,7 @@ def test_healthcheck_in_image_config(containers: Containers, image: str) -> None
         pod.wait_for({"management-api": "RUNNING"})
         assert containers.podman("healthcheck", "run", pod.name, check=False).returncode == 0
     finally:
-        containers.podman("rm", "--force", "--time", "0", pod.name, check=False)
+        containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)
 
 
 def test_service_toggle_disables_services(containers: Containers, image: str) -> None:
@@ -298,4 +298,4 @@ def test_service_toggle_disables_services(containers: Containers, image: str) ->
         pod.sh("supervisorctl start xfce4")
         assert pod.status()["xfce4"] == "RUNNING"
     finally:
-        containers.podman("rm", "--force", "--time", "0", pod.name, check=False)
+        containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)
