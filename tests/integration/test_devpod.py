@@ -9,8 +9,6 @@ import json
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RECIPES, Containers
+from tests.integration.helpers import http
 
 pytestmark = pytest.mark.integration
 
@@ -123,21 +122,6 @@ def devpod(containers: Containers, image: str, ssh_key: Path,
             containers.podman("secret", "rm", name, check=False)
 
 
-def http(port: int, path: str, token: str | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    for attempt in range(20):
-        try:
-            with urllib.request.urlopen(req, timeout=5) as res:
-                return res.status, res.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read().decode()
-        except OSError:
-            if attempt == 19:
-                raise
-            time.sleep(0.5)
-    raise AssertionError("unreachable")
 
 
 def test_users_match_the_seed(devpod: Devpod) -> None:

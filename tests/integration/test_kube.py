@@ -7,11 +7,7 @@ and is filled in the way docs/kube.md tells a user to: secret values, a free hos
 
 from __future__ import annotations
 
-import contextlib
-import shlex
 import socket
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import RECIPES, Containers
+from tests.integration.helpers import free_port, header_play_argv, http, podman_version
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +45,8 @@ class Played:
     token: str  # the value the Secret should put in /run/secrets/KUBE_TEST_TOKEN
 
 
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def podman_version(containers: Containers) -> tuple[int, ...]:
-    text = containers.podman("version", "--format", "{{.Client.Version}}").stdout.strip()
-    return tuple(int(p) for p in text.split("-")[0].split(".")[:2])
 
 
 def fill_in(text: str, port: int, legacy_secret: bool) -> str:
@@ -73,27 +63,13 @@ def fill_in(text: str, port: int, legacy_secret: bool) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def header_play_argv(text: str) -> list[str]:
-    """The `podman kube play ...` line of the manifest's header comment."""
-    line = next(x for x in text.splitlines() if x.startswith("# Play (root):"))
-    return shlex.split(line.split(":", 1)[1])
 
 
-def wait_for_health(port: int, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as r:
-                return str(r.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def play(containers: Containers, played: Played) -> None:
     containers.podman("kube", "play", *played.play_args, str(played.manifest))
-    wait_for_health(played.port)
+    http(played.port, "/health", timeout=60)
 
 
 def down(containers: Containers, played: Played) -> None:
@@ -132,7 +108,7 @@ def played(containers: Containers, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_health_answers_on_the_host_port(played: Played) -> None:
-    assert wait_for_health(played.port).strip() == "ok"
+    assert http(played.port, "/health", timeout=60)[1].strip() == "ok"
 
 
 def test_liveness_probe_runs_curl_in_the_container(containers: Containers, played: Played) -> None:

@@ -11,16 +11,11 @@ own. Podman runs through the session's containers.conf (runc, lowered ulimits).
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import re
 import secrets
-import shlex
 import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +26,7 @@ import pytest
 import yaml
 
 from tests.conftest import RECIPES, Containers
+from tests.integration.helpers import free_port, header_play_argv, http, podman_version
 
 pytestmark = pytest.mark.integration
 
@@ -68,15 +64,8 @@ class Played:
         return self.ports[9090]
 
 
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def podman_version(containers: Containers) -> tuple[int, ...]:
-    text = containers.podman("version", "--format", "{{.Client.Version}}").stdout.strip()
-    return tuple(int(p) for p in text.split("-")[0].split(".")[:2])
 
 
 def quantity(text: str) -> int:
@@ -98,28 +87,8 @@ def fill_in(docs: list[dict[str, Any]], values: dict[str, str], legacy_secret: b
         secret["stringData"] = filled
 
 
-def header_play_argv(text: str) -> list[str]:
-    """The `podman kube play ...` line of the manifest's header comment."""
-    line = next(x for x in text.splitlines() if x.startswith("# Play (root):"))
-    return shlex.split(line.split(":", 1)[1])
 
 
-def http(port: int, path: str, token: str | None = None, timeout: float = 120) -> tuple[int, str]:
-    """GET 127.0.0.1:port/path, retrying until the server answers (or timeout)."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(req, timeout=5) as res:
-                return res.status, res.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def sh(containers: Containers, script: str, user: str = "root",
