@@ -79,6 +79,9 @@ def test_image_config(containers: Containers, first_build: dict) -> None:
     assert docker["WorkingDir"] == "/root"
     history = [h.get("created_by", "") for h in config["Docker"]["history"]]
     assert any("composer layer 3 greeting" in h for h in history)
+    # Build-time-only settings (host CA bundle, proxies) stay out of the config and history.
+    everything = json.dumps(config)
+    assert "host-ca" not in everything and "PIP_CERT" not in everything and "_proxy" not in everything
 
 
 def test_oci_archive_is_valid(containers: Containers, first_build: dict, tmp_path: Path) -> None:
