@@ -210,12 +210,15 @@ def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
 @recipe_arg
 @click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the manifest here instead of printing it.")
+@click.option("--rootless", is_flag=True,
+              help="The variant a non-root user's podman plays on a cgroups v1 host without "
+                   "/dev/net/tun: host network; no ports, resources or devices (docs/kube.md).")
 @pass_settings
-def kube(settings: Settings, recipe: Path, output_file: Path | None) -> None:
+def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: bool) -> None:
     """Print the podman-kube manifest (Pod + Secret template) of RECIPE; build nothing."""
     from composer.kube import render_manifest
 
-    text = render_manifest(make_plan(settings, recipe))
+    text = render_manifest(make_plan(settings, recipe), rootless=rootless)
     if output_file is None:
         click.echo(text, nl=False)
         return

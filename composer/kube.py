@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,20 @@ class PodConfig:
     requests: tuple[tuple[str, str], ...] = ()
     secrets_path: str = DEFAULT_SECRETS_PATH
     liveness: Liveness | None = None
+    host_network: bool = False  # not a recipe field: set by rootless_config
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """What rootless_config left out of a PodConfig, for the header comment."""
+
+    network: str = ""
+    aliases: tuple[str, ...] = ()
+    ports: tuple[PortMap, ...] = ()
+    limits: tuple[tuple[str, str], ...] = ()
+    requests: tuple[tuple[str, str], ...] = ()
+    devices: tuple[str, ...] = ()
+    gpus: int = 0
 
 
 def manifest_path(plan: Plan, output_dir: Path) -> Path:
@@ -82,10 +96,22 @@ def secret_name(recipe: Recipe) -> str:
     return f"{recipe.name}-secrets"
 
 
-def render_manifest(plan: Plan) -> str:
-    """The multi-document YAML: a header comment, the Secret template (if any), the Pod."""
+def rootless_manifest_path(plan: Plan, output_dir: Path) -> Path:
+    """The name the rootless variant's header uses: <name>-<tag>.rootless.kube.yaml."""
+    return output_dir / f"{plan.recipe.name}-{plan.recipe.tag}.rootless.kube.yaml"
+
+
+def render_manifest(plan: Plan, rootless: bool = False) -> str:
+    """The multi-document YAML: a header comment, the Secret template (if any), the Pod.
+
+    rootless=True renders the variant a non-root user's podman plays on a host with
+    cgroups v1 and a root-only /dev/net/tun (see rootless_config and docs/kube.md)."""
     config = pod_config(plan)
-    parts = [header_comment(plan, config)]
+    if rootless:
+        config, dropped = rootless_config(config)
+        parts = [rootless_header_comment(plan, config, dropped)]
+    else:
+        parts = [header_comment(plan, config)]
     if plan.recipe.secrets:
         # First: podman 4.3 plays documents in order and looks the Secret up for the Pod.
         parts += ["---\n", secret_comment(plan.recipe), secret_yaml(plan.recipe)]
@@ -127,6 +153,36 @@ def pod_config(plan: Plan) -> PodConfig:
         secrets_path=raw.get("secrets_path", DEFAULT_SECRETS_PATH),
         liveness=parse_liveness(plan, raw.get("liveness", False), where),
     )
+
+
+def rootless_config(config: PodConfig) -> tuple[PodConfig, Dropped]:
+    """The Pod a rootless podman plays where slirp4netns cannot open /dev/net/tun and
+    cgroups v1 cannot limit a rootless container: the host's network (the services listen
+    on the host's ports), no podman network or aliases, no `ports` (podman 4.3 turns even a
+    containerPort without hostPort into a port mapping and refuses any with the host's
+    network), no resources, no device volumes (they appear owned by nobody) and no GPU
+    limit. Pure: the dropped values come back for the header comment."""
+    dropped = Dropped(
+        network=config.network,
+        aliases=config.aliases,
+        ports=config.ports,
+        limits=config.limits,
+        requests=config.requests,
+        devices=config.devices,
+        gpus=config.gpus,
+    )
+    rootless = replace(
+        config,
+        network="",
+        aliases=(),
+        ports=(),
+        limits=(),
+        requests=(),
+        devices=(),
+        gpus=0,
+        host_network=True,
+    )
+    return rootless, dropped
 
 
 def check_k8s_name(name: str, where: str, what: str) -> None:
@@ -220,6 +276,8 @@ def check_curl(plan: Plan, where: str) -> None:
 
 def pod_document(plan: Plan, config: PodConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {}
+    if config.host_network:
+        spec["hostNetwork"] = True
     if config.hostname:
         spec["hostname"] = config.hostname
     spec["containers"] = [container(plan, config)]
@@ -251,7 +309,8 @@ def container(plan: Plan, config: PodConfig) -> dict[str, Any]:
         out["env"] = env
     if image.workdir:
         out["workingDir"] = image.workdir
-    if ports := container_ports(image.ports, config.ports):
+    # The image's ports too are left out on the host's network (see rootless_config).
+    if not config.host_network and (ports := container_ports(image.ports, config.ports)):
         out["ports"] = ports
     if security := security_context(image.user, config.capabilities):
         out["securityContext"] = security
@@ -390,6 +449,70 @@ def header_comment(plan: Plan, config: PodConfig) -> str:
         lines += ["Network (once): podman network create " + config.network]
     lines += [
         f"Play (root):     {play}",
+        f"Stop:            podman kube down {name}   (named volumes are kept)",
+    ]
+    if plan.recipe.secrets:
+        lines += ["Fill in the Secret below first (see its comment)."]
+    return "".join(f"# {line}".rstrip() + "\n" for line in lines)
+
+
+def rootless_header_comment(plan: Plan, config: PodConfig, dropped: Dropped) -> str:
+    name = rootless_manifest_path(plan, Path(".")).name
+    archive = f"{plan.recipe.name}-{plan.recipe.tag}.oci.tar"
+    lines = [
+        f"Generated by composer from {plan.recipe.path.name}; "
+        "`composer kube --rootless` prints it again.",
+        f"Pod {config.name} running {plan.image_ref}. See docs/kube.md (Rootless).",
+        "",
+        "Rootless variant, for a non-root user's podman on a host with cgroups v1 (or the",
+        "v1/v2 hybrid) and a root-only /dev/net/tun (no slirp4netns):",
+        "- hostNetwork: the services listen on the host's own ports, which must be free.",
+        "  No `ports:` list: podman 4.3 maps even a containerPort without hostPort and then",
+        "  refuses (\"PortMappings can only be used with Bridge or slirp4netns networking\").",
+    ]
+    ports = container_ports(plan.finalize.image.ports, dropped.ports)
+    if ports:
+        listed = ", ".join(
+            f"{p['containerPort']}/{p['protocol'].lower()}" + (f" ({p['name']})" if "name" in p else "")
+            for p in ports
+        )
+        lines += [f"  Host ports the services use: {listed}."]
+    if maps := [p for p in dropped.ports if p.host and p.host != p.container]:
+        listed = ", ".join(f"{p.host}->{p.container}" for p in maps)
+        lines += [f"  Left out: the hostPort mappings {listed} (the host port is the container's)."]
+    if low := sorted({int(p["containerPort"]) for p in ports if p["containerPort"] < 1024}):
+        listed = ", ".join(str(n) for n in low)
+        lines += [
+            f"  Port {listed} is below net.ipv4.ip_unprivileged_port_start (1024 by default):",
+            "  a rootless user cannot bind it unless the host lowers that sysctl.",
+        ]
+    if dropped.network:
+        aliases = f" and its aliases {', '.join(dropped.aliases)}" if dropped.aliases else ""
+        lines += [f"  Left out: the podman network {dropped.network}{aliases}."]
+    if dropped.limits or dropped.requests:
+        values = ", ".join(
+            f"{kind} " + " ".join(f"{k}={v}" for k, v in pairs)
+            for kind, pairs in (("limits", dropped.limits), ("requests", dropped.requests))
+            if pairs
+        )
+        lines += [
+            "- No resources: with cgroups v1 a rootless container cannot be limited",
+            f"  (podman: \"cannot set memory limit\"). Left out: {values}.",
+        ]
+    if dropped.devices or dropped.gpus:
+        gpu = [f"the {GPU_RESOURCE} limit {dropped.gpus}"] if dropped.gpus else []
+        what = ", ".join([*dropped.devices, *gpu])
+        lines += [
+            "- No device volumes or GPU limit: a rootless container sees the host's device",
+            f"  nodes owned by nobody and cannot open them. Left out: {what}.",
+        ]
+    lines += [
+        "",
+        "Needs ~/.config/containers/containers.conf with runtime = \"runc\",",
+        "cgroup_manager = \"cgroupfs\", events_logger = \"file\" under [engine] and",
+        "default_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"] under [containers].",
+        f"Image (once):    podman load -i {archive}",
+        f"Play (rootless): podman kube play {name}",
         f"Stop:            podman kube down {name}   (named volumes are kept)",
     ]
     if plan.recipe.secrets:

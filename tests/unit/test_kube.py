@@ -15,13 +15,22 @@ from click.testing import CliRunner
 
 from composer.cli import cli
 from composer.errors import ComposerError
-from composer.kube import PodConfig, manifest_path, render_manifest, seconds
+from composer.kube import (
+    PodConfig,
+    PortMap,
+    manifest_path,
+    render_manifest,
+    rootless_config,
+    rootless_manifest_path,
+    seconds,
+)
 from composer.planner import plan_file
 from composer.schema import load_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT / "tests" / "golden"
-KUBE_GOLDEN: dict[str, str] = runpy.run_path(str(GOLDEN_DIR / "regenerate"))["KUBE_GOLDEN"]
+REGENERATE = runpy.run_path(str(GOLDEN_DIR / "regenerate"))
+KUBE_GOLDEN: dict[str, str] = REGENERATE["KUBE_GOLDEN"]  # golden -> "recipe [--rootless]"
 K8S_VERSION = kubernetes_validate.latest_version()
 
 
@@ -52,8 +61,8 @@ def write_recipe(folder: Path, pod: str, packages: str = '["curl"]', extra: str 
     return recipe
 
 
-def render(recipe: Path) -> str:
-    return render_manifest(plan_file(recipe))
+def render(recipe: Path, rootless: bool = False) -> str:
+    return render_manifest(plan_file(recipe), rootless=rootless)
 
 
 def container(text: str) -> dict[str, Any]:
@@ -68,7 +77,7 @@ def container(text: str) -> dict[str, Any]:
 def test_golden(golden: str) -> None:
     path = GOLDEN_DIR / golden
     assert path.exists(), f"missing {path}: run tests/golden/regenerate"
-    assert render(ROOT / KUBE_GOLDEN[golden]) == path.read_text(), (
+    assert REGENERATE["render"](KUBE_GOLDEN[golden]) == path.read_text(), (
         f"{golden} differs from `composer kube {KUBE_GOLDEN[golden]}`: "
         "run tests/golden/regenerate and review the diff"
     )
@@ -278,7 +287,7 @@ def test_recipe_name_must_be_a_kubernetes_name(tmp_path: Path) -> None:
 def test_schema_and_pod_config_agree() -> None:
     """Every [pod] field of the schema is read into PodConfig (resources as limits+requests)."""
     schema_fields = set(load_schema("recipe")["properties"]["pod"]["properties"])
-    config_fields = {f.name for f in fields(PodConfig)} - {"name", "limits", "requests"}
+    config_fields = {f.name for f in fields(PodConfig)} - {"name", "limits", "requests", "host_network"}
     assert schema_fields == config_fields | {"resources"}
 
 
@@ -296,3 +305,105 @@ def test_cli_kube_prints_and_writes(tmp_path: Path) -> None:
     assert written.exit_code == 0, written.output
     assert written.output == ""
     assert out.read_text() == render(recipe)
+
+
+def test_cli_kube_rootless(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, 'hostname = "x"\n')
+    printed = CliRunner().invoke(cli, ["kube", str(recipe), "--rootless"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.output == render(recipe, rootless=True)
+    assert printed.output != render(recipe)
+
+
+# ---- the rootless variant --------------------------------------------------------------------
+
+FULL_POD = """\
+    hostname = "dev"
+    network = "ragnet"
+    aliases = ["a.test"]
+    shm_size = "1Gi"
+    capabilities = ["SYS_PTRACE"]
+    devices = ["/dev/nvidia0", "/dev/nvidiactl"]
+    gpus = 1
+    liveness = true
+    ports = [{ name = "ssh", container = 22, host = 2222 }, { name = "web", container = 8080, host = 18080 }]
+    resources = { limits = { memory = "2Gi", cpu = "2" }, requests = { cpu = "500m" } }
+    [pod.volumes]
+    work = "/work"
+    """
+
+
+def test_rootless_config_is_a_pure_transformation() -> None:
+    config = PodConfig(
+        name="p", network="net", aliases=("a",), devices=("/dev/fuse",), gpus=2,
+        ports=(PortMap(22, 2222, "ssh"), PortMap(53, None, "", "UDP")),
+        limits=(("memory", "1Gi"),), requests=(("cpu", "1"),), capabilities=("SYS_ADMIN",),
+        volumes=(("work", "p-work", "/work"),), shm_size="1Gi", hostname="h",
+    )
+    rootless, dropped = rootless_config(config)
+    assert rootless == PodConfig(
+        name="p", capabilities=("SYS_ADMIN",), volumes=(("work", "p-work", "/work"),), shm_size="1Gi",
+        hostname="h", host_network=True,
+    )
+    assert dropped.network == "net" and dropped.aliases == ("a",)
+    assert dropped.ports == config.ports
+    assert dropped.limits == (("memory", "1Gi"),) and dropped.requests == (("cpu", "1"),)
+    assert dropped.devices == ("/dev/fuse",) and dropped.gpus == 2
+    assert config.network == "net"  # the input is left alone
+    assert rootless_config(rootless)[0] == rootless  # and applying it twice changes nothing
+
+
+def test_rootless_pod(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, FULL_POD, extra='[[secrets]]\nname = "TOKEN"\n')
+    text = render(recipe, rootless=True)
+    pod = by_kind(text)["Pod"]
+    c = container(text)
+    assert pod["spec"]["hostNetwork"] is True
+    assert pod["spec"]["hostname"] == "dev"
+    # podman 4.3 maps even a bare containerPort, and refuses any mapping on the host's
+    # network: no ports at all, not even the image's (8080 of the module).
+    assert "ports" not in c
+    assert "resources" not in c
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert set(volumes) == {"work", "podtest-shm", "secrets"}  # no device volumes
+    assert {m["name"] for m in c["volumeMounts"]} == set(volumes)
+    assert c["securityContext"] == {"capabilities": {"add": ["SYS_PTRACE"]}}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": 9090}
+    assert [d["kind"] for d in documents(text)] == ["Secret", "Pod"]
+    # Everything else is as in the root manifest.
+    root_pod = by_kind(render(recipe))["Pod"]
+    root_c = root_pod["spec"]["containers"][0]
+    for key in ("env", "image", "securityContext", "livenessProbe"):
+        assert c.get(key) == root_c.get(key)
+    for document in documents(text):
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+
+
+def test_rootless_header(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, FULL_POD)
+    text = render(recipe, rootless=True)
+    header = text.split("---", 1)[0]
+    assert all(line.startswith("#") for line in header.splitlines())
+    assert "# Play (rootless): podman kube play podtest-v1.rootless.kube.yaml\n" in header
+    assert "# Stop:            podman kube down podtest-v1.rootless.kube.yaml" in header
+    assert "# Image (once):    podman load -i podtest-v1.oci.tar\n" in header
+    assert "--network" not in header and "Play (root)" not in header
+    assert "cgroups v1 a rootless container cannot be limited" in header
+    assert "limits memory=2Gi cpu=2, requests cpu=500m" in header
+    assert "/dev/nvidia0, /dev/nvidiactl, the nvidia.com/gpu limit 1" in header
+    assert "Host ports the services use: 22/tcp (ssh), 8080/tcp (web)." in header
+    assert "hostPort mappings 2222->22, 18080->8080 (the host port" in header
+    assert "podman network ragnet and its aliases a.test" in header
+    assert "Port 22 is below net.ipv4.ip_unprivileged_port_start" in header
+    for setting in ('runtime = "runc"', 'cgroup_manager = "cgroupfs"', 'events_logger = "file"'):
+        assert setting in header
+    plan = plan_file(recipe)
+    assert rootless_manifest_path(plan, tmp_path).name == "podtest-v1.rootless.kube.yaml"
+
+
+def test_rootless_header_says_only_what_it_left_out(tmp_path: Path) -> None:
+    header = render(write_recipe(tmp_path, 'hostname = "x"\n'), rootless=True).split("---", 1)[0]
+    assert "hostNetwork" in header
+    assert "Host ports the services use: 8080/tcp." in header  # the module's image port
+    for absent in ("Left out", "resources", "device", "below net.ipv4"):
+        assert absent not in header, absent
