@@ -18,6 +18,7 @@ from composer import commands as cmd
 from composer.errors import CommandError, ComposerError
 from composer.finalize import (
     ENTRYPOINT_PATH,
+    ENV_NAMES,
     SERVICES_JSON,
     SUPERVISORD_CONF,
     entrypoint_script,
@@ -324,6 +325,7 @@ def build_finalize(ctx: BuildContext) -> None:
         conf_dir.mkdir(parents=True)
         services_file = stage / SERVICES_JSON.lstrip("/")
         services_file.write_text(json.dumps(services_json(final.services), indent=2))
+        (stage / ENV_NAMES.lstrip("/")).write_text("".join(f"{name}\n" for name in final.env_names))
         if final.services:
             (stage / SUPERVISORD_CONF.lstrip("/")).write_text(supervisord_conf(final.services))
             (stage / "var/log/supervisor").mkdir(parents=True)

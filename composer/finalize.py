@@ -14,6 +14,9 @@ from composer.model import ImageConfig, Recipe, Service, Step
 ENTRYPOINT_PATH = "/usr/local/bin/composer-entrypoint"
 SUPERVISORD_CONF = "/etc/composer/supervisord.conf"
 SERVICES_JSON = "/etc/composer/services.json"
+# Names of the image's environment variables, for the hook that hands them to login
+# shells (SSH, su -): those start from a clean environment, not the image config's.
+ENV_NAMES = "/etc/composer/env.names"
 SUPERVISOR_SOCKET = "/run/supervisor.sock"
 # The group that may use supervisorctl; the supervisord module creates it.
 SUPERVISOR_GROUP = "supervisor"
@@ -59,6 +62,12 @@ def merge_image_config(recipe: Recipe, steps: Sequence[Step]) -> ImageConfig:
         cmd=recipe.image.cmd or (DEFAULT_CMD if has_services else ()),
         healthcheck=healthcheck,
     )
+
+
+def env_names(recipe: Recipe, steps: Sequence[Step]) -> list[str]:
+    """Every variable the modules and the recipe put in the image config, and PATH."""
+    names = {"PATH"} | {k for s in steps for k, _ in s.module.env} | {k for k, _ in recipe.image.env}
+    return sorted(names)
 
 
 def _value(text: str) -> str:
@@ -136,12 +145,14 @@ def finalize_document(
     services: Sequence[Service],
     image: ImageConfig,
     labels: Sequence[tuple[str, str]],
+    names: Sequence[str],
 ) -> dict[str, Any]:
     hc = image.healthcheck
     return {
         "format": STEP_FORMAT,
         "kind": "finalize",
         "parent": parent,
+        "env_names": list(names),
         "supervisord_conf": supervisord_conf(services) if services else "",
         "services": services_json(services),
         "entrypoint": entrypoint_script(),

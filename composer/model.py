@@ -184,6 +184,7 @@ class FinalizeStep:
     services: tuple[Service, ...]
     image: ImageConfig  # the merged config: modules' then the recipe's
     labels: tuple[tuple[str, str], ...]
+    env_names: tuple[str, ...]  # every variable of the image config, for login shells
     key_document: dict[str, Any] = field(hash=False, compare=False)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from composer import STEP_FORMAT
 from composer.errors import ComposerError
-from composer.finalize import finalize_document, merge_image_config, merge_services
+from composer.finalize import env_names, finalize_document, merge_image_config, merge_services
 from composer.keys import cache_key, file_digest, file_entry, tree_entries
 from composer.model import Base, BaseKind, BaseStep, FinalizeStep, LayerRef, Module, Plan, Recipe, Step
 from composer.modules import load_modules, resolve_options
@@ -53,8 +53,9 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
         ("io.composer.recipe", recipe.name),
         ("io.composer.modules", ",".join(s.module.name for s in steps)),
     )
-    final_doc = finalize_document(parent, services, image, labels)
-    final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, final_doc)
+    names = tuple(env_names(recipe, steps))
+    final_doc = finalize_document(parent, services, image, labels, names)
+    final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, final_doc)
     return Plan(recipe, base, tuple(steps), final)
 
 
@@ -153,6 +154,9 @@ def check_family(module: Module, layer: LayerRef, base: Base) -> None:
 def resolve_hooks(
     module: Module, hook_dirs: Sequence[Path], layer: LayerRef
 ) -> tuple[tuple[str, Path], ...]:
+    # The recipe's hooks/ folders first, then the one beside the module's own layers/
+    # folder (a module from --modules-dir brings its hooks along).
+    hook_dirs = tuple(dict.fromkeys((*hook_dirs, module.path.parent.parent / "hooks")))
     found: list[tuple[str, Path]] = []
     for name in module.hooks:
         path = next((d / name for d in hook_dirs if (d / name).is_file()), None)

@@ -283,3 +283,14 @@ def test_service_toggle_disables_services(containers: Containers, image: str) ->
         assert pod.status()["xfce4"] == "RUNNING"
     finally:
         containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)
+
+
+def test_login_shells_get_the_image_environment(devpod: Devpod) -> None:
+    # SSH sessions and `su -` start clean; the 05-login-env hook hands them the image's
+    # variables (TZ comes from the recipe's [image] env, PATH from the image config).
+    shown = devpod.sh("""su - devuser -c 'printf "%s|%s" "$TZ" "$PATH"'""").stdout
+    tz, path = shown.split("|")
+    assert tz == "UTC"
+    assert path.startswith("/usr/local/sbin:/usr/local/bin:")
+    # A secret passed as an environment variable is not among the image's variables.
+    assert "openai-from-env" not in devpod.sh("cat /run/composer/login-env.sh").stdout

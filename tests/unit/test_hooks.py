@@ -92,7 +92,7 @@ def mode(path: Path) -> int:
 def test_every_hook_is_executable_posix_sh_named_nn() -> None:
     hooks = sorted(HOOKS.iterdir())
     assert [h.name for h in hooks] == [
-        "10-directories.sh", "20-ssh-hostkeys.sh", "25-desktop.sh", "30-credentials.sh",
+        "05-login-env.sh", "10-directories.sh", "20-ssh-hostkeys.sh", "25-desktop.sh", "30-credentials.sh",
         "35-management-api.sh", "40-permissions.sh", "50-service-toggle.sh",
     ]
     for hook in [*hooks, HOOKLIB]:
@@ -403,3 +403,26 @@ def test_management_api_token_copied_for_devuser(tree: Tree) -> None:
     (tree.secrets / "MANAGEMENT_API_TOKEN").unlink()
     tree.run("35-management-api.sh")
     assert not token.exists()
+
+
+# --- 05-login-env -----------------------------------------------------------
+
+def test_login_env_exports_only_listed_names_as_data(tree: Tree) -> None:
+    tree.write("etc/composer/env.names", "PATH\nCUDA_HOME\nQUOTED\nUNSET\nbad-name\n")
+    tricky = "it's $(id) `id` \"q\" \\ ünï"
+    tree.run("05-login-env.sh", env={"CUDA_HOME": "/opt/cuda", "QUOTED": tricky,
+                                     "OPENAI_API_KEY": "sk-secret"})
+    out = tree.root / "run/composer/login-env.sh"
+    assert mode(out) == 0o644
+    text = out.read_text()
+    assert "OPENAI_API_KEY" not in text and "sk-secret" not in text  # not a listed name
+    assert "UNSET" not in text and "bad-name" not in text
+    # Sourced by a login shell, the values come back exactly.
+    shown = subprocess.run(["sh", "-c", '. "$0"; printf "%s|%s|%s" "$PATH" "$CUDA_HOME" "$QUOTED"', str(out)],
+                           env={}, capture_output=True, text=True, check=True).stdout
+    assert shown == f"{os.environ['PATH']}|/opt/cuda|{tricky}"
+
+
+def test_login_env_without_names_file_does_nothing(tree: Tree) -> None:
+    tree.run("05-login-env.sh")
+    assert not (tree.root / "run/composer/login-env.sh").exists()
