@@ -93,7 +93,7 @@ def test_every_hook_is_executable_posix_sh_named_nn() -> None:
     hooks = sorted(HOOKS.iterdir())
     assert [h.name for h in hooks] == [
         "05-login-env.sh", "10-directories.sh", "20-ssh-hostkeys.sh", "25-desktop.sh", "30-credentials.sh",
-        "35-management-api.sh", "40-permissions.sh", "50-service-toggle.sh",
+        "35-management-api.sh", "40-permissions.sh", "50-service-toggle.sh", "60-agents.sh",
     ]
     for hook in [*hooks, HOOKLIB]:
         if hook != HOOKLIB:
