@@ -39,6 +39,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(missing)} (scripts/setup-host)"))
 
 
+SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test is a failure: every tool the tests need is installed there."""
+    if os.environ.get("CI") and SKIPPED and exitstatus == 0:
+        print(f"\nCI: {len(SKIPPED)} test(s) skipped, which CI does not allow: {', '.join(SKIPPED[:5])}")
+        session.exitstatus = 1
+
+
 @dataclass
 class Containers:
     """A private containers-storage + config, and runners for composer and podman in it."""
