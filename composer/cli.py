@@ -256,6 +256,11 @@ def main(argv: list[str] | None = None) -> None:
         if e.hint:
             click.echo(f"composer: hint: {e.hint}", err=True)
         sys.exit(1)
+    except OSError as e:  # a file or folder composer cannot read or write
+        if debug:
+            raise
+        click.echo(f"composer: error: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": "), err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("composer: interrupted", err=True)
         sys.exit(130)

@@ -65,3 +65,11 @@ def test_turboflow_plans() -> None:
     result = CliRunner().invoke(cli, ["plan", "--json", "--offline", "recipes/turboflow.toml"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["image"] == "localhost/turboflow:latest"
+
+
+def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run("kube", "tests/recipes/core-test.toml", "-o", str(blocker / "x.yaml"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("composer: error: ") and len(result.stderr.strip().splitlines()) == 1
