@@ -351,10 +351,11 @@ def write_archive(ctx: BuildContext) -> None:
     path = archive_path(plan, ctx.settings.output_dir)
     marker = path.with_name(path.name + ".key")
     ctx.archive_path = path
-    with ctx.progress.step(f"write oci-archive {path}") as report:
+    with ctx.progress.step(f"write oci-archive {path.name}") as report:
         if path.is_file() and marker.is_file() and marker.read_text().strip() == plan.finalize.key:
             report("up to date")
             return
+        report("writing…", final=False)  # minutes for a large image: the heartbeat shows it
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         partial.unlink(missing_ok=True)
