@@ -65,10 +65,11 @@ class LayerResult:
     seconds: float
     size: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, last: int) -> dict[str, Any]:
+        kind = "base" if self.index == 0 else "finalize" if self.index == last else "module"
         return {
-            "index": self.index, "module": self.name, "key": self.key, "cache": self.cache,
-            "seconds": round(self.seconds, 3), "size": self.size,
+            "index": self.index, "kind": kind, "module": self.name, "key": self.key,
+            "cache": self.cache, "seconds": round(self.seconds, 3), "size": self.size,
         }
 
 
@@ -115,7 +116,7 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
     ctx.tagged = images.get(plan.finalize.key, set())
     total = len(plan.steps) + 1
     with progress.step(f"[0/{total}] base {plan.base.base.source}") as report:
-        _layer(ctx, 0, "base", plan.base.key, report, lambda: build_base(ctx))
+        _layer(ctx, 0, plan.base.base.source, plan.base.key, report, lambda: build_base(ctx))
     for step in plan.steps:
         label = f"[{step.index}/{total}] {step.module.name}"
         with progress.step(label) as report:
@@ -388,7 +389,7 @@ def measure_sizes(ctx: BuildContext) -> None:
 
 
 def report_document(ctx: BuildContext) -> dict[str, Any]:
-    layers = [r.as_dict() for r in ctx.results]
+    layers = [r.as_dict(len(ctx.plan.steps) + 1) for r in ctx.results]
     return {
         "recipe": ctx.plan.recipe.name,
         "image": ctx.plan.image_ref,

@@ -27,7 +27,8 @@ def first_build(containers: Containers) -> dict:
 def test_first_build_builds_every_module(first_build: dict) -> None:
     cache = by_module(first_build)
     assert [layer["module"] for layer in first_build["layers"]] == [
-        "base", "motd", "jq", "greeting", "marker", "finalize"]
+        "debootstrap:trixie", "motd", "jq", "greeting", "marker", "finalize"]
+    assert [layer["kind"] for layer in first_build["layers"]] == ["base"] + ["module"] * 4 + ["finalize"]
     assert all(cache[m] == "miss" for m in ("motd", "jq", "greeting", "marker", "finalize"))
     assert all(layer["size"] is not None for layer in first_build["layers"])
     assert first_build["totals"]["misses"] >= 5
@@ -104,7 +105,7 @@ def test_changed_second_module_rebuilds_from_there(containers: Containers, first
     (copy / "layers/jq/module.toml").write_text(
         (copy / "layers/jq/module.toml").read_text() + "# a changed byte changes the key\n")
     report = containers.build(copy / "core-test.toml", "--no-archive")
-    assert by_module(report) == {"base": "hit", "motd": "hit", "jq": "miss", "greeting": "miss",
+    assert by_module(report) == {"debootstrap:trixie": "hit", "motd": "hit", "jq": "miss", "greeting": "miss",
                                  "marker": "miss", "finalize": "miss"}
 
 
