@@ -162,8 +162,11 @@ CLEAN_PATHS = {
         "/var/cache/apt/srcpkgcache.bin", "/var/log/apt", "/var/log/dpkg.log",
         "/var/log/alternatives.log", "/var/cache/debconf/config.dat-old",
         "/var/cache/debconf/templates.dat-old",
+        # ldconfig's cache of inode numbers and mtimes: differs on every build, rebuilt on use.
+        "/var/cache/ldconfig/aux-cache",
     ),
-    Family.ARCH: ("/var/cache/pacman/pkg", "/var/lib/pacman/sync", "/var/log/pacman.log"),
+    Family.ARCH: ("/var/cache/pacman/pkg", "/var/lib/pacman/sync", "/var/log/pacman.log",
+                  "/var/cache/ldconfig/aux-cache"),
 }
 
 # Host folders mounted over these at build time, so downloads are shared between layers

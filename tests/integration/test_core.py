@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RECIPES, Containers, copy_tree
+from tests.conftest import RECIPES, Containers, copy_tree, write_container_config
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +134,28 @@ def test_plan_reports_cached_and_missing(containers: Containers, first_build: di
     plan = json.loads(containers.composer("plan", "--json", str(copy / "core-test.toml")).stdout)
     assert [layer["status"] for layer in plan["layers"]] == ["cached", "cached", "cached", "missing"]
     assert plan["finalize"]["status"] == "missing"
+
+
+def diff_ids(box: Containers, ref: str) -> list[str]:
+    config = json.loads(box.run("skopeo", "inspect", "--config", f"containers-storage:{ref}").stdout)
+    return list(config["rootfs"]["diff_ids"])
+
+
+def test_same_inputs_give_the_same_layer_digests(containers: Containers, first_build: dict,
+                                                  tmp_path: Path) -> None:
+    # A second machine, as far as storage goes: its own containers-storage and cache,
+    # holding only the base layer (a bootstrapped base has random keys and ids by nature).
+    other = tmp_path / "other"
+    other.mkdir()
+    box = Containers(other, {**containers.env, **write_container_config(other)}, other / "cache")
+    base_ref = f"localhost/composer-cache:{first_build['layers'][0]['key']}"
+    target = f"containers-storage:[overlay@{other / 'root'}+{other / 'run'}]{base_ref}"
+    containers.run("skopeo", "copy", "--quiet", f"containers-storage:{base_ref}", target)
+    try:
+        report = box.build(CORE, "--no-archive")
+        assert [layer["cache"] for layer in report["layers"]] == ["hit"] + ["miss"] * 5
+        assert [layer["key"] for layer in report["layers"]] == [layer["key"] for layer in first_build["layers"]]
+        assert diff_ids(box, first_build["image"]) == diff_ids(containers, first_build["image"])
+    finally:
+        box.buildah("rm", "--all", check=False)
+        box.podman("system", "reset", "--force", check=False)
