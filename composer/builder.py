@@ -276,9 +276,8 @@ def build_module(ctx: BuildContext, step: Step) -> None:
         options_file.write_text(json.dumps(step.options, indent=2, sort_keys=True))
         run(cmd.from_image(storage, cmd.cache_ref(step.parent_key), ctr))
         created_by = f"composer layer {step.index} {module.name} {module.version}"
-        run(cmd.buildah(storage, "config", "--created-by", created_by, ctr))
-        if module.env:
-            run(cmd.config_env(storage, ctr, module.env))
+        # One call: the history line and the module's env, which later steps see.
+        run(cmd.config_env(storage, ctr, module.env, created_by))
 
         def inside(argv: list[str], mounts: list[tuple[str, str, str]], workdir: str = "") -> None:
             run(cmd.run_in(storage, ctr, argv, env, mounts, workdir), stream=True)

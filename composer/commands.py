@@ -84,8 +84,12 @@ def copy_in(
     return buildah(storage, *args, container, src, dest)
 
 
-def config_env(storage: Storage, container: str, env: Sequence[tuple[str, str]]) -> list[str]:
+def config_env(
+    storage: Storage, container: str, env: Sequence[tuple[str, str]], created_by: str = ""
+) -> list[str]:
     args = ["config"]
+    if created_by:
+        args += ["--created-by", created_by]
     for k, v in env:
         args += ["--env", f"{k}={v}"]
     return buildah(storage, *args, container)

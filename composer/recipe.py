@@ -148,7 +148,7 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]]) -> R
         cmd=tuple(img.get("cmd", ())),
         healthcheck=parse_healthcheck(img.get("healthcheck")),
     )
-    dirs = _search_dirs(path, raw)
+    dirs = _search_dirs(path)
     return Recipe(
         path=path,
         name=raw["name"],
@@ -163,7 +163,7 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]]) -> R
     )
 
 
-def _search_dirs(path: Path, raw: dict[str, Any]) -> tuple[Path, ...]:
+def _search_dirs(path: Path) -> tuple[Path, ...]:
     """Folders whose layers/ and hooks/ are searched, nearest first: the recipe's own
     folder and every folder above it (so tests/recipes/x.toml finds the project's layers/)."""
     return tuple(d for d in (path.parent, *path.parent.parents) if (d / "layers").is_dir()

@@ -50,6 +50,16 @@ class Runner:
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         self.history: list[list[str]] = []
 
+    def _echo(self, argv: list[str]) -> None:
+        if self.verbose:
+            self.echo(f"+ {shlex.join(argv)}")
+
+    def _prepare(self, argv: list[str], env: Mapping[str, str] | None) -> tuple[str, dict[str, str]]:
+        """Echo argv (verbose), find its program, and build its environment."""
+        self._echo(argv)
+        program = require_tool(argv[0]) if "/" not in argv[0] else argv[0]
+        return program, {**os.environ, **(env or {})}
+
     def run(
         self,
         argv: Sequence[str],
@@ -64,13 +74,10 @@ class Runner:
         """
         argv = [str(a) for a in argv]
         self.history.append(argv)
-        if self.verbose:
-            self.echo(f"+ {shlex.join(argv)}")
         if self.dry_run and mutates:
+            self._echo(argv)
             return ""
-        program = require_tool(argv[0]) if "/" not in argv[0] else argv[0]
-        full_env = dict(os.environ)
-        full_env.update(env or {})
+        program, full_env = self._prepare(argv, env)
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
 
         def collect(line: str) -> None:
@@ -96,11 +103,7 @@ class Runner:
     def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
         """Run a read-only command and return its stdout alone (stderr kept for errors)."""
         argv = [str(a) for a in argv]
-        if self.verbose:
-            self.echo(f"+ {shlex.join(argv)}")
-        program = require_tool(argv[0]) if "/" not in argv[0] else argv[0]
-        full_env = dict(os.environ)
-        full_env.update(env or {})
+        program, full_env = self._prepare(argv, env)
         try:
             result = sh.Command(program)(*argv[1:], _env=full_env, _tty_out=False, _in=None)
         except sh.ErrorReturnCode as e:

@@ -86,3 +86,9 @@ def test_config_image_carries_everything() -> None:
         "--healthcheck-timeout", "5s", "--healthcheck-retries", "3", "--healthcheck-start-period", "1s",
         "ctr",
     ]
+
+
+def test_config_env_with_history_line_is_one_call() -> None:
+    assert cmd.config_env(cmd.Storage(), "ctr", [("A", "1"), ("PATH", "/x:$PATH")], "composer layer 1 m 1") == [
+        "buildah", "config", "--created-by", "composer layer 1 m 1", "--env", "A=1", "--env", "PATH=/x:$PATH", "ctr"]
+    assert cmd.config_env(cmd.Storage(), "ctr", [("A", "1")]) == ["buildah", "config", "--env", "A=1", "ctr"]
