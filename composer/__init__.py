@@ -3,4 +3,4 @@
 __version__ = "0.1.0"
 
 # Bumped whenever the way a step is built changes, so old cache entries stop matching.
-STEP_FORMAT = 2
+STEP_FORMAT = 3

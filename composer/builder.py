@@ -8,15 +8,17 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from composer import commands as cmd
+from composer import toolkit
 from composer.errors import CommandError, ComposerError
 from composer.finalize import (
+    CREDENTIALS_JSON,
     ENTRYPOINT_PATH,
     ENV_NAMES,
     SERVICES_JSON,
@@ -26,7 +28,7 @@ from composer.finalize import (
     supervisord_conf,
 )
 from composer.keys import canonical_json
-from composer.model import BaseKind, Plan, Step
+from composer.model import BaseKind, Layer, LayerKind, Plan, Step
 from composer.progress import Progress
 from composer.runner import Runner, require_tool
 
@@ -58,18 +60,19 @@ class BuildSettings:
 
 @dataclass
 class LayerResult:
-    index: int
-    name: str
-    key: str
+    layer: Layer
     cache: str  # "hit" | "miss"
     seconds: float
     size: int | None = None
 
-    def as_dict(self, last: int) -> dict[str, Any]:
-        kind = "base" if self.index == 0 else "finalize" if self.index == last else "module"
+    @property
+    def key(self) -> str:
+        return self.layer.key
+
+    def as_dict(self) -> dict[str, Any]:
         return {
-            "index": self.index, "kind": kind, "module": self.name, "key": self.key,
-            "cache": self.cache, "seconds": round(self.seconds, 3), "size": self.size,
+            "index": self.layer.index, "kind": str(self.layer.kind), "module": self.layer.name,
+            "key": self.layer.key, "cache": self.cache, "seconds": round(self.seconds, 3), "size": self.size,
         }
 
 
@@ -84,7 +87,9 @@ class BuildContext:
     existing: set[str] = field(default_factory=set)
     tagged: set[str] = field(default_factory=set)  # other names of the images found
     results: list[LayerResult] = field(default_factory=list)
-    lists_fresh: bool = False
+    # Shared by the steps of one build (mounted at cmd.STATE_MOUNT): composer-install's
+    # "package lists fetched" stamp lives here, so lists are fetched once per build.
+    state_dir: Path | None = None
     archive_path: Path | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -114,15 +119,21 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
     images = list_images(runner, settings.storage)
     ctx.existing = set(images)
     ctx.tagged = images.get(plan.finalize.key, set())
-    total = len(plan.steps) + 1
-    with progress.step(f"[0/{total}] base {plan.base.base.source}") as report:
-        _layer(ctx, 0, plan.base.base.source, plan.base.key, report, lambda: build_base(ctx))
-    for step in plan.steps:
-        label = f"[{step.index}/{total}] {step.module.name}"
-        with progress.step(label) as report:
-            _layer(ctx, step.index, step.module.name, step.key, report, lambda s=step: build_module(ctx, s))
-    with progress.step(f"[{total}/{total}] finalize") as report:
-        _layer(ctx, total, "finalize", plan.finalize.key, report, lambda: build_finalize(ctx))
+    steps = {s.key: s for s in plan.steps}
+    layers = plan.layers()
+    last = len(layers) - 1
+    with tempfile.TemporaryDirectory(prefix="composer-state-") as state:
+        ctx.state_dir = Path(state)
+        for layer in layers:
+            label = f"[{layer.index}/{last}] {'base ' if layer.kind is LayerKind.BASE else ''}{layer.name}"
+            with progress.step(label) as report:
+                if layer.kind is LayerKind.BASE:
+                    make = lambda: build_base(ctx)  # noqa: E731
+                elif layer.kind is LayerKind.FINALIZE:
+                    make = lambda: build_finalize(ctx)  # noqa: E731
+                else:
+                    make = lambda step=steps[layer.key]: build_module(ctx, step)  # type: ignore[misc]  # noqa: E731
+                _layer(ctx, layer, report, make)
     with progress.step(f"tag {plan.image_ref}") as report:
         if plan.image_ref in ctx.tagged:
             report("up to date")
@@ -134,17 +145,17 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
     return ctx
 
 
-def _layer(ctx: BuildContext, index: int, name: str, key: str, report: Any, make: Any) -> None:
+def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: Callable[[], None]) -> None:
     started = time.monotonic()
-    if key in ctx.existing:
+    if layer.key in ctx.existing:
         report("cached")
-        ctx.results.append(LayerResult(index, name, key, "hit", time.monotonic() - started))
+        ctx.results.append(LayerResult(layer, "hit", time.monotonic() - started))
         return
     report("building…", final=False)
     make()
-    ctx.existing.add(key)
+    ctx.existing.add(layer.key)
     seconds = time.monotonic() - started
-    ctx.results.append(LayerResult(index, name, key, "miss", seconds))
+    ctx.results.append(LayerResult(layer, "miss", seconds))
     report(f"built in {seconds:.1f}s")
 
 
@@ -259,6 +270,32 @@ def build_env(ctx: BuildContext) -> tuple[dict[str, str], list[tuple[str, str, s
     return env, volumes
 
 
+def step_env(ctx: BuildContext, step: Step, base_env: dict[str, str]) -> dict[str, str]:
+    """The build-step contract (docs/format.md): what every package install and script sees."""
+    return {
+        **base_env, **cmd.APT_ENV, **cmd.option_env(step.options),
+        "PATH": f"{toolkit.MOUNT}:{container_path(ctx.plan, step)}",
+        "COMPOSER_OPTIONS": cmd.OPTIONS_MOUNT,
+        "COMPOSER_FAMILY": str(ctx.plan.recipe.base.family),
+        "COMPOSER_MODULE": step.module.name,
+        "COMPOSER_MODULE_DIR": cmd.MODULE_MOUNT,
+        "COMPOSER_LIB": toolkit.LIB,
+        "COMPOSER_STATE": cmd.STATE_MOUNT,
+        "COMPOSER_RECOMMENDS": str(step.module.recommends).lower(),
+    }
+
+
+def container_path(plan: Plan, step: Step) -> str:
+    """PATH inside the step's container: the base's, changed by each module up to this one
+    (a module's PATH may refer to the one before it as $PATH, as buildah config expands it)."""
+    path = cmd.DEFAULT_PATH
+    for earlier in plan.steps[: step.index]:
+        value = dict(earlier.module.env).get("PATH")
+        if value is not None:
+            path = value.replace("${PATH}", path).replace("$PATH", path)
+    return path
+
+
 def build_module(ctx: BuildContext, step: Step) -> None:
     module = step.module
     family = ctx.plan.recipe.base.family
@@ -266,46 +303,43 @@ def build_module(ctx: BuildContext, step: Step) -> None:
     run = ctx.runner.run
     what = f"layer {step.index} {module.name}"
     base_env, volumes = build_env(ctx)
-    env = {
-        **base_env, **cmd.APT_ENV, **cmd.option_env(step.options),
-        "COMPOSER_FAMILY": str(family), "COMPOSER_MODULE": module.name,
-    }
+    env = step_env(ctx, step, base_env)
+    assert ctx.state_dir is not None
     with tempfile.TemporaryDirectory(prefix="composer-step-") as tmp, \
             working_container(ctx, step.key, what) as ctr:
         options_file = Path(tmp, "options.json")
-        options_file.write_text(json.dumps(step.options, indent=2, sort_keys=True))
+        options_file.write_text(json.dumps(step.options, indent=2, sort_keys=True) + "\n")
+        mounts = [
+            *volumes,
+            (str(toolkit.toolkit_dir()), toolkit.MOUNT, "ro"),
+            (str(ctx.state_dir), cmd.STATE_MOUNT, ""),
+            (str(module.path.resolve()), cmd.MODULE_MOUNT, "ro"),
+            (str(options_file), cmd.OPTIONS_MOUNT, "ro"),
+        ]
         run(cmd.from_image(storage, cmd.cache_ref(step.parent_key), ctr))
         created_by = f"composer layer {step.index} {module.name} {module.version}"
         # One call: the history line and the module's env, which later steps see.
         run(cmd.config_env(storage, ctr, module.env, created_by))
 
-        def inside(argv: list[str], mounts: list[tuple[str, str, str]], workdir: str = "") -> None:
-            run(cmd.run_in(storage, ctr, argv, env, mounts, workdir), stream=True)
+        def inside(argv: list[str]) -> None:
+            run(cmd.run_in(storage, ctr, argv, env, mounts, cmd.MODULE_MOUNT), stream=True)
 
-        packages = module.packages_for(family)
+        packages = module.packages_for(family, step.options)
         if packages:
-            if not ctx.lists_fresh:
-                inside(cmd.refresh_packages(family), volumes)
-                ctx.lists_fresh = True
-            inside(cmd.install_packages(family, packages, module.recommends), volumes)
+            inside([f"{toolkit.MOUNT}/composer-install", *packages])
         for spec in module.files:
             run(cmd.copy_in(storage, ctr, str(module.path / spec.src), spec.dest, spec.mode, spec.owner))
         for name, path in step.hooks:
             run(cmd.copy_in(storage, ctr, str(path), f"/etc/composer/hooks.d/{name}", "0755", "0:0"))
+        # The start-up hooks read a module's options here (docs/format.md).
+        run(cmd.copy_in(storage, ctr, str(options_file), cmd.options_path(module.name), "0644", "0:0"))
         scripts = module.scripts_for(family)
-        script_mounts = [
-            *volumes,
-            (str(module.path.resolve()), cmd.MODULE_MOUNT, "ro"),
-            (str(options_file), cmd.OPTIONS_MOUNT, "ro"),
-        ]
         for script in scripts:
             first = (module.path / script.run).read_text(errors="replace").split("\n", 1)[0]
-            argv = cmd.script_argv(first, f"{cmd.MODULE_MOUNT}/{script.run}")
-            inside(argv, script_mounts, cmd.MODULE_MOUNT)
-        if packages or scripts:
+            inside(cmd.script_argv(first, f"{cmd.MODULE_MOUNT}/{script.run}"))
+        if packages or scripts or module.clean:
             # The mount points, package caches and logs of this step stay out of the layer.
-            clean = cmd.clean_packages(family, mounted=True)
-            inside([*clean, cmd.BUILD_MOUNT_ROOT], [])
+            run(cmd.run_in(storage, ctr, cmd.clean_step(family, module.clean)))
         run(cmd.commit(storage, ctr, cmd.cache_ref(step.key)))
     save_key_document(ctx, step.key, step.key_document)
 
@@ -326,6 +360,7 @@ def build_finalize(ctx: BuildContext) -> None:
         services_file = stage / SERVICES_JSON.lstrip("/")
         services_file.write_text(json.dumps(services_json(final.services), indent=2))
         (stage / ENV_NAMES.lstrip("/")).write_text("".join(f"{name}\n" for name in final.env_names))
+        (stage / CREDENTIALS_JSON.lstrip("/")).write_text(json.dumps(list(final.credentials), indent=2) + "\n")
         if final.services:
             (stage / SUPERVISORD_CONF.lstrip("/")).write_text(supervisord_conf(final.services))
             (stage / "var/log/supervisor").mkdir(parents=True)
@@ -388,7 +423,7 @@ def measure_sizes(ctx: BuildContext) -> None:
 
 
 def report_document(ctx: BuildContext) -> dict[str, Any]:
-    layers = [r.as_dict(len(ctx.plan.steps) + 1) for r in ctx.results]
+    layers = [r.as_dict() for r in ctx.results]
     return {
         "recipe": ctx.plan.recipe.name,
         "image": ctx.plan.image_ref,

@@ -69,7 +69,12 @@ def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) ->
     base = loaded.base
     if base.kind is BaseKind.IMAGE and "@" not in base.ref and runner is not None:
         digest = image_id(runner, settings.storage, base.ref)
-    return plan_loaded(loaded, settings.modules_dirs, digest)
+    the_plan = plan_loaded(loaded, settings.modules_dirs, digest)
+    if the_plan.recipe.pod:
+        from composer.kube import pod_config
+
+        pod_config(the_plan)  # [pod] is checked now, not first when a manifest is rendered
+    return the_plan
 
 
 def image_id(runner: Runner, storage: cmd.Storage, ref: str) -> str:
@@ -112,10 +117,9 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bo
         click.echo(json.dumps(document, indent=2))
         return
     click.echo(f"{document['image']}  (base {document['base']['source']})")
-    rows = [(document["base"]["source"], document["base"]), *((row["module"], row) for row in document["layers"]),
-            ("finalize", document["finalize"])]
-    for i, (name, row) in enumerate(rows):
-        click.echo(f"  {i:>2}  {name:<20} {row['key'][:16]}  {row['status']}")
+    for layer in the_plan.layers():
+        status = "unknown" if cached is None else "cached" if layer.key in cached else "missing"
+        click.echo(f"  {layer.index:>2}  {layer.name:<20} {layer.key[:16]}  {status}")
     if why and cached is not None:
         from composer.explain import explain
 

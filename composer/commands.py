@@ -13,6 +13,8 @@ CACHE_REPO = "localhost/composer-cache"
 MODULE_MOUNT = "/run/composer/module"
 OPTIONS_MOUNT = "/run/composer/options.json"
 CA_MOUNT = "/run/composer/host-ca.crt"
+STATE_MOUNT = "/run/composer/state"
+OPTIONS_DIR = "/etc/composer/options"
 BUILD_MOUNT_ROOT = "/run/composer"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Fixed so that the same inputs give the same layer digests (created time and mtimes).
@@ -181,24 +183,17 @@ PACKAGE_CACHE_MOUNTS = {
 }
 
 
-def refresh_packages(family: Family) -> list[str]:
-    if family is Family.DEBIAN:
-        return ["apt-get", "update", "-q"]
-    return ["pacman", "-Sy", "--noconfirm"]
-
-
-def install_packages(family: Family, packages: Sequence[str], recommends: bool) -> list[str]:
-    if family is Family.DEBIAN:
-        flags = [] if recommends else ["--no-install-recommends"]
-        return ["apt-get", "install", "-y", "-q", *flags, *packages]
-    return ["pacman", "-S", "--noconfirm", "--needed", *packages]
-
-
-def clean_packages(family: Family, mounted: bool) -> list[str]:
-    """rm of the family's leftovers; mounted cache folders are the host's, not ours."""
-    skip = PACKAGE_CACHE_MOUNTS[family] if mounted else ()
+def clean_step(family: Family, extra: Sequence[str] = ()) -> list[str]:
+    """The argv that ends a step: the family's leftovers, the build mounts' folder and the
+    module's own `clean` globs go. A fixed script; the paths reach it as arguments."""
+    skip = PACKAGE_CACHE_MOUNTS[family]  # host folders mounted at build time, not ours
     paths = [p for p in CLEAN_PATHS[family] if p not in skip]
-    return ["rm", "-rf", *paths]
+    script = 'for p in "$@"; do for f in $p; do rm -rf -- "$f"; done; done'
+    return ["/bin/sh", "-c", script, "composer-clean", *paths, BUILD_MOUNT_ROOT, *extra]
+
+
+def options_path(module: str) -> str:
+    return f"{OPTIONS_DIR}/{module}.json"
 
 
 def script_argv(first_line: str, path_in_container: str) -> list[str]:

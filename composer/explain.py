@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from composer.model import Plan
+from composer.model import LayerKind, Plan
 
 
 def stored_documents(cache_dir: Path) -> list[dict[str, Any]]:
@@ -49,12 +49,11 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def explain(plan: Plan, cached: set[str], cache_dir: Path) -> list[str]:
     """One line per missing step (and indented reasons), in build order."""
     documents = stored_documents(cache_dir)
-    rows = [("base", plan.base.key, plan.base.key_document)]
-    rows += [(s.module.name, s.key, s.key_document) for s in plan.steps]
-    rows.append(("finalize", plan.finalize.key, plan.finalize.key_document))
     lines: list[str] = []
     first_missing = ""
-    for index, (name, key, document) in enumerate(rows):
+    for layer in plan.layers():
+        index, key, document = layer.index, layer.key, layer.key_document
+        name = "base" if layer.kind is LayerKind.BASE else layer.name
         if key in cached:
             continue
         previous = next(

@@ -14,6 +14,8 @@ from composer.model import ImageConfig, Recipe, Service, Step
 ENTRYPOINT_PATH = "/usr/local/bin/composer-entrypoint"
 SUPERVISORD_CONF = "/etc/composer/supervisord.conf"
 SERVICES_JSON = "/etc/composer/services.json"
+# Every module's [[credentials]], for the 30-credentials start-up hook.
+CREDENTIALS_JSON = "/etc/composer/credentials.json"
 # Names of the image's environment variables, for the hook that hands them to login
 # shells (SSH, su -): those start from a clean environment, not the image config's.
 ENV_NAMES = "/etc/composer/env.names"
@@ -140,12 +142,23 @@ def services_json(services: Sequence[Service]) -> list[dict[str, Any]]:
     ]
 
 
+def credentials_json(steps: Sequence[Step]) -> list[dict[str, Any]]:
+    """Every module's credentials, in layer order, as the hook reads them."""
+    return [
+        {"module": c.module, "user": c.user, "file": c.file, "format": str(c.format),
+         "secrets": dict(c.secrets), "optional": list(c.optional), "secret": c.secret,
+         "generate": c.generate}
+        for step in steps for c in step.module.credentials
+    ]
+
+
 def finalize_document(
     parent: str,
     services: Sequence[Service],
     image: ImageConfig,
     labels: Sequence[tuple[str, str]],
     names: Sequence[str],
+    credentials: Sequence[dict[str, Any]],
 ) -> dict[str, Any]:
     hc = image.healthcheck
     return {
@@ -153,6 +166,7 @@ def finalize_document(
         "kind": "finalize",
         "parent": parent,
         "env_names": list(names),
+        "credentials": list(credentials),
         "supervisord_conf": supervisord_conf(services) if services else "",
         "services": services_json(services),
         "entrypoint": entrypoint_script(),

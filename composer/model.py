@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Family(StrEnum):
@@ -93,7 +99,6 @@ class Recipe:
     image: ImageConfig
     secrets: tuple[Secret, ...] = ()
     pod: dict[str, Any] = field(default_factory=dict, hash=False)
-    hook_dirs: tuple[Path, ...] = ()  # hooks/ next to the recipe (and its parents)
     module_dirs: tuple[Path, ...] = ()  # layers/ next to the recipe (and its parents)
 
 
@@ -126,16 +131,37 @@ class Service:
     module: str = ""
 
 
+class CredentialFormat(StrEnum):
+    JSON = "json"  # {field: secret value, ...}
+    RAW = "raw"  # the one secret's value as it is
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A secret (or several) a start-up hook writes into a file only its user can read."""
+
+    user: str
+    file: str  # relative to the user's home, or absolute under /run/composer/
+    format: CredentialFormat = CredentialFormat.JSON
+    secrets: tuple[tuple[str, str], ...] = ()  # json: field -> secret name
+    optional: tuple[str, ...] = ()  # json: fields whose secret may be absent (the rest must be set)
+    secret: str = ""  # raw: the secret's name
+    generate: bool = False  # raw: a random value at first start when the secret is absent
+    module: str = ""
+
+
 @dataclass(frozen=True)
 class Module:
     name: str
     path: Path
     version: str
-    description: str
-    options_schema: dict[str, Any] = field(hash=False, compare=False)
+    description: str = ""
+    options_schema: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     requires: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     packages: tuple[tuple[Family, tuple[str, ...]], ...] = ()
+    # option -> value -> family -> packages: installed when the option has (or lists) that value
+    option_packages: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     recommends: bool = False
     files: tuple[FileSpec, ...] = ()
     scripts: tuple[ScriptSpec, ...] = ()
@@ -145,16 +171,48 @@ class Module:
     services: tuple[Service, ...] = ()
     hooks: tuple[str, ...] = ()
     healthcheck: Healthcheck | None = None
+    credentials: tuple[Credential, ...] = ()
+    clean: tuple[str, ...] = ()  # paths (globs) removed at the end of the step
 
     def families(self) -> tuple[Family, ...] | None:
         """Families this module supports, or None when it is family-neutral."""
         return tuple(f for f, _ in self.packages) if self.packages else None
 
-    def packages_for(self, family: Family) -> tuple[str, ...]:
-        return dict(self.packages).get(family, ())
+    def packages_for(self, family: Family, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+        """The family's packages, and those the options select through option_packages."""
+        out = list(dict(self.packages).get(family, ()))
+        for option, by_value in self.option_packages.items():
+            value = (options or {}).get(option)
+            chosen = value if isinstance(value, list) else [] if value is None else [value]
+            for item in chosen:
+                out += by_value.get(option_value_text(item), {}).get(str(family), [])
+        return tuple(dict.fromkeys(out))
 
     def scripts_for(self, family: Family) -> tuple[ScriptSpec, ...]:
         return tuple(s for s in self.scripts if not s.families or family in s.families)
+
+
+def option_value_text(value: Any) -> str:
+    """How an option value is named as a key: TOML keys are strings, booleans lower case."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class LayerKind(StrEnum):
+    BASE = "base"
+    MODULE = "module"
+    FINALIZE = "finalize"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a plan, whatever its kind: what build, explain and the CLI walk."""
+
+    index: int
+    kind: LayerKind
+    name: str  # the module, the base's source, or "finalize"
+    key: str
+    parent_key: str
+    key_document: dict[str, Any] = field(hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -185,6 +243,7 @@ class FinalizeStep:
     image: ImageConfig  # the merged config: modules' then the recipe's
     labels: tuple[tuple[str, str], ...]
     env_names: tuple[str, ...]  # every variable of the image config, for login shells
+    credentials: tuple[dict[str, Any], ...] = field(hash=False, compare=False)
     key_document: dict[str, Any] = field(hash=False, compare=False)
 
 
@@ -199,5 +258,49 @@ class Plan:
     def image_ref(self) -> str:
         return f"localhost/{self.recipe.name}:{self.recipe.tag}"
 
+    def layers(self) -> list[Layer]:
+        """Base, modules and finalize in build order, as one kind of thing."""
+        base = Layer(0, LayerKind.BASE, self.base.base.source, self.base.key, "", self.base.key_document)
+        modules = [Layer(s.index, LayerKind.MODULE, s.module.name, s.key, s.parent_key, s.key_document)
+                   for s in self.steps]
+        final = self.finalize
+        last = Layer(len(self.steps) + 1, LayerKind.FINALIZE, "finalize", final.key, final.parent_key,
+                     final.key_document)
+        return [base, *modules, last]
+
     def all_keys(self) -> list[str]:
-        return [self.base.key, *(s.key for s in self.steps), self.finalize.key]
+        return [layer.key for layer in self.layers()]
+
+
+# --- one loader for every dataclass above -----------------------------------------
+
+
+def from_raw(cls: type[T], raw: Mapping[str, Any], **extra: Any) -> T:
+    """Build a dataclass from its validated TOML table: the dataclass's defaults fill what
+    the table leaves out (the schema holds no defaults of its own), lists become tuples,
+    tables of strings become (key, value) pairs, nested tables nested dataclasses."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {name: _convert(raw[name], hints[name]) for name in names if name in raw}
+    return cls(**values, **extra)
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _convert(value, inner[0])
+    if origin is tuple:
+        args = typing.get_args(hint)
+        item = args[0]
+        if isinstance(value, Mapping):
+            return tuple((_convert(k, typing.get_args(item)[0]), _convert(v, typing.get_args(item)[1]))
+                         for k, v in value.items())
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, item) for v in value)
+        return tuple(_convert(v, a) for v, a in zip(value, args, strict=True))
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return from_raw(hint, value)
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return hint(value)
+    return value

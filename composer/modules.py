@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from composer.errors import ComposerError
-from composer.model import Family, FileSpec, LayerRef, Module, ScriptSpec, Service
-from composer.recipe import parse_healthcheck, read_toml
+from composer.model import Credential, LayerRef, Module, Service, from_raw, option_value_text
+from composer.recipe import read_toml
 from composer.schema import display, load_schema, validate
 
 
@@ -37,30 +39,85 @@ def load_module(folder: Path) -> Module:
             raise ComposerError(f"{where}: scripts[{i}].run: {s['run']!r} not found in {display(folder)}")
     options = raw.get("options", {})
     check_options_schema(options, where)
-    return Module(
-        name=raw["name"],
-        path=folder,
-        version=raw["version"],
-        description=raw.get("description", ""),
-        options_schema=options,
-        requires=tuple(raw.get("requires", ())),
-        after=tuple(raw.get("after", ())),
-        packages=tuple((Family(k), tuple(v)) for k, v in raw.get("packages", {}).items()),
-        recommends=raw.get("recommends", False),
-        files=tuple(
-            FileSpec(f["src"], f["dest"], f.get("mode"), f.get("owner")) for f in raw.get("files", [])
-        ),
-        scripts=tuple(
-            ScriptSpec(s["run"], tuple(Family(x) for x in s.get("families", ())))
-            for s in raw.get("scripts", [])
-        ),
-        env=tuple(raw.get("env", {}).items()),
-        ports=tuple(raw.get("ports", ())),
-        volumes=tuple(raw.get("volumes", ())),
-        services=tuple(_service(s, raw["name"]) for s in raw.get("services", [])),
-        hooks=tuple(raw.get("hooks", ())),
-        healthcheck=parse_healthcheck(raw.get("healthcheck")),
+    check_option_packages(raw.get("option_packages", {}), options, where)
+    name = raw["name"]
+    table = {k: v for k, v in raw.items() if k not in ("options", "services", "credentials")}
+    module = from_raw(
+        Module, table, path=folder, options_schema=options,
+        services=tuple(from_raw(Service, s, module=name) for s in raw.get("services", [])),
+        credentials=tuple(from_raw(Credential, c, module=name) for c in raw.get("credentials", [])),
     )
+    # A placeholder must name a declared option: found here, not when a recipe uses it.
+    for field_name in OPTION_FIELDS:
+        context = f"{where}: {field_name}"
+        _walk(getattr(module, field_name), lambda text, c=context: _check_names(text, options, c))  # type: ignore[misc]
+    return module
+
+
+# The declarative fields whose strings may say {options.NAME}; the value is put in at
+# plan time, so the result is in the key document and the image config alike.
+OPTION_FIELDS = ("services", "ports", "volumes", "files", "env", "healthcheck", "credentials", "clean")
+PLACEHOLDER = re.compile(r"\{options\.([A-Za-z0-9_-]+)\}")
+
+
+def _check_names(text: str, options: Mapping[str, Any], where: str) -> str:
+    for name in PLACEHOLDER.findall(text):
+        if name not in options:
+            raise ComposerError(f"{where}: {{options.{name}}}: no such option "
+                                f"(options: {', '.join(sorted(options)) or 'none'})")
+    return text
+
+
+def substitute(text: str, options: Mapping[str, Any], where: str) -> str:
+    """text with each {options.NAME} replaced by that option's (scalar) value."""
+
+    def one(match: re.Match[str]) -> str:
+        value = options.get(match.group(1))
+        if value is None or isinstance(value, (dict, list)):
+            raise ComposerError(f"{where}: {match.group(0)}: the option must have a string, number "
+                                f"or boolean value (it has {value!r})")
+        return option_value_text(value)
+
+    return PLACEHOLDER.sub(one, text)
+
+
+def _walk(value: Any, fn: Callable[[str], str]) -> Any:
+    """value with fn applied to every string in it (tuples and dataclasses rebuilt)."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, tuple):
+        return tuple(_walk(v, fn) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _walk(getattr(value, f.name), fn) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    return value
+
+
+def with_options(module: Module, options: Mapping[str, Any], where: str) -> Module:
+    """The module with its options put into its declarative fields (see OPTION_FIELDS).
+    A credential whose user comes out empty is dropped: the option turned it off."""
+    changes = {name: _walk(getattr(module, name), lambda text: substitute(text, options, where))
+               for name in OPTION_FIELDS}
+    changes["credentials"] = tuple(c for c in changes["credentials"] if c.user)
+    return dataclasses.replace(module, **changes)
+
+
+def check_option_packages(table: dict[str, Any], options: dict[str, Any], where: str) -> None:
+    """option_packages names real options, and for an enum only values it allows."""
+    for option, by_value in table.items():
+        if option not in options:
+            raise ComposerError(f"{where}: option_packages.{option}: no such option")
+        spec = options[option]
+        allowed = spec.get("items", {}).get("enum", spec.get("enum"))
+        if allowed is None:
+            continue
+        names = {option_value_text(v) for v in allowed}
+        for value in by_value:
+            if value not in names:
+                raise ComposerError(
+                    f"{where}: option_packages.{option}.{value}: not a value of option {option!r} "
+                    f"({', '.join(sorted(names))})"
+                )
 
 
 def check_options_schema(options: dict[str, Any], where: str) -> None:
@@ -79,22 +136,6 @@ def check_options_schema(options: dict[str, Any], where: str) -> None:
     if marker is not None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
-
-
-def _service(raw: dict[str, Any], module: str) -> Service:
-    return Service(
-        name=raw["name"],
-        command=tuple(raw["command"]),
-        user=raw.get("user", "root"),
-        priority=raw.get("priority", 500),
-        autostart=raw.get("autostart", True),
-        autorestart=raw.get("autorestart", True),
-        startsecs=raw.get("startsecs", 1),
-        delay=raw.get("delay", 0),
-        directory=raw.get("directory", ""),
-        environment=tuple(raw.get("environment", {}).items()),
-        module=module,
-    )
 
 
 def _options_schema(options: dict[str, Any]) -> dict[str, Any]:

@@ -9,11 +9,12 @@ from typing import Any
 
 from composer import STEP_FORMAT
 from composer.errors import ComposerError
-from composer.finalize import env_names, finalize_document, merge_image_config, merge_services
+from composer.finalize import credentials_json, env_names, finalize_document, merge_image_config, merge_services
 from composer.keys import cache_key, file_digest, file_entry, tree_entries
 from composer.model import Base, BaseKind, BaseStep, FinalizeStep, LayerRef, Module, Plan, Recipe, Step
-from composer.modules import load_modules, resolve_options
+from composer.modules import load_modules, resolve_options, with_options
 from composer.recipe import load_recipe
+from composer.toolkit import toolkit_digest
 
 
 def plan_file(path: Path, extra_module_dirs: Sequence[Path] = (), base_digest: str = "") -> Plan:
@@ -39,10 +40,10 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     steps: list[Step] = []
     parent = base.key
     for index, layer in enumerate(ordered, start=1):
-        module = modules[layer.module]
-        check_family(module, layer, recipe.base)
-        options = resolve_options(module, layer)
-        hooks = resolve_hooks(module, recipe.hook_dirs, layer)
+        check_family(modules[layer.module], layer, recipe.base)
+        options = resolve_options(modules[layer.module], layer)
+        module = with_options(modules[layer.module], options, layer.where)
+        hooks = resolve_hooks(module, layer)
         document = module_document(parent, module, options, recipe.base, hooks)
         key = cache_key(document)
         steps.append(Step(index, module, options, hooks, parent, key, document))
@@ -54,8 +55,9 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
         ("io.composer.modules", ",".join(s.module.name for s in steps)),
     )
     names = tuple(env_names(recipe, steps))
-    final_doc = finalize_document(parent, services, image, labels, names)
-    final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, final_doc)
+    credentials = tuple(credentials_json(steps))
+    final_doc = finalize_document(parent, services, image, labels, names, credentials)
+    final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc)
     return Plan(recipe, base, tuple(steps), final)
 
 
@@ -97,6 +99,8 @@ def module_document(
         "files": tree_entries(module.path),
         "options": options,
         "hooks": [file_entry(path, name) for name, path in hooks],
+        # The helpers scripts call (composer-install, lib.sh) shape the layer too.
+        "toolkit": toolkit_digest(),
     }
 
 
@@ -151,19 +155,22 @@ def check_family(module: Module, layer: LayerRef, base: Base) -> None:
         )
 
 
-def resolve_hooks(
-    module: Module, hook_dirs: Sequence[Path], layer: LayerRef
-) -> tuple[tuple[str, Path], ...]:
-    # The recipe's hooks/ folders first, then the one beside the module's own layers/
-    # folder (a module from --modules-dir brings its hooks along).
-    hook_dirs = tuple(dict.fromkeys((*hook_dirs, module.path.parent.parent / "hooks")))
+def hook_dirs(module: Module) -> tuple[Path, ...]:
+    """Where a module's hooks are looked up, in order: its own hooks/ folder, then the
+    hooks/ folder beside the layers/ folder it lives in. Nothing else: a hooks/ folder
+    somewhere above a recipe is never picked up."""
+    return (module.path / "hooks", module.path.parent.parent / "hooks")
+
+
+def resolve_hooks(module: Module, layer: LayerRef) -> tuple[tuple[str, Path], ...]:
+    dirs = hook_dirs(module)
     found: list[tuple[str, Path]] = []
-    for name in module.hooks:
-        path = next((d / name for d in hook_dirs if (d / name).is_file()), None)
+    for i, name in enumerate(module.hooks):
+        path = next((d / name for d in dirs if (d / name).is_file()), None)
         if path is None:
             raise ComposerError(
-                f"{layer.where}: module {module.name!r} names hook {name!r}, "
-                f"not found in {', '.join(str(d) for d in hook_dirs) or 'any hooks/ folder'}"
+                f"{module.path / 'module.toml'}: hooks[{i}]: {name!r} not found in "
+                f"{' or '.join(str(d) for d in dirs)} (used by {layer.where})"
             )
         found.append((name, path))
     return tuple(found)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import ComposerError
-from composer.model import Base, BaseKind, Family, Healthcheck, ImageConfig, LayerRef, Recipe, Secret
+from composer.model import Base, BaseKind, Family, ImageConfig, LayerRef, Recipe, Secret, from_raw
 from composer.schema import display, load_schema, validate
 
-DEFAULT_COMPONENTS = ("main",)
+DEFAULT_TAG = "latest"
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -136,38 +136,24 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]]) -> R
         if layer.module in seen:
             raise ComposerError(f"{layer.where}: module {layer.module!r} is listed twice")
         seen.add(layer.module)
-    img = raw.get("image", {})
-    image = ImageConfig(
-        env=tuple(img.get("env", {}).items()),
-        ports=tuple(img.get("ports", ())),
-        volumes=tuple(img.get("volumes", ())),
-        user=img.get("user", ""),
-        workdir=img.get("workdir", ""),
-        labels=tuple(img.get("labels", {}).items()),
-        entrypoint=tuple(img.get("entrypoint", ())),
-        cmd=tuple(img.get("cmd", ())),
-        healthcheck=parse_healthcheck(img.get("healthcheck")),
-    )
     dirs = _search_dirs(path)
     return Recipe(
         path=path,
         name=raw["name"],
-        tag=raw.get("tag", "latest"),
+        tag=raw.get("tag", DEFAULT_TAG),
         base=base,
         layers=layers,
-        image=image,
-        secrets=tuple(Secret(s["name"], s.get("description", "")) for s in raw.get("secrets", [])),
+        image=from_raw(ImageConfig, raw.get("image", {})),
+        secrets=tuple(from_raw(Secret, s) for s in raw.get("secrets", [])),
         pod=raw.get("pod", {}),
-        hook_dirs=tuple(d / "hooks" for d in dirs),
         module_dirs=tuple(d / "layers" for d in dirs),
     )
 
 
 def _search_dirs(path: Path) -> tuple[Path, ...]:
-    """Folders whose layers/ and hooks/ are searched, nearest first: the recipe's own
-    folder and every folder above it (so tests/recipes/x.toml finds the project's layers/)."""
-    return tuple(d for d in (path.parent, *path.parent.parents) if (d / "layers").is_dir()
-                 or (d / "hooks").is_dir())
+    """Folders whose layers/ is searched, nearest first: the recipe's own folder and every
+    folder above it (so tests/recipes/x.toml finds the project's layers/)."""
+    return tuple(d for d in (path.parent, *path.parent.parents) if (d / "layers").is_dir())
 
 
 def parse_base(raw: dict[str, Any], where: str) -> Base:
@@ -192,24 +178,5 @@ def parse_base(raw: dict[str, Any], where: str) -> Base:
         for key in ("mirror", "components", "variant", "include"):
             if key in raw:
                 raise ComposerError(f"{where}: base.{key}: only for debootstrap bases")
-    return Base(
-        kind=kind,
-        ref=ref,
-        family=family,
-        mirror=raw.get("mirror", Base.mirror),
-        components=tuple(raw.get("components", DEFAULT_COMPONENTS)),
-        variant=raw.get("variant", "minbase"),
-        include=tuple(raw.get("include", ())),
-    )
-
-
-def parse_healthcheck(raw: dict[str, Any] | None) -> Healthcheck | None:
-    if not raw:
-        return None
-    return Healthcheck(
-        test=tuple(raw["test"]),
-        interval=raw.get("interval", "30s"),
-        timeout=raw.get("timeout", "10s"),
-        retries=raw.get("retries", 3),
-        start_period=raw.get("start_period", "0s"),
-    )
+    table = {k: v for k, v in raw.items() if k not in ("from", "family")}
+    return from_raw(Base, table, kind=kind, ref=ref, family=family)

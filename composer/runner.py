@@ -37,18 +37,11 @@ def require_tool(name: str) -> str:
 
 
 class Runner:
-    """Runs argv lists; echoes them in verbose mode; records them in dry-run mode."""
+    """Runs argv lists; echoes them in verbose mode."""
 
-    def __init__(
-        self,
-        verbose: bool = False,
-        dry_run: bool = False,
-        echo: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, verbose: bool = False, echo: Callable[[str], None] | None = None) -> None:
         self.verbose = verbose
-        self.dry_run = dry_run
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.history: list[list[str]] = []
 
     def _echo(self, argv: list[str]) -> None:
         if self.verbose:
@@ -65,18 +58,12 @@ class Runner:
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         stream: bool = False,
-        mutates: bool = True,
     ) -> str:
         """Run argv and return its output (stdout and stderr merged).
 
         stream: show the output as it comes (long steps in verbose mode).
-        mutates: in dry-run mode, commands that change state are only recorded.
         """
         argv = [str(a) for a in argv]
-        self.history.append(argv)
-        if self.dry_run and mutates:
-            self._echo(argv)
-            return ""
         program, full_env = self._prepare(argv, env)
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
 

@@ -3,12 +3,12 @@
 # in the container's /etc/ssh afterwards), the privilege-separation directory
 # /run/sshd, the login user's authorized_keys from a secret, and password
 # login only when a password secret is given (never a built-in password).
-# Options come from /etc/composer/ssh.json (ssh module).
+# Options come from /etc/composer/options/ssh.json (the ssh module's options).
 set -eu
 # shellcheck source=../layers/base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
-conf=$root/etc/composer/ssh.json
+conf=$root/etc/composer/options/ssh.json
 runconf=$root/run/composer/sshd_config.d
 
 mkdir -p "$root/etc/ssh"

@@ -5,12 +5,12 @@
 # run (no X server runs before the hooks). The VNC password comes from a
 # secret or, the first time without one, is generated: 8 random characters
 # (VNC authentication uses only 8), the plaintext left for the user in
-# ~/.vnc/password.txt, mode 0600. Options from /etc/composer/vnc.json.
+# ~/.vnc/password.txt, mode 0600. Options from /etc/composer/options/vnc-desktop.json.
 set -eu
 # shellcheck source=../layers/base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
-conf=$root/etc/composer/vnc.json
+conf=$root/etc/composer/options/vnc-desktop.json
 vncpasswd=${COMPOSER_VNCPASSWD:-vncpasswd}
 
 mkdir -p "$root/run/dbus"

@@ -118,7 +118,7 @@ def write_container_config(folder: Path) -> dict[str, str]:
         f'graphroot = "{folder / "root"}"\n'
         f'runroot = "{folder / "run"}"\n'
     )
-    # runc and lower rlimits: what podman needs on these machines (DESIGN.md).
+    # runc and lower rlimits: what podman needs on these machines (docs/design.md).
     containers = folder / "containers.conf"
     containers.write_text(
         "[containers]\n"

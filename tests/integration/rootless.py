@@ -22,7 +22,7 @@ from tests.conftest import ROOT
 USER = "composer-rootless"
 SUBID_START = 300000
 
-# What podman needs here for a rootless container (DESIGN.md, docs/kube.md): runc (crun
+# What podman needs here for a rootless container (docs/design.md, docs/kube.md): runc (crun
 # refuses the cgroups hybrid), lower rlimits, and no systemd user session to talk to.
 ROOTLESS_CONTAINERS_CONF = (
     "[containers]\n"

@@ -33,6 +33,7 @@ SEED_WINDOWS = ["Claude-Main", "Claude-Agent", "Services", "Development", "Logs"
                 "VNC-Status", "SSH-Shell"]
 # Characters a shell-built JSON file would get wrong.
 ANTHROPIC_KEY = 'sk-ant-"quo\\ted" $HOME `x` ünï'
+ZAI_KEY = "zai-key-" + uuid.uuid4().hex
 TOKEN = "test-token-" + uuid.uuid4().hex
 
 
@@ -104,6 +105,7 @@ def devpod(containers: Containers, image: str, ssh_key: Path,
     made: list[str] = []
     for name, value in {
         "ANTHROPIC_API_KEY": ANTHROPIC_KEY + "\n",
+        "ZAI_API_KEY": ZAI_KEY,
         "ANTHROPIC_BASE_URL": "https://api.z.ai/api/anthropic",
         "GOOGLE_GEMINI_API_KEY": "gemini-key",
         "SSH_AUTHORIZED_KEYS": ssh_key.with_suffix(".pub").read_text(),
@@ -153,7 +155,7 @@ def test_credentials_distributed(devpod: Devpod) -> None:
         "/home/openai-user/.config/openai/config.json": ("openai-user",
                                                          {"api_key": "openai-from-env"}),
         "/home/zai-user/.config/zai/config.json": ("zai-user", {
-            "api_key": ANTHROPIC_KEY, "base_url": "https://api.z.ai/api/anthropic"}),
+            "api_key": ZAI_KEY, "base_url": "https://api.z.ai/api/anthropic"}),
     }
     for path, (owner, document) in expected.items():
         assert devpod.sh(f"stat -c '%a %U %G' {path}").stdout.split() == ["600", owner, owner]

@@ -181,7 +181,7 @@ def test_secret_values_reach_the_credential_files(containers: Containers, played
     for path, (owner, name) in expected.items():
         assert sh(containers, f"stat -c '%a %U %G' {path}").stdout.split() == ["600", owner, owner]
         assert json.loads(sh(containers, f"cat {path}").stdout) == {"api_key": played.values[name]}
-    # ANTHROPIC_BASE_URL was left empty, which counts as not set: no zai-user config.
+    # ZAI_API_KEY was left empty, which counts as not set: no zai-user config.
     assert sh(containers, "test -e /home/zai-user/.config/zai/config.json",
               check=False).returncode != 0
     # The management API got its token from the Secret too.

@@ -31,22 +31,14 @@ def test_commit_is_docker_format_with_fixed_timestamp() -> None:
     ]
 
 
-def test_package_commands_per_family() -> None:
-    assert cmd.install_packages(Family.DEBIAN, ["jq", "curl"], recommends=False) == [
-        "apt-get", "install", "-y", "-q", "--no-install-recommends", "jq", "curl"]
-    assert cmd.install_packages(Family.DEBIAN, ["jq"], recommends=True) == [
-        "apt-get", "install", "-y", "-q", "jq"]
-    assert cmd.install_packages(Family.ARCH, ["jq"], recommends=False) == [
-        "pacman", "-S", "--noconfirm", "--needed", "jq"]
-    assert cmd.refresh_packages(Family.ARCH) == ["pacman", "-Sy", "--noconfirm"]
-    assert cmd.refresh_packages(Family.DEBIAN) == ["apt-get", "update", "-q"]
-
-
-def test_clean_keeps_mounted_caches_alone() -> None:
-    argv = cmd.clean_packages(Family.DEBIAN, mounted=True)
-    assert argv[:2] == ["rm", "-rf"] and "/var/log/apt" in argv
-    assert "/var/lib/apt/lists" not in argv and "/var/cache/apt/archives" not in argv
-    assert "/var/cache/pacman/pkg" in cmd.clean_packages(Family.ARCH, mounted=False)
+def test_clean_step_keeps_mounted_caches_alone() -> None:
+    argv = cmd.clean_step(Family.DEBIAN, ["/var/lib/texmf/luatex-cache", "/root/.texlive*"])
+    assert argv[:2] == ["/bin/sh", "-c"] and "$" in argv[2]  # a fixed script: data are arguments
+    paths = argv[4:]
+    assert "/var/log/apt" in paths and cmd.BUILD_MOUNT_ROOT in paths
+    assert paths[-2:] == ["/var/lib/texmf/luatex-cache", "/root/.texlive*"]
+    assert "/var/lib/apt/lists" not in paths and "/var/cache/apt/archives" not in paths
+    assert "/var/log/pacman.log" in cmd.clean_step(Family.ARCH)
 
 
 def test_debootstrap_argv_and_sources() -> None:

@@ -8,6 +8,7 @@ uid: no root and no container needed.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -23,6 +24,15 @@ HOOKLIB = REPO / "layers" / "base" / "files" / "hooklib.sh"
 USERS = ("devuser", "gemini-user", "openai-user", "zai-user")
 
 needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed")
+
+
+@functools.cache
+def turboflow_credentials() -> str:
+    """credentials.json as finalize writes it for the real turboflow recipe."""
+    from composer.planner import plan_file
+
+    plan = plan_file(REPO / "recipes" / "turboflow.toml")
+    return json.dumps(list(plan.finalize.credentials))
 
 
 class Tree:
@@ -43,6 +53,7 @@ class Tree:
             for n in USERS
         ]
         self.write("etc/composer/users.json", json.dumps(users))
+        self.write("etc/composer/credentials.json", turboflow_credentials())
 
     def set_users(self, names: tuple[str, ...]) -> None:
         lines = ["root:x:0:0:root:/root:/bin/sh"]
@@ -93,7 +104,7 @@ def test_every_hook_is_executable_posix_sh_named_nn() -> None:
     hooks = sorted(HOOKS.iterdir())
     assert [h.name for h in hooks] == [
         "05-login-env.sh", "10-directories.sh", "20-ssh-hostkeys.sh", "25-desktop.sh", "30-credentials.sh",
-        "35-management-api.sh", "40-permissions.sh", "50-service-toggle.sh", "60-agents.sh",
+        "40-permissions.sh", "50-service-toggle.sh", "60-agents.sh",
     ]
     for hook in [*hooks, HOOKLIB]:
         if hook != HOOKLIB:
@@ -115,6 +126,7 @@ def test_credentials_are_valid_json_with_any_characters(tree: Tree) -> None:
     tree.secret("ANTHROPIC_API_KEY", NASTY + "\n")  # a trailing newline is not part of a key
     tree.secret("GOOGLE_GEMINI_API_KEY", "gem'ini\"key")
     tree.secret("OPENAI_API_KEY", "sk-openai\\n")
+    tree.secret("ZAI_API_KEY", NASTY)
     tree.secret("ANTHROPIC_BASE_URL", "https://api.z.ai/api/anthropic?a=1&b=\"2\"")
     tree.run("30-credentials.sh")
 
@@ -161,15 +173,36 @@ def test_secret_file_wins_over_env_and_empty_is_missing(tree: Tree) -> None:
 
 
 @needs_jq
-def test_zai_needs_base_url_and_missing_users_are_skipped(tree: Tree) -> None:
+def test_zai_has_its_own_key_and_missing_users_are_skipped(tree: Tree) -> None:
+    tree.secret("ANTHROPIC_API_KEY", "devuser-anthropic-key")
+    tree.run("30-credentials.sh")
+    # One provider never receives another's key: no ZAI_API_KEY, no zai config.
+    assert not (tree.home("zai-user") / ".config/zai").exists()
+    tree.secret("ZAI_API_KEY", "z")  # the base URL is optional (the module's default applies)
+    tree.run("30-credentials.sh")
+    assert json.loads((tree.home("zai-user") / ".config/zai/config.json").read_text()) == {"api_key": "z"}
+
     tree.set_users(("devuser",))  # the isolated users do not exist in this image
-    tree.secret("ANTHROPIC_API_KEY", "k")
     tree.secret("OPENAI_API_KEY", "o")
     proc = tree.run("30-credentials.sh")
     assert (tree.home("devuser") / ".config/claude/config.json").exists()
     assert not (tree.home("openai-user") / ".config").exists()
     assert "no user openai-user" in proc.stderr
-    assert not (tree.home("zai-user") / ".config").exists()
+
+
+@needs_jq
+def test_one_broken_home_never_stops_the_others(tree: Tree) -> None:
+    # An AI user turns its ~/.config/gemini into a plain file: only its own entry is skipped.
+    (tree.home("gemini-user") / ".config").mkdir()
+    (tree.home("gemini-user") / ".config/gemini").write_text("not a folder")
+    for name in ("ANTHROPIC_API_KEY", "GOOGLE_GEMINI_API_KEY", "OPENAI_API_KEY"):
+        tree.secret(name, name.lower())
+    proc = tree.run("30-credentials.sh")
+    assert "skipping .config/gemini/config.json" in proc.stderr
+    assert (tree.home("gemini-user") / ".config/gemini").read_text() == "not a folder"
+    assert json.loads((tree.home("openai-user") / ".config/openai/config.json").read_text()) == {
+        "api_key": "openai_api_key"}
+    assert (tree.home("devuser") / ".config/claude/config.json").exists()
 
 
 @needs_jq
@@ -306,7 +339,7 @@ def fake_chpasswd(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def ssh_conf(tree: Tree) -> None:
-    tree.write("etc/composer/ssh.json", json.dumps({
+    tree.write("etc/composer/options/ssh.json", json.dumps({
         "user": "devuser", "authorized_keys_secret": "SSH_AUTHORIZED_KEYS",
         "password_secret": "DEVUSER_PASSWORD"}))
 
@@ -355,7 +388,7 @@ def test_ssh_hook_password_only_from_secret(tree: Tree, tmp_path: Path) -> None:
     assert "newline" in proc.stderr
 
 
-# --- 25-desktop / 35-management-api ---------------------------------------------
+# --- 25-desktop / the management API's token -------------------------------------
 
 def fake_vncpasswd(tmp_path: Path) -> Path:
     # vncpasswd -f reads the plaintext on stdin and writes 8 obfuscated bytes.
@@ -367,7 +400,7 @@ def fake_vncpasswd(tmp_path: Path) -> Path:
 
 @needs_jq
 def test_vnc_password_generated_once_then_from_secret(tree: Tree, tmp_path: Path) -> None:
-    tree.write("etc/composer/vnc.json", json.dumps({"user": "devuser",
+    tree.write("etc/composer/options/vnc-desktop.json", json.dumps({"user": "devuser",
                                                     "password_secret": "VNC_PASSWORD"}))
     env = {"COMPOSER_VNCPASSWD": str(fake_vncpasswd(tmp_path))}
     tree.write("tmp/.X1-lock", "123\n")
@@ -392,17 +425,19 @@ def test_vnc_password_generated_once_then_from_secret(tree: Tree, tmp_path: Path
 
 
 @needs_jq
-def test_management_api_token_copied_for_devuser(tree: Tree) -> None:
-    tree.secret("MANAGEMENT_API_TOKEN", "tok en\n")
-    tree.run("35-management-api.sh")
+def test_management_api_token_from_secret_or_generated(tree: Tree) -> None:
     token = tree.root / "run/composer/management-api/token"
-    assert token.read_text() == "tok en\n"
+    tree.run("30-credentials.sh")  # no secret: a token is generated, never an open API
+    generated = token.read_text().strip()
+    assert len(generated) == 48 and int(generated, 16) >= 0
     assert mode(token) == 0o600 and mode(token.parent) == 0o700
     assert token.stat().st_uid == tree.uid
+    tree.run("30-credentials.sh")
+    assert token.read_text().strip() == generated  # kept across restarts
 
-    (tree.secrets / "MANAGEMENT_API_TOKEN").unlink()
-    tree.run("35-management-api.sh")
-    assert not token.exists()
+    tree.secret("MANAGEMENT_API_TOKEN", "tok en\n")
+    tree.run("30-credentials.sh")
+    assert token.read_text() == "tok en\n"
 
 
 # --- 05-login-env -----------------------------------------------------------

@@ -108,7 +108,7 @@ def test_module_schema_error_names_module_file(tmp_path: Path) -> None:
 
 def test_missing_hook(tmp_path: Path) -> None:
     module(tmp_path, "a", 'hooks = ["10-nope.sh"]\n')
-    with pytest.raises(ComposerError, match="names hook '10-nope.sh', not found"):
+    with pytest.raises(ComposerError, match=r"module.toml: hooks\[0\]: '10-nope.sh' not found in"):
         plan_file(recipe(tmp_path, ["a"]))
 
 

@@ -1,30 +1,60 @@
-"""The JSON Schemas and the dataclasses must not drift apart."""
+"""The JSON Schemas and the dataclasses must not drift apart: the schema holds types and
+constraints, the dataclasses (built by one loader, `from_raw`) the defaults."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from composer.model import Module, Service
+import pytest
+
+from composer.model import Base, Credential, FileSpec, Healthcheck, ImageConfig, Module, ScriptSpec, Secret, Service
+from composer.recipe import DEFAULT_TAG
 from composer.schema import load_schema
 
-# Module fields that are not a key of module.toml, and keys stored under another name.
-DERIVED = {"path"}
-RENAMED = {"options_schema": "options"}
+MODULE = load_schema("module")["properties"]
+RECIPE = load_schema("recipe")["properties"]
+RECIPE_DEFS = load_schema("recipe")["$defs"]
+
+# (dataclass, its schema object, dataclass fields that are no key of the TOML table,
+#  TOML keys stored under another name)
+PAIRS = [
+    (Module, {"properties": MODULE}, {"path"}, {"options_schema": "options"}),
+    (Service, MODULE["services"]["items"], {"module"}, {}),
+    (Credential, MODULE["credentials"]["items"], {"module"}, {}),
+    (FileSpec, MODULE["files"]["items"], set(), {}),
+    (ScriptSpec, MODULE["scripts"]["items"], set(), {}),
+    (Healthcheck, MODULE["healthcheck"], set(), {}),
+    (Healthcheck, RECIPE_DEFS["healthcheck"], set(), {}),
+    (ImageConfig, RECIPE["image"], set(), {}),
+    (Secret, RECIPE["secrets"]["items"], set(), {}),
+    (Base, RECIPE["base"], {"kind", "ref"}, {}),
+]
 
 
-def test_module_schema_matches_dataclass() -> None:
-    fields = {RENAMED.get(f.name, f.name) for f in dataclasses.fields(Module)} - DERIVED
-    assert fields == set(load_schema("module")["properties"])
+def default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
 
 
-def test_service_schema_matches_dataclass() -> None:
-    fields = {f.name for f in dataclasses.fields(Service)} - {"module"}
-    schema = load_schema("module")["properties"]["services"]["items"]["properties"]
-    assert fields == set(schema)
+@pytest.mark.parametrize(("cls", "schema", "derived", "renamed"), PAIRS,
+                         ids=[f"{p[0].__name__}-{i}" for i, p in enumerate(PAIRS)])
+def test_fields_match_and_defaults_live_in_one_place(
+        cls: type, schema: dict[str, Any], derived: set[str], renamed: dict[str, str]) -> None:
+    props = schema["properties"]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in derived}
+    keys = {renamed.get(name, name) for name in fields}
+    assert keys == set(props) - {"from"}  # base.from is parsed into kind and ref
+    for name, f in fields.items():
+        spec = props[renamed.get(name, name)]
+        if "default" in spec:  # a schema default is documentation: it must be the real one
+            default = default_of(f)
+            assert default is not dataclasses.MISSING and spec["default"] == (
+                list(default) if isinstance(default, tuple) else default), name
 
 
-def test_recipe_schema_covers_image_config() -> None:
-    from composer.model import ImageConfig
-
-    fields = {f.name for f in dataclasses.fields(ImageConfig)}
-    assert fields == set(load_schema("recipe")["properties"]["image"]["properties"])
+def test_recipe_tag_default() -> None:
+    assert RECIPE["tag"].get("default", DEFAULT_TAG) == DEFAULT_TAG

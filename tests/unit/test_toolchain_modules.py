@@ -4,6 +4,7 @@ values at plan time, and their scripts are valid POSIX sh."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -139,14 +140,14 @@ def test_module_folders_hold_no_byte_code() -> None:
 def test_agents_tool_counts_and_syncs_templates(tmp_path: Path) -> None:
     """composer-agents with its settings pointed at temporary folders."""
     script = (LAYERS / "agents" / "files" / "composer-agents").read_text()
-    conf = tmp_path / "agents.conf"
+    conf = tmp_path / "agents.json"
     target, extra = tmp_path / "agents", tmp_path / "extra"
     (extra / "team").mkdir(parents=True)
     (extra / "team" / "reviewer.md").write_text("# reviewer\n")
     (extra / "notes.txt").write_text("not a template\n")
-    conf.write_text(f"target={target}\nuser=nobody-here\nextra_dir={extra}\n")
+    conf.write_text(json.dumps({"target": str(target), "user": "nobody-here", "extra_dir": str(extra)}))
     tool = tmp_path / "composer-agents"
-    tool.write_text(script.replace("/etc/composer/agents.conf", str(conf))
+    tool.write_text(script.replace("/etc/composer/options/agents.json", str(conf))
                     .replace("/etc/composer/agents.count", str(tmp_path / "count"))
                     .replace("/usr/local/share/composer/agents", str(tmp_path / "image")))
     tool.chmod(0o755)
@@ -158,3 +159,15 @@ def test_agents_tool_counts_and_syncs_templates(tmp_path: Path) -> None:
     (target / "team" / "reviewer.md").write_text("edited\n")
     subprocess.run([str(tool), "sync"], capture_output=True, check=True)
     assert (target / "team" / "reviewer.md").read_text() == "edited\n"  # never overwritten
+
+
+def test_every_shipped_option_has_a_description() -> None:
+    import tomllib
+
+    missing = [
+        f"{folder.name}.{name}"
+        for folder in sorted(LAYERS.iterdir())
+        for name, spec in tomllib.loads((folder / "module.toml").read_text()).get("options", {}).items()
+        if not spec.get("description")
+    ]
+    assert missing == []

@@ -1,11 +1,5 @@
 #!/bin/sh
-# Write the settings composer-agents reads, then sync once at build time.
+# Copy the templates into place once at build time (the 60-agents hook syncs again at
+# every start).
 set -eu
-opts=/run/composer/options.json
-mkdir -p /etc/composer
-{
-    printf 'target=%s\n' "$(jq -r '.target' "$opts")"
-    printf 'user=%s\n' "$(jq -r '.user' "$opts")"
-    printf 'extra_dir=%s\n' "$(jq -r '.extra_dir' "$opts")"
-} > /etc/composer/agents.conf
-/usr/local/bin/composer-agents sync
+composer-agents sync

@@ -3,7 +3,7 @@
 # Debian's `locales` and Arch's glibc both ship /etc/locale.gen + locale-gen.
 set -eu
 
-options=/run/composer/options.json
+options=$COMPOSER_OPTIONS
 gen=/etc/locale.gen
 
 [ -f "$gen" ] || : > "$gen"

@@ -2,7 +2,7 @@
 # cuDNN from PyPI's nvidia-cudnn wheel (the Debian package downloads from NVIDIA
 # at install time). Into the shared venv, so torch's own cuDNN is reused.
 set -eu
-opts=/run/composer/options.json
+opts=$COMPOSER_OPTIONS
 [ "$(jq -r '.cudnn' "$opts")" = pip ] || exit 0
 venv=$(jq -r '.cudnn_venv' "$opts")
 spec=$(jq -r '.cudnn_package' "$opts")

@@ -3,7 +3,7 @@
 # install scripts (they download from sites that are not reachable).
 set -eu
 set -f  # version ranges may hold '*': no globbing of the specs below
-opts=/run/composer/options.json
+opts=$COMPOSER_OPTIONS
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 cache=$(mktemp -d)
 

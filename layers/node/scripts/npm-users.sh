@@ -3,27 +3,20 @@
 # zai-user environment. Users that do not exist are an error, not a skip.
 set -eu
 set -f
-opts=/run/composer/options.json
+. "$COMPOSER_LIB"
+opts=$COMPOSER_OPTIONS
 cache=$(mktemp -d)
 marker="# composer node module"
-
-home_of() {
-    if ! entry=$(getent passwd "$1"); then
-        echo "node: user '$1' does not exist; add the users module before node" >&2
-        exit 1
-    fi
-    echo "$entry" | cut -d: -f6
-}
 
 # Append a block to a shell startup file once, owned by the user.
 add_rc() {  # user home file line
     touch "$2/$3"
     grep -qF "$4" "$2/$3" || printf '%s\n%s\n' "$marker" "$4" >> "$2/$3"
-    chown "$1:$(id -gn "$1")" "$2/$3"
+    chown "$(composer_owner "$1")" "$2/$3"
 }
 
-for user in $(jq -r '.user_packages | keys[]' "$opts"); do
-    home=$(home_of "$user")
+for user in $(composer_opt_lines user_packages); do
+    home=$(composer_home "$user")
     prefix="$home/.npm-global"
     pkgs=$(jq -r --arg u "$user" '.user_packages[$u][]' "$opts")
     mkdir -p "$prefix"
@@ -32,18 +25,18 @@ for user in $(jq -r '.user_packages | keys[]' "$opts"); do
         npm install -g --no-fund --no-audit --cache "$cache" --prefix "$prefix" $pkgs
     fi
     printf 'prefix=%s\n' "$prefix" > "$home/.npmrc"
-    chown -R "$user:$(id -gn "$user")" "$prefix" "$home/.npmrc"
+    chown -R "$(composer_owner "$user")" "$prefix" "$home/.npmrc"
     for rc in .zshenv .profile .bashrc; do
         add_rc "$user" "$home" "$rc" 'export PATH="$HOME/.npm-global/bin:$PATH"'
     done
 done
 
-zai=$(jq -r '.zai_user' "$opts")
+zai=$(composer_opt zai_user)
 if [ -n "$zai" ]; then
-    home=$(home_of "$zai")
-    url=$(jq -r '.zai_base_url' "$opts")
+    home=$(composer_home "$zai")
+    url=$(composer_opt zai_base_url)
     mkdir -p "$home/.config/zai"
-    chown "$zai:$(id -gn "$zai")" "$home/.config" "$home/.config/zai"
+    chown "$(composer_owner "$zai")" "$home/.config" "$home/.config/zai"
     for rc in .zshenv .profile .bashrc; do
         add_rc "$zai" "$home" "$rc" "export ANTHROPIC_BASE_URL=\"\${ANTHROPIC_BASE_URL:-$url}\""
         add_rc "$zai" "$home" "$rc" '. /usr/local/share/composer/zai-env.sh'

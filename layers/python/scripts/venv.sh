@@ -1,7 +1,7 @@
 #!/bin/sh
 # Create /opt/venv and install the packaging tools and the enabled package groups.
 set -eu
-opts=/run/composer/options.json
+opts=$COMPOSER_OPTIONS
 venv=/opt/venv
 list=$(mktemp)
 

@@ -1,18 +1,13 @@
 #!/bin/sh
 # Copy the chosen skills from the module folder into the user's ~/.claude/skills.
 set -eu
-opts=/run/composer/options.json
-src=/run/composer/module/files/skills
-user=$(jq -r '.user' "$opts")
-if ! entry=$(getent passwd "$user"); then
-    echo "skills: user '$user' does not exist; add the users module before skills" >&2
-    exit 1
-fi
-home=$(echo "$entry" | cut -d: -f6)
-group=$(id -gn "$user")
+. "$COMPOSER_LIB"
+src=$COMPOSER_MODULE_DIR/files/skills
+user=$(composer_opt user)
+home=$(composer_home "$user")
 dest="$home/.claude/skills"
 mkdir -p "$dest"
-jq -r '.skills[]' "$opts" | while IFS= read -r name; do
+composer_opt_lines skills | while IFS= read -r name; do
     if [ ! -d "$src/$name" ]; then
         echo "skills: no skill named '$name' in this module" >&2
         exit 1
@@ -22,4 +17,4 @@ jq -r '.skills[]' "$opts" | while IFS= read -r name; do
     chmod 0755 "$dest/$name"/tools/*.py
     echo "skills: installed $name"
 done
-chown -R "$user:$group" "$home/.claude"
+chown -R "$(composer_owner "$user")" "$home/.claude"

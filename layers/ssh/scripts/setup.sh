@@ -1,15 +1,10 @@
 #!/bin/sh
 # Host keys must differ per container, so none may be baked into a layer: drop
 # whatever the package's install generated; the 20-ssh-hostkeys hook makes
-# them at first start. The options the hook needs go to /etc/composer/ssh.json.
+# them at first start (reading this module's options from /etc/composer/options/ssh.json).
 set -eu
 
 rm -f /etc/ssh/ssh_host_*key /etc/ssh/ssh_host_*key.pub
-
-mkdir -p /etc/composer
-jq '{user, authorized_keys_secret, password_secret}' /run/composer/options.json \
-    > /etc/composer/ssh.json
-chmod 0644 /etc/composer/ssh.json
 
 # Arch's sshd_config has no Include of sshd_config.d (older packages): add it
 # at the top so this module's settings apply.

@@ -5,8 +5,9 @@
 # and Arch's package installs /etc/supervisord.conf itself. The link dangles
 # until the finalize step writes the config.
 set -eu
+. "$COMPOSER_LIB"
 
-group=$(jq -r '.group' /run/composer/options.json)
+group=$(composer_opt group)
 getent group "$group" > /dev/null 2>&1 || groupadd --system "$group"
 
 mkdir -p /etc/composer

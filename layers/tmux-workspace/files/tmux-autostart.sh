@@ -5,7 +5,7 @@
 # `tmux-autostart.sh vnc-status` prints what window 6 shows.
 set -eu
 
-conf=${COMPOSER_TMUX_CONF:-/etc/composer/tmux-workspace.json}
+conf=${COMPOSER_TMUX_CONF:-/etc/composer/options/tmux-workspace.json}
 session=workspace
 if [ -f "$conf" ]; then
     session=$(jq -r '.session' "$conf")

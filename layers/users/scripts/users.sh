@@ -1,11 +1,11 @@
 #!/bin/sh
 # Create the configured users, their groups, sudo rules and switch helpers.
-# Everything comes from /run/composer/options.json as data (read with jq);
+# Everything comes from the options file ($COMPOSER_OPTIONS) as data (read with jq);
 # no option value is ever evaluated as shell code. No password is set: accounts
 # stay locked for password login until a start-up hook sets one from a secret.
 set -eu
 
-options=${COMPOSER_OPTIONS:-/run/composer/options.json}
+options=$COMPOSER_OPTIONS
 etc=/etc/composer
 
 mkdir -p "$etc"

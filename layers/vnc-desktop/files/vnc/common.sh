@@ -1,8 +1,8 @@
 # shellcheck shell=sh disable=SC2034 # variables for the sourcing script
 # Shared by xvnc-start and xfce4-start (sourced). Reads the module's options
-# from /etc/composer/vnc.json and defines run_as, which execs a command as
+# from /etc/composer/options/vnc-desktop.json and defines run_as, which execs a command as
 # the configured user with a login-like environment.
-conf=${COMPOSER_VNC_CONF:-/etc/composer/vnc.json}
+conf=${COMPOSER_VNC_CONF:-/etc/composer/options/vnc-desktop.json}
 user=$(jq -r '.user' "$conf")
 display=$(jq -r '.display' "$conf")
 entry=$(getent passwd "$user") || { echo "vnc-desktop: no user $user" >&2; exit 1; }

@@ -1,0 +1,164 @@
+"""The builder's decisions, with a runner that records argv instead of starting buildah:
+what is built and what is reused, the order of the buildah calls of one module layer,
+the build-step contract it hands to scripts, clean-up on failure, and the key documents
+kept for `plan --why`. The integration tests build the same things with real buildah."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from composer import commands as cmd
+from composer import toolkit
+from composer.builder import BuildSettings, build
+from composer.errors import CommandError, ComposerError
+from composer.model import Plan
+from composer.planner import plan_file
+from composer.progress import Progress
+from composer.runner import Runner
+
+
+class RecordingRunner(Runner):
+    """Records every argv; answers `buildah images --json` with the keys it is told are
+    cached; fails the first command that contains `fail_on`."""
+
+    def __init__(self, cached: Sequence[str] = (), fail_on: str = "") -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+        self.cached = list(cached)
+        self.fail_on = fail_on
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, stream: bool = False) -> str:
+        argv = [str(a) for a in argv]
+        self.calls.append(argv)
+        if self.fail_on and any(self.fail_on in a for a in argv):
+            raise CommandError(argv, 7, "E: it broke\n")
+        return ""
+
+    def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+        argv = [str(a) for a in argv]
+        self.calls.append(argv)
+        if argv[1:3] == ["images", "--json"]:
+            return json.dumps([{"names": [cmd.cache_ref(k)]} for k in self.cached])
+        return ""
+
+    def verbs(self) -> list[str]:
+        """buildah's subcommand (or the program) of each call, in order."""
+        return [a[1] if a[0] == "buildah" else a[0] for a in self.calls]
+
+
+def write_recipe(root: Path) -> Path:
+    tool = root / "layers" / "tool"
+    (tool / "scripts").mkdir(parents=True)
+    (tool / "files").mkdir()
+    (tool / "files" / "motd").write_text("hello\n")
+    (tool / "scripts" / "setup.sh").write_text("#!/bin/sh\nset -eu\necho set up\n")
+    (tool / "module.toml").write_text(
+        'name = "tool"\nversion = "1"\n'
+        '[options.flavour]\ntype = "string"\nenum = ["plain", "fancy"]\ndefault = "plain"\n'
+        '[packages]\ndebian = ["jq"]\n'
+        '[option_packages.flavour.fancy]\ndebian = ["figlet"]\n'
+        '[[files]]\nsrc = "files/motd"\ndest = "/etc/motd"\nmode = "0644"\n'
+        '[[scripts]]\nrun = "scripts/setup.sh"\n'
+        '[env]\nPATH = "/opt/tool/bin:$PATH"\n'
+    )
+    note = root / "layers" / "note"
+    note.mkdir(parents=True)
+    (note / "module.toml").write_text('name = "note"\nversion = "1"\nclean = ["/var/cache/note*"]\n')
+    recipe = root / "r.toml"
+    recipe.write_text(
+        'name = "demo"\n[base]\nfrom = "scratch"\nfamily = "debian"\n'
+        '[[layers]]\nmodule = "tool"\n[layers.options]\nflavour = "fancy"\n'
+        '[[layers]]\nmodule = "note"\n'
+    )
+    return recipe
+
+
+@pytest.fixture()
+def plan(tmp_path: Path) -> Plan:
+    return plan_file(write_recipe(tmp_path))
+
+
+def settings(tmp_path: Path, archive: bool = False) -> BuildSettings:
+    return BuildSettings(cache_dir=tmp_path / "cache", output_dir=tmp_path / "out", archive=archive)
+
+
+def quiet() -> Progress:
+    return Progress(stream=io.StringIO())
+
+
+def test_first_build_builds_every_layer_in_order(plan: Plan, tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    ctx = build(plan, settings(tmp_path), runner, quiet())
+    assert [r.cache for r in ctx.results] == ["miss"] * 4
+    commits = [a[-1] for a in runner.calls if a[1] == "commit"]
+    assert commits == [cmd.cache_ref(k) for k in plan.all_keys()]
+    assert runner.calls[-1] == ["buildah", "tag", cmd.cache_ref(plan.finalize.key), "localhost/demo:latest"]
+    # Every key document is kept for `plan --why`.
+    assert sorted(p.stem for p in (tmp_path / "cache" / "keys").iterdir()) == sorted(plan.all_keys())
+
+
+def test_module_layer_calls_and_contract(plan: Plan, tmp_path: Path) -> None:
+    runner = RecordingRunner(cached=[plan.base.key])
+    build(plan, settings(tmp_path), runner, quiet())
+    step = plan.steps[0]
+    ctr = f"composer-{step.key[:16]}"
+    start = runner.calls.index(cmd.from_image(cmd.Storage(), cmd.cache_ref(step.parent_key), ctr))
+    end = next(i for i, a in enumerate(runner.calls) if a[1] == "commit")
+    verbs = [a[1] for a in runner.calls[start:end + 1]]
+    # from, config (history + env), install, file, options file, script, clean-up, commit
+    assert verbs == ["from", "config", "run", "copy", "copy", "run", "run", "commit"]
+    install = runner.calls[start + 2]
+    assert install[install.index("--") + 1:] == [f"{toolkit.MOUNT}/composer-install", "jq", "figlet"]
+    env = dict(a.split("=", 1) for a in (install[i + 1] for i, x in enumerate(install) if x == "--env"))
+    assert env["COMPOSER_OPTIONS"] == cmd.OPTIONS_MOUNT and env["COMPOSER_MODULE"] == "tool"
+    assert env["COMPOSER_FAMILY"] == "debian" and env["COMPOSER_LIB"] == toolkit.LIB
+    assert env["COMPOSER_OPT_FLAVOUR"] == "fancy"
+    # The module's own PATH counts from its own step on; the toolkit comes first.
+    assert env["PATH"] == f"{toolkit.MOUNT}:/opt/tool/bin:{cmd.DEFAULT_PATH}"
+    mounts = [install[i + 1] for i, x in enumerate(install) if x == "--volume"]
+    assert f"{toolkit.toolkit_dir()}:{toolkit.MOUNT}:ro" in mounts
+    assert any(m.endswith(f":{cmd.STATE_MOUNT}") for m in mounts)
+    options_copy = runner.calls[start + 4]
+    assert options_copy[-1] == "/etc/composer/options/tool.json" and "0644" in options_copy
+    clean = runner.calls[end - 1]
+    assert cmd.BUILD_MOUNT_ROOT in clean and "--volume" not in clean  # nothing mounted while cleaning
+
+
+def test_state_folder_is_shared_by_the_steps_of_one_build(plan: Plan, tmp_path: Path) -> None:
+    # composer-install's "lists fetched" stamp lives there: lists are fetched once per build.
+    runner = RecordingRunner()
+    build(plan, settings(tmp_path), runner, quiet())
+    states = {m for a in runner.calls for m in a if m.endswith(f":{cmd.STATE_MOUNT}")}
+    assert len(states) == 1
+    assert not Path(states.pop().split(":")[0]).exists()  # removed when the build ends
+
+
+def test_cached_layers_are_not_rebuilt(plan: Plan, tmp_path: Path) -> None:
+    runner = RecordingRunner(cached=plan.all_keys())
+    ctx = build(plan, settings(tmp_path), runner, quiet())
+    assert [r.cache for r in ctx.results] == ["hit"] * 4
+    assert runner.verbs() == ["images", "tag"]
+
+
+def test_module_without_work_is_not_cleaned(plan: Plan, tmp_path: Path) -> None:
+    runner = RecordingRunner(cached=plan.all_keys()[:2])
+    build(plan, settings(tmp_path), runner, quiet())
+    # "note" has no packages or scripts but a clean list: its step still cleans.
+    runs = [a for a in runner.calls if a[1] == "run"]
+    assert len(runs) == 1 and runs[0][-1] == "/var/cache/note*"
+
+
+def test_failure_removes_the_working_container_and_commits_nothing(plan: Plan, tmp_path: Path) -> None:
+    runner = RecordingRunner(cached=[plan.base.key], fail_on="setup.sh")
+    with pytest.raises(ComposerError, match=r"layer 1 tool: command failed \(exit 7\)") as err:
+        build(plan, settings(tmp_path), runner, quiet())
+    assert "E: it broke" in err.value.message
+    ctr = f"composer-{plan.steps[0].key[:16]}"
+    assert runner.calls[-1] == ["buildah", "rm", ctr]
+    assert not [a for a in runner.calls if a[1] == "commit"]
+    assert not (tmp_path / "cache" / "keys" / f"{plan.steps[0].key}.json").exists()
