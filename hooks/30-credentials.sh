@@ -75,6 +75,11 @@ write_entry() {  # INDEX
         raw)
             secret=$(field "$1" secret)
             value=$(read_secret "$secret") || [ "$(field "$1" generate)" = true ] || return 0
+            if [ "${#value}" -gt 4096 ]; then  # not a token any reader would take
+                log "$secret is longer than 4096 bytes; ignored"
+                value=
+                [ "$(field "$1" generate)" = true ] || return 0
+            fi
             ;;
         *) log "unknown format $format for $file"; return 1 ;;
     esac

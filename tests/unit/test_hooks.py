@@ -439,6 +439,11 @@ def test_management_api_token_from_secret_or_generated(tree: Tree) -> None:
     tree.run("30-credentials.sh")
     assert token.read_text() == "tok en\n"
 
+    tree.secret("MANAGEMENT_API_TOKEN", "x" * 5000)  # the API reads at most 4 KiB
+    proc = tree.run("30-credentials.sh")
+    assert "longer than 4096 bytes" in proc.stderr
+    assert token.read_text() == "tok en\n"  # an existing token is kept, never the long one
+
 
 # --- 05-login-env -----------------------------------------------------------
 
