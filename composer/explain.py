@@ -15,7 +15,15 @@ def stored_documents(cache_dir: Path) -> list[dict[str, Any]]:
     if not folder.is_dir():
         return []
     paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [json.loads(p.read_text()) for p in paths]
+    documents = []
+    for path in paths:
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # a damaged document explains nothing; the layer's key is still right
+        if isinstance(document, dict):
+            documents.append(document)
+    return documents
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from composer import STEP_FORMAT
 from composer.errors import ComposerError
 from composer.model import ImageConfig, Recipe, Service, Step
+from composer.schema import display
 
 ENTRYPOINT_PATH = "/usr/local/bin/composer-entrypoint"
 SUPERVISORD_CONF = "/etc/composer/supervisord.conf"
@@ -41,8 +44,26 @@ def merge_services(steps: Sequence[Step]) -> tuple[Service, ...]:
                     f"is already defined by module {seen[service.name]!r}"
                 )
             seen[service.name] = step.module.name
+            check_service_text(service, step.module.path / "module.toml")
             services.append(service)
     return tuple(sorted(services, key=lambda s: (s.priority, s.name)))
+
+
+def check_service_text(service: Service, where: Path) -> None:
+    """No control character (a newline above all) in what goes into supervisord.conf: it
+    would end the line and add settings of its own. Checked after options are put in."""
+    texts = [("user", service.user), ("directory", service.directory),
+             *((f"command[{i}]", c) for i, c in enumerate(service.command)),
+             *((f"environment.{k}", f"{k}={v}") for k, v in service.environment)]
+    for field, text in texts:
+        if any(not c.isprintable() for c in text):
+            raise ComposerError(f"{display(where)}: services.{service.name}.{field}: "
+                                f"{text!r} has a control character (newline, tab, ...)")
+    for key, value in service.environment:
+        # supervisord reads environment=K="V",... without escapes: a quote would end V.
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or '"' in value:
+            raise ComposerError(f"{display(where)}: services.{service.name}.environment.{key}: "
+                                "names are letters, digits and _; values hold no double quote")
 
 
 def merge_image_config(recipe: Recipe, steps: Sequence[Step]) -> ImageConfig:

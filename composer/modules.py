@@ -12,7 +12,7 @@ from typing import Any
 from composer.errors import ComposerError
 from composer.model import Credential, LayerRef, Module, Service, from_raw, option_value_text
 from composer.recipe import read_toml
-from composer.schema import display, load_schema, validate
+from composer.schema import anchored, display, load_schema, validate
 
 
 def find_module(name: str, dirs: Sequence[Path]) -> Path | None:
@@ -139,12 +139,13 @@ def check_options_schema(options: dict[str, Any], where: str) -> None:
 
 
 def _options_schema(options: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": options, "additionalProperties": False}
+    return {"type": "object", "properties": anchored(options), "additionalProperties": False}
 
 
 def resolve_options(module: Module, layer: LayerRef) -> dict[str, Any]:
     """The layer's options validated against the module's schema, defaults filled in."""
     validate(layer.options, _options_schema(module.options_schema), layer.file, f"{layer.field}.options")
+    _check_plain_data(layer.options, f"{layer.where}.options")
     resolved = {
         name: copy.deepcopy(spec["default"])
         for name, spec in module.options_schema.items()
@@ -152,6 +153,19 @@ def resolve_options(module: Module, layer: LayerRef) -> dict[str, Any]:
     }
     resolved.update(copy.deepcopy(layer.options))
     return resolved
+
+
+def _check_plain_data(value: Any, where: str) -> None:
+    """Options become JSON (key documents, options files): TOML dates and times do not."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_plain_data(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_plain_data(v, f"{where}[{i}]")
+    elif not isinstance(value, (str, int, float, bool)):
+        raise ComposerError(f"{where}: a TOML {type(value).__name__} is not an option value; "
+                            "write it as a string")
 
 
 def load_modules(layers: Sequence[LayerRef], dirs: Sequence[Path]) -> dict[str, Module]:

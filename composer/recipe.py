@@ -14,14 +14,44 @@ from composer.schema import display, load_schema, validate
 DEFAULT_TAG = "latest"
 
 
+# Recipes and module files are small; anything larger is a mistake (or an attack).
+MAX_TOML_BYTES = 1 << 20
+MAX_NESTING = 32
+
+
 def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's table; every way it can be unreadable is one line naming the file."""
+    where = display(path)
+    if not path.exists():
+        raise ComposerError(f"{where}: no such file")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise ComposerError(f"{where}: not a regular file")
+    if path.stat().st_size > MAX_TOML_BYTES:
+        raise ComposerError(f"{where}: larger than {MAX_TOML_BYTES // 1024} KiB; not a recipe or module file")
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ComposerError(f"{display(path)}: no such file") from None
+        document = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ComposerError(f"{where}: not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
-        raise ComposerError(f"{display(path)}: invalid TOML: {e}") from None
+        raise ComposerError(f"{where}: invalid TOML: {e}") from None
+    except RecursionError:
+        document = None
+    if document is None or nesting(document) > MAX_NESTING:
+        raise ComposerError(f"{where}: nested more than {MAX_NESTING} levels deep")
+    return document
+
+
+def nesting(value: Any) -> int:
+    """How deep tables and arrays nest in value (iteratively: no recursion to exhaust)."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            todo += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            todo += [(v, depth + 1) for v in item]
+    return deepest
 
 
 def load_recipe(path: Path) -> Recipe:
@@ -174,6 +204,9 @@ def parse_base(raw: dict[str, Any], where: str) -> Base:
         )
     else:
         family = Family(family_text)
+    if kind is BaseKind.OCI_ARCHIVE and not Path(ref).is_file():
+        # A FIFO or a device (/dev/zero) would hang the digest; a folder is no archive.
+        raise ComposerError(f"{where}: base.from: {ref!r} is not a regular file")
     if kind is not BaseKind.DEBOOTSTRAP:
         for key in ("mirror", "components", "variant", "include"):
             if key in raw:

@@ -16,7 +16,22 @@ from composer.errors import ComposerError
 @cache
 def load_schema(name: str) -> dict[str, Any]:
     text = resources.files(__package__).joinpath(f"{name}.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, Any] = anchored(json.loads(text))
+    return schema
+
+
+def anchored(schema: Any) -> Any:
+    """The schema with each pattern's final `$` made `\\Z`: in Python's re (which
+    jsonschema uses) `$` also matches before a trailing newline, so "devuser\\n" would
+    pass "^[a-z]+$" and reach a config file or a command line."""
+    if isinstance(schema, dict):
+        out = {k: anchored(v) for k, v in schema.items()}
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith("\\$"):
+            out["pattern"] = pattern[:-1] + "\\Z"
+        return out
+    if isinstance(schema, list):
+        return [anchored(v) for v in schema]
     return schema
 
 
