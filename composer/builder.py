@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -28,6 +29,7 @@ from composer.finalize import (
     supervisord_conf,
 )
 from composer.keys import canonical_json
+from composer.lock import exclusive
 from composer.model import BaseKind, Layer, LayerKind, Plan, Step
 from composer.progress import Progress
 from composer.runner import Runner, require_tool
@@ -122,8 +124,15 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
     steps = {s.key: s for s in plan.steps}
     layers = plan.layers()
     last = len(layers) - 1
-    with tempfile.TemporaryDirectory(prefix="composer-state-") as state:
-        ctx.state_dir = Path(state)
+    with contextlib.ExitStack() as stack:
+        if any(layer.key not in ctx.existing for layer in layers):
+            # Another build of this storage or cache may be building the same layers:
+            # wait for it, then look again at what exists now.
+            for path, what in lock_paths(ctx):
+                stack.enter_context(exclusive(path, progress.line, what))
+            ctx.existing = set(list_images(runner, settings.storage))
+            sweep_working_containers(ctx)
+        ctx.state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="composer-state-")))
         for layer in layers:
             label = f"[{layer.index}/{last}] {'base ' if layer.kind is LayerKind.BASE else ''}{layer.name}"
             with progress.step(label) as report:
@@ -159,14 +168,36 @@ def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: C
     report(f"built in {seconds:.1f}s")
 
 
+def lock_paths(ctx: BuildContext) -> list[tuple[Path, str]]:
+    """The storage's lock (in its graph root) and the cache's (package downloads, key
+    documents), always taken in this order."""
+    storage = ctx.settings.storage
+    root = storage.root or ctx.runner.output(
+        cmd.buildah(storage, "info", "--format", "{{.store.GraphRoot}}")).strip()
+    return [(Path(root) / "composer.lock", f"the storage {root}"),
+            (ctx.settings.cache_dir / "build.lock", f"the cache {ctx.settings.cache_dir}")]
+
+
+def sweep_working_containers(ctx: BuildContext) -> None:
+    """Remove working containers a killed build left behind. Only composer's own (by
+    name) and only under the storage lock, so none of them can belong to a running build."""
+    listing = ctx.runner.output(cmd.buildah(ctx.settings.storage, "containers", "--json"))
+    for ctr in json.loads(listing or "[]") or []:
+        name = ctr.get("containername", "")
+        if name.startswith(WORKING_PREFIX):
+            with contextlib.suppress(CommandError):
+                ctx.runner.run(cmd.buildah(ctx.settings.storage, "rm", name))
+
+
+WORKING_PREFIX = "composer-work-"
+
+
 @contextmanager
 def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
-    """A named working container, removed whatever happens unless it was committed."""
-    name = f"composer-{key[:16]}"
+    """A working container with a name of its own (never one another build could hold),
+    removed whatever happens unless it was committed."""
+    name = f"{WORKING_PREFIX}{key[:12]}-{secrets.token_hex(4)}"
     storage = ctx.settings.storage
-    # A build killed earlier may have left its container behind under the same name.
-    with contextlib.suppress(CommandError):
-        ctx.runner.run(cmd.buildah(storage, "rm", name))
     state = {"committed": False}
     try:
         yield name

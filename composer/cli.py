@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,10 +240,16 @@ def schema(which: str) -> None:
     click.echo(json.dumps(load_schema(which), indent=2))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors, tracebacks only with --debug."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    # SIGTERM ends a build like Ctrl-C: the working container is removed, nothing is tagged.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli.main(args=args, prog_name="composer", standalone_mode=False)
     except click.exceptions.Exit as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shlex
 import shutil
@@ -73,14 +74,25 @@ class Runner:
                 self.echo("  " + line.rstrip("\n"))
 
         try:
-            sh.Command(program)(
+            process = sh.Command(program)(
                 *argv[1:],
                 _env=full_env,
                 _out=collect,
                 _err_to_out=True,
                 _tty_out=False,
                 _in=None,
+                _bg=True,
+                _bg_exc=False,
             )
+            try:
+                process.wait()
+            except KeyboardInterrupt:
+                # Interrupted (Ctrl-C, or SIGTERM: see cli.main): end the child first, so
+                # the clean-up that follows does not race a buildah still at work.
+                with contextlib.suppress(Exception):
+                    process.terminate()
+                    process.wait(timeout=30)
+                raise
         except sh.ErrorReturnCode as e:
             raise CommandError(argv, e.exit_code, "\n".join(tail)) from None
         except sh.SignalException as e:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,24 +28,35 @@ class RecordingRunner(Runner):
     """Records every argv; answers `buildah images --json` with the keys it is told are
     cached; fails the first command that contains `fail_on`."""
 
-    def __init__(self, cached: Sequence[str] = (), fail_on: str = "") -> None:
+    def __init__(self, cached: Sequence[str] = (), fail_on: str = "", containers: Sequence[str] = ()) -> None:
         super().__init__()
         self.calls: list[list[str]] = []
         self.cached = list(cached)
         self.fail_on = fail_on
+        self.containers = list(containers)
+
+    @staticmethod
+    def plain(argv: Sequence[str]) -> list[str]:
+        """argv without the storage flags every buildah call carries."""
+        out = [str(a) for a in argv]
+        while len(out) > 2 and out[1] == "--root":
+            del out[1:3]
+        return out
 
     def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, stream: bool = False) -> str:
-        argv = [str(a) for a in argv]
+        argv = self.plain(argv)
         self.calls.append(argv)
         if self.fail_on and any(self.fail_on in a for a in argv):
             raise CommandError(argv, 7, "E: it broke\n")
         return ""
 
     def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
-        argv = [str(a) for a in argv]
+        argv = self.plain(argv)
         self.calls.append(argv)
         if argv[1:3] == ["images", "--json"]:
             return json.dumps([{"names": [cmd.cache_ref(k)]} for k in self.cached])
+        if argv[1:3] == ["containers", "--json"]:
+            return json.dumps([{"containername": n} for n in self.containers])
         return ""
 
     def verbs(self) -> list[str]:
@@ -84,7 +97,13 @@ def plan(tmp_path: Path) -> Plan:
 
 
 def settings(tmp_path: Path, archive: bool = False) -> BuildSettings:
-    return BuildSettings(cache_dir=tmp_path / "cache", output_dir=tmp_path / "out", archive=archive)
+    return BuildSettings(storage=cmd.Storage(root=str(tmp_path / "storage")), cache_dir=tmp_path / "cache",
+                         output_dir=tmp_path / "out", archive=archive)
+
+
+def working_name(argv: list[str]) -> str:
+    """The container name of a `buildah from --name NAME ...` call."""
+    return argv[argv.index("--name") + 1]
 
 
 def quiet() -> Progress:
@@ -106,8 +125,7 @@ def test_module_layer_calls_and_contract(plan: Plan, tmp_path: Path) -> None:
     runner = RecordingRunner(cached=[plan.base.key])
     build(plan, settings(tmp_path), runner, quiet())
     step = plan.steps[0]
-    ctr = f"composer-{step.key[:16]}"
-    start = runner.calls.index(cmd.from_image(cmd.Storage(), cmd.cache_ref(step.parent_key), ctr))
+    start = next(i for i, a in enumerate(runner.calls) if a[1] == "from" and a[-1] == cmd.cache_ref(step.parent_key))
     end = next(i for i, a in enumerate(runner.calls) if a[1] == "commit")
     verbs = [a[1] for a in runner.calls[start:end + 1]]
     # from, config (history + env), install, file, options file, script, clean-up, commit
@@ -142,7 +160,41 @@ def test_cached_layers_are_not_rebuilt(plan: Plan, tmp_path: Path) -> None:
     runner = RecordingRunner(cached=plan.all_keys())
     ctx = build(plan, settings(tmp_path), runner, quiet())
     assert [r.cache for r in ctx.results] == ["hit"] * 4
-    assert runner.verbs() == ["images", "tag"]
+    assert runner.verbs() == ["images", "tag"]  # no lock, no sweep: nothing to build
+    assert not (tmp_path / "storage" / "composer.lock").exists()
+
+
+def test_stale_working_containers_are_swept_under_the_lock(plan: Plan, tmp_path: Path) -> None:
+    runner = RecordingRunner(containers=["composer-work-0123456789ab-deadbeef", "someone-elses", "composer-x"])
+    build(plan, settings(tmp_path), runner, quiet())
+    assert runner.calls[1:3] == [["buildah", "images", "--json"], ["buildah", "containers", "--json"]]
+    removed = [a[2] for a in runner.calls if a[1] == "rm"]
+    assert removed == ["composer-work-0123456789ab-deadbeef"]  # only composer's own working containers
+    names = [working_name(a) for a in runner.calls if a[1] == "from"]
+    assert len(set(names)) == len(names) == 4  # a name of its own for every working container
+    assert (tmp_path / "storage" / "composer.lock").exists() and (tmp_path / "cache" / "build.lock").exists()
+
+
+def test_a_second_build_waits_for_the_lock_and_says_so(plan: Plan, tmp_path: Path) -> None:
+    lock = tmp_path / "storage" / "composer.lock"
+    lock.parent.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    out = io.StringIO()
+    build(plan, settings(tmp_path), RecordingRunner(), Progress(stream=out))
+    assert holder.wait(timeout=10) == 0
+    assert f"waiting for another composer build (pid {holder.pid}) to finish with the storage" in out.getvalue()
+
+
+# Holds the lock as composer does (pid written in the file) for one second.
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, f"{os.getpid()}\\n".encode())
+print("locked", flush=True)
+time.sleep(1)
+"""
 
 
 def test_module_without_work_is_not_cleaned(plan: Plan, tmp_path: Path) -> None:
@@ -158,7 +210,8 @@ def test_failure_removes_the_working_container_and_commits_nothing(plan: Plan, t
     with pytest.raises(ComposerError, match=r"layer 1 tool: command failed \(exit 7\)") as err:
         build(plan, settings(tmp_path), runner, quiet())
     assert "E: it broke" in err.value.message
-    ctr = f"composer-{plan.steps[0].key[:16]}"
-    assert runner.calls[-1] == ["buildah", "rm", ctr]
+    made = [working_name(a) for a in runner.calls if a[1] == "from"]
+    assert len(made) == 1 and made[0].startswith("composer-work-")
+    assert runner.calls[-1] == ["buildah", "rm", made[0]]
     assert not [a for a in runner.calls if a[1] == "commit"]
     assert not (tmp_path / "cache" / "keys" / f"{plan.steps[0].key}.json").exists()

@@ -1,0 +1,111 @@
+"""Builds that are interrupted or run side by side never leave a wrong or half-built
+layer behind: real composer processes on one storage, killed at random moments
+(SIGINT, SIGTERM, SIGKILL) and started two and four at a time. Layers are reproducible,
+so every finished build must end at the very image ID of an undisturbed build."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RECIPES, Containers, copy_tree
+
+pytestmark = pytest.mark.integration
+
+TRIALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL] * 4  # 12 interrupted builds
+
+
+class Safety:
+    def __init__(self, box: Containers, recipe: Path, reference: dict[str, Any]) -> None:
+        self.box, self.recipe, self.reference = box, recipe, reference
+        self.image = reference["image"]
+        self.image_id = box.images()[self.image]
+        self.layer_keys = [layer["key"] for layer in reference["layers"] if layer["kind"] != "base"]
+
+    def start(self, out: Path) -> subprocess.Popen[str]:
+        argv = [sys.executable, "-m", "composer", "--cache-dir", str(self.box.cache_dir), "build",
+                str(self.recipe), "--no-archive", "-o", str(out), "--report", str(out / "report.json")]
+        return subprocess.Popen(argv, env=self.box.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+
+    def forget_layers(self) -> None:
+        """Untag every module and finalize layer and the image: the next build makes them."""
+        tags = [f"localhost/composer-cache:{k}" for k in self.layer_keys]
+        present = set(self.box.images())
+        for tag in [*tags, self.image]:
+            if tag in present:
+                self.box.buildah("rmi", "--force", tag)
+
+    def cached(self) -> set[str]:
+        names = self.box.images()
+        return {k for k in self.layer_keys if f"localhost/composer-cache:{k}" in names}
+
+    def working_containers(self) -> list[str]:
+        listing = json.loads(self.box.buildah("containers", "--json").stdout or "[]") or []
+        return [c["containername"] for c in listing if c["containername"].startswith("composer-")]
+
+
+@pytest.fixture(scope="module")
+def safety(containers: Containers, tmp_path_factory: pytest.TempPathFactory) -> Safety:
+    # A copy of the core recipe whose first module differs by a comment: keys of its own,
+    # so these builds never touch the layers the other tests use (the base is shared).
+    tree = copy_tree(RECIPES, tmp_path_factory.mktemp("safety") / "recipes")
+    motd = tree / "layers" / "motd" / "module.toml"
+    motd.write_text(motd.read_text() + "\n# the build-safety copy\n")
+    recipe = tree / "core-test.toml"
+    recipe.write_text(recipe.read_text().replace('name = "composer-core-test"', 'name = "composer-safety"'))
+    return Safety(containers, recipe, containers.build(recipe, "--no-archive"))
+
+
+def test_interrupted_builds_never_leave_a_wrong_layer(safety: Safety, tmp_path: Path) -> None:
+    rng = random.Random(20261127)
+    outcomes = []
+    for i, sig in enumerate(TRIALS):
+        safety.forget_layers()
+        out = tmp_path / f"trial{i}"
+        proc = safety.start(out)
+        time.sleep(rng.uniform(0.5, 9.0))
+        if sig is signal.SIGKILL:
+            os.killpg(proc.pid, sig)  # the whole group: buildah dies mid-step too
+        else:
+            proc.send_signal(sig)
+        try:
+            proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        survived = safety.cached()
+        if sig is not signal.SIGKILL and proc.returncode not in (0,):
+            # A graceful stop removes its working container itself.
+            assert safety.working_containers() == [], f"trial {i} ({sig.name}) left a container"
+        resumed = safety.box.build(safety.recipe, "--no-archive")
+        hits = {layer["key"] for layer in resumed["layers"] if layer["cache"] == "hit"}
+        assert survived <= hits, f"trial {i}: a layer finished before the {sig.name} was built again"
+        assert safety.box.images()[safety.image] == safety.image_id, f"trial {i} ({sig.name}): another image"
+        assert safety.working_containers() == [], f"trial {i}: working containers left after the next build"
+        outcomes.append((sig.name, proc.returncode, len(survived)))
+    # The trials hit different moments: some before any layer, some after a few.
+    assert len({n for _, _, n in outcomes}) >= 2, outcomes
+
+
+@pytest.mark.parametrize("parallel", [2, 4])
+def test_concurrent_builds_build_each_layer_once(safety: Safety, tmp_path: Path, parallel: int) -> None:
+    safety.forget_layers()
+    procs = [safety.start(tmp_path / f"p{i}") for i in range(parallel)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * parallel, outputs
+    reports = [json.loads((tmp_path / f"p{i}" / "report.json").read_text()) for i in range(parallel)]
+    built = [layer["key"] for r in reports for layer in r["layers"] if layer["cache"] == "miss"]
+    assert sorted(built) == sorted(safety.layer_keys)  # every layer once, by one of them
+    assert any("waiting for another composer build" in o for o in outputs)
+    assert safety.box.images()[safety.image] == safety.image_id
+    assert safety.working_containers() == []
