@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from composer.finalize import (
 from composer.keys import canonical_json
 from composer.lock import exclusive
 from composer.model import BaseKind, Layer, LayerKind, Plan, Step
+from composer.planner import replan
 from composer.progress import Progress
 from composer.runner import Runner, require_tool
 
@@ -58,6 +60,7 @@ class BuildSettings:
     output_dir: Path = Path("build")
     host_ca: Path | None = None
     archive: bool = True
+    jobs: int = 1  # restacked module layers built at once
 
 
 @dataclass
@@ -121,11 +124,8 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
     images = list_images(runner, settings.storage)
     ctx.existing = set(images)
     ctx.tagged = images.get(plan.finalize.key, set())
-    steps = {s.key: s for s in plan.steps}
-    layers = plan.layers()
-    last = len(layers) - 1
     with contextlib.ExitStack() as stack:
-        if any(layer.key not in ctx.existing for layer in layers):
+        if any(layer.key not in ctx.existing for layer in plan.layers()):
             # Another build of this storage or cache may be building the same layers:
             # wait for it, then look again at what exists now.
             for path, what in lock_paths(ctx):
@@ -133,16 +133,18 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
             ctx.existing = set(list_images(runner, settings.storage))
             sweep_working_containers(ctx)
         ctx.state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="composer-state-")))
-        for layer in layers:
-            label = f"[{layer.index}/{last}] {'base ' if layer.kind is LayerKind.BASE else ''}{layer.name}"
-            with progress.step(label) as report:
-                if layer.kind is LayerKind.BASE:
-                    make = lambda: build_base(ctx)  # noqa: E731
-                elif layer.kind is LayerKind.FINALIZE:
-                    make = lambda: build_finalize(ctx)  # noqa: E731
-                else:
-                    make = lambda step=steps[layer.key]: build_module(ctx, step)  # type: ignore[misc]  # noqa: E731
-                _layer(ctx, layer, report, make)
+        while True:
+            try:
+                build_layers(ctx)
+                break
+            except StackConflict as e:
+                # Those modules cannot be stacked with the others: remember it (the next
+                # plan knows), and build them on top of the stack instead.
+                record_conflicts(settings.cache_dir, e.conflicts)
+                for line in e.lines:
+                    progress.line(line)
+                ctx.plan = plan = replan(ctx.plan, known_conflicts(settings.cache_dir))
+                ctx.tagged = images.get(plan.finalize.key, set())
     with progress.step(f"tag {plan.image_ref}") as report:
         if plan.image_ref in ctx.tagged:
             report("up to date")
@@ -152,6 +154,118 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
     if settings.archive:
         write_archive(ctx)
     return ctx
+
+
+def build_layers(ctx: BuildContext) -> None:
+    """Every layer of the plan, in order, each cached or built. Restacked module layers
+    do not depend on each other: up to settings.jobs of them build at once."""
+    steps = {s.key: s for s in ctx.plan.steps}
+    layers = ctx.plan.layers()
+    last = len(layers) - 1
+
+    def one(layer: Layer) -> None:
+        label = f"[{layer.index}/{last}] {'base ' if layer.kind is LayerKind.BASE else ''}{layer.name}"
+        with ctx.progress.step(label) as report:
+            if layer.kind is LayerKind.BASE:
+                make = lambda: build_base(ctx)  # noqa: E731
+            elif layer.kind is LayerKind.RECONCILE:
+                make = lambda: build_reconcile(ctx)  # noqa: E731
+            elif layer.kind is LayerKind.FINALIZE:
+                make = lambda: build_finalize(ctx)  # noqa: E731
+            else:
+                make = lambda step=steps[layer.key]: build_module(ctx, step)  # type: ignore[misc]  # noqa: E731
+            _layer(ctx, layer, report, make)
+
+    restacked = [x for x in layers if x.key in steps and steps[x.key].restacked]
+    for layer in layers:
+        if layer in restacked[1:]:
+            continue  # built together with the first restacked one
+        if restacked and layer == restacked[0] and ctx.settings.jobs > 1:
+            with ThreadPoolExecutor(max_workers=ctx.settings.jobs) as pool:
+                futures = [pool.submit(one, x) for x in restacked]
+                for future in futures:
+                    future.result()  # the first failure is raised once every job has ended
+            continue
+        one(layer)
+    ctx.results.sort(key=lambda r: r.layer.index)
+
+
+def default_jobs() -> int:
+    """Parallel module builds: one per core, at most one per 4 GiB of memory, at most 4."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        memory = 8 << 30
+    return max(1, min(os.cpu_count() or 1, memory // (4 << 30), 4))
+
+
+class StackConflict(Exception):
+    """Restacked module layers that cannot be stacked together (found at reconcile)."""
+
+    def __init__(self, conflicts: dict[str, str], lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.conflicts = conflicts  # module layer key -> reason
+        self.lines = lines
+
+
+CONFLICTS_FILE = "restack-conflicts.json"
+
+
+def known_conflicts(cache_dir: Path) -> dict[str, str]:
+    """Module layer keys earlier builds found not to stack (cache_dir/restack-conflicts.json)."""
+    try:
+        data = json.loads((cache_dir / CONFLICTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def record_conflicts(cache_dir: Path, conflicts: dict[str, str]) -> None:
+    merged = {**known_conflicts(cache_dir), **conflicts}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".{CONFLICTS_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    tmp.replace(cache_dir / CONFLICTS_FILE)
+
+
+def build_reconcile(ctx: BuildContext) -> None:
+    """Stack the restacked module layers on their common parent (no layer is rebuilt or
+    recompressed), then commit one layer that merges what they each changed."""
+    from composer import reconcile as rec
+    from composer.stack import layer_changes, stack_image
+
+    plan, storage, run = ctx.plan, ctx.settings.storage, ctx.runner.run
+    r = plan.reconcile
+    assert r is not None
+    members = [s for s in plan.steps if s.restacked]
+    with working_container(ctx, r.parent_key, "reconcile: the common parent") as parent_ctr:
+        run(cmd.from_image(storage, cmd.cache_ref(r.parent_key), parent_ctr))
+        parent_root = ctx.runner.output(cmd.buildah(storage, "mount", parent_ctr)).strip()
+        changes = [(s.module.name, layer_changes(ctx.runner, storage, cmd.cache_ref(s.key))) for s in members]
+        analysis = rec.analyse(parent_root, changes, plan.recipe.base.family)
+        run(cmd.buildah(storage, "rm", parent_ctr))
+    if analysis.conflicts:
+        by_name = {s.module.name: s for s in members}
+        keys: dict[str, str] = {}
+        lines = []
+        for c in analysis.conflicts:
+            # The later module of a conflicting pair goes on top of the stack.
+            loser = by_name[c.modules[-1]]
+            keys[loser.key] = f"{c.reason} ({', '.join(c.modules)}: {c.path})"
+            lines.append(f"restack: {loser.module.name} is built on the stack instead: {keys[loser.key]}")
+        raise StackConflict(keys, lines)
+    if r.stack_key not in ctx.existing:
+        stack_image(ctx.runner, storage, cmd.cache_ref(r.parent_key), [cmd.cache_ref(s.key) for s in members],
+                    cmd.cache_ref(r.stack_key))
+        ctx.existing.add(r.stack_key)
+    with working_container(ctx, r.key, "reconcile") as ctr:
+        run(cmd.from_image(storage, cmd.cache_ref(r.stack_key), ctr))
+        run(cmd.config_env(storage, ctr, (), f"composer reconcile {len(members)} restacked modules"))
+        rec.apply_plan(ctx.runner, storage, ctr, rec.ReconcilePlan(analysis.writes, analysis.commands,
+                                                                    analysis.deletes))
+        run(cmd.run_in(storage, ctr, cmd.clean_step(plan.recipe.base.family)))
+        run(cmd.commit(storage, ctr, cmd.cache_ref(r.key)))
+    save_key_document(ctx, r.key, r.key_document)
 
 
 def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: Callable[[], None]) -> None:

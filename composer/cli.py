@@ -14,7 +14,7 @@ import click
 from composer import __version__
 from composer import commands as cmd
 from composer.errors import CommandError, ComposerError
-from composer.model import BaseKind, Plan
+from composer.model import BaseKind, Layering, Plan
 from composer.progress import Progress
 from composer.runner import Runner
 
@@ -70,7 +70,12 @@ def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) ->
     base = loaded.base
     if base.kind is BaseKind.IMAGE and "@" not in base.ref and runner is not None:
         digest = image_id(runner, settings.storage, base.ref)
-    the_plan = plan_loaded(loaded, settings.modules_dirs, digest)
+    conflicts = {}
+    if loaded.layering is Layering.RESTACK:
+        from composer.builder import known_conflicts
+
+        conflicts = known_conflicts(settings.cache_dir)
+    the_plan = plan_loaded(loaded, settings.modules_dirs, digest, conflicts)
     if the_plan.recipe.pod:
         from composer.kube import pod_config
 
@@ -118,9 +123,15 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bo
         click.echo(json.dumps(document, indent=2))
         return
     click.echo(f"{document['image']}  (base {document['base']['source']})")
+    steps = {s.key: s for s in the_plan.steps}
+    restack = the_plan.recipe.layering is Layering.RESTACK
     for layer in the_plan.layers():
         status = "unknown" if cached is None else "cached" if layer.key in cached else "missing"
-        click.echo(f"  {layer.index:>2}  {layer.name:<20} {layer.key[:16]}  {status}")
+        step = steps.get(layer.key)
+        how = ""
+        if restack and step is not None:
+            how = f"  {'restacked' if step.restacked else 'linear'}: {step.why}"
+        click.echo(f"  {layer.index:>2}  {layer.name:<20} {layer.key[:16]}  {status:<8}{how}".rstrip())
     if why and cached is not None:
         from composer.explain import explain
 
@@ -140,11 +151,15 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
         "image": plan.image_ref,
         "family": str(plan.recipe.base.family),
         "base": {"source": plan.base.base.source, "key": plan.base.key, "status": status(plan.base.key)},
+        "layering": str(plan.recipe.layering),
         "layers": [
-            {"module": s.module.name, "version": s.module.version, "key": s.key,
-             "status": status(s.key)}
+            {"module": s.module.name, "version": s.module.version, "key": s.key, "parent": s.parent_key,
+             "status": status(s.key), "restacked": s.restacked, "why": s.why}
             for s in plan.steps
         ],
+        "reconcile": None if plan.reconcile is None else {
+            "key": plan.reconcile.key, "parent": plan.reconcile.parent_key, "status": status(plan.reconcile.key),
+            "members": [s.module.name for s in plan.steps if s.restacked]},
         "finalize": {"key": plan.finalize.key, "status": status(plan.finalize.key),
                      "services": [s.name for s in plan.finalize.services]},
     }
@@ -160,11 +175,13 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
 @click.option("--host-ca/--no-host-ca", default=True, show_default=True,
               help="Mount the host's CA bundle into build steps (build time only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
+              help="Restacked module layers to build at once (default: from the cores and memory).")
 @pass_settings
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
-          no_archive: bool, host_ca: bool, quiet: bool) -> None:
+          no_archive: bool, host_ca: bool, quiet: bool, jobs: int | None) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
-    from composer.builder import BuildSettings, default_host_ca, measure_sizes, report_document
+    from composer.builder import BuildSettings, default_host_ca, default_jobs, measure_sizes, report_document
     from composer.builder import build as run_build
 
     runner = Runner(verbose=settings.verbose)
@@ -175,6 +192,7 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
         output_dir=output_dir,
         host_ca=default_host_ca() if host_ca else None,
         archive=not no_archive,
+        jobs=jobs or default_jobs(),
     )
     progress = Progress(quiet=quiet)
     ctx = run_build(the_plan, build_settings, runner, progress)

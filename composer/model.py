@@ -26,6 +26,11 @@ class BaseKind(StrEnum):
     SCRATCH = "scratch"
 
 
+class Layering(StrEnum):
+    LINEAR = "linear"
+    RESTACK = "restack"
+
+
 class CacheStatus(StrEnum):
     CACHED = "cached"
     MISSING = "missing"
@@ -99,6 +104,7 @@ class Recipe:
     image: ImageConfig
     secrets: tuple[Secret, ...] = ()
     pod: dict[str, Any] = field(default_factory=dict, hash=False)
+    layering: Layering = Layering.LINEAR
     module_dirs: tuple[Path, ...] = ()  # layers/ next to the recipe (and its parents)
 
 
@@ -200,6 +206,7 @@ def option_value_text(value: Any) -> str:
 class LayerKind(StrEnum):
     BASE = "base"
     MODULE = "module"
+    RECONCILE = "reconcile"
     FINALIZE = "finalize"
 
 
@@ -226,6 +233,25 @@ class Step:
     parent_key: str
     key: str
     key_document: dict[str, Any] = field(hash=False, compare=False)
+    restacked: bool = False  # built on the common parent and stacked (restack layering)
+    why: str = ""  # restack layering: why it is or is not restacked
+
+
+@dataclass(frozen=True)
+class ReconcileStep:
+    """Restack layering: the module layers stacked on their common parent, and one
+    generated layer on top that merges the state they each changed (package database,
+    users, alternatives, caches). Keyed by the parent and the ordered member keys."""
+
+    parent_key: str  # the common parent
+    members: tuple[str, ...]  # keys of the restacked module layers, in stack order
+    key: str
+    key_document: dict[str, Any] = field(hash=False, compare=False)
+
+    @property
+    def stack_key(self) -> str:
+        """The key of the plain stack (no reconcile layer yet) the reconcile layer is built on."""
+        return self.key_document["stack"]
 
 
 @dataclass(frozen=True)
@@ -253,20 +279,26 @@ class Plan:
     base: BaseStep
     steps: tuple[Step, ...]
     finalize: FinalizeStep
+    reconcile: ReconcileStep | None = None
 
     @property
     def image_ref(self) -> str:
         return f"localhost/{self.recipe.name}:{self.recipe.tag}"
 
     def layers(self) -> list[Layer]:
-        """Base, modules and finalize in build order, as one kind of thing."""
-        base = Layer(0, LayerKind.BASE, self.base.base.source, self.base.key, "", self.base.key_document)
-        modules = [Layer(s.index, LayerKind.MODULE, s.module.name, s.key, s.parent_key, s.key_document)
-                   for s in self.steps]
+        """Base, modules, the reconcile layer (restack) and finalize, in build order, as
+        one kind of thing. The reconcile layer comes right after the last restacked module."""
+        out = [Layer(0, LayerKind.BASE, self.base.base.source, self.base.key, "", self.base.key_document)]
+        last_restacked = max((i for i, s in enumerate(self.steps) if s.restacked), default=None)
+        for i, s in enumerate(self.steps):
+            out.append(Layer(len(out), LayerKind.MODULE, s.module.name, s.key, s.parent_key, s.key_document))
+            if i == last_restacked and self.reconcile is not None:
+                r = self.reconcile
+                out.append(Layer(len(out), LayerKind.RECONCILE, "reconcile", r.key, r.parent_key, r.key_document))
         final = self.finalize
-        last = Layer(len(self.steps) + 1, LayerKind.FINALIZE, "finalize", final.key, final.parent_key,
-                     final.key_document)
-        return [base, *modules, last]
+        out.append(Layer(len(out), LayerKind.FINALIZE, "finalize", final.key, final.parent_key,
+                         final.key_document))
+        return out
 
     def all_keys(self) -> list[str]:
         return [layer.key for layer in self.layers()]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,19 @@ from composer import STEP_FORMAT
 from composer.errors import ComposerError
 from composer.finalize import credentials_json, env_names, finalize_document, merge_image_config, merge_services
 from composer.keys import cache_key, file_digest, file_entry, tree_entries
-from composer.model import Base, BaseKind, BaseStep, FinalizeStep, LayerRef, Module, Plan, Recipe, Step
+from composer.model import (
+    Base,
+    BaseKind,
+    BaseStep,
+    FinalizeStep,
+    Layering,
+    LayerRef,
+    Module,
+    Plan,
+    Recipe,
+    ReconcileStep,
+    Step,
+)
 from composer.modules import load_modules, resolve_options, with_options
 from composer.recipe import load_recipe
 from composer.toolkit import toolkit_digest
@@ -22,32 +34,66 @@ def plan_file(path: Path, extra_module_dirs: Sequence[Path] = (), base_digest: s
     return plan_loaded(load_recipe(path), extra_module_dirs, base_digest)
 
 
-def plan_loaded(recipe: Recipe, extra_module_dirs: Sequence[Path] = (), base_digest: str = "") -> Plan:
+def plan_loaded(recipe: Recipe, extra_module_dirs: Sequence[Path] = (), base_digest: str = "",
+                conflicts: Mapping[str, str] | None = None) -> Plan:
     """Load the modules a loaded recipe names, and plan it."""
     dirs = (*extra_module_dirs, *recipe.module_dirs)
     modules = load_modules(recipe.layers, dirs)
-    return plan_recipe(recipe, modules, base_digest)
+    return plan_recipe(recipe, modules, base_digest, conflicts)
 
 
-def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "") -> Plan:
+def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "",
+                conflicts: Mapping[str, str] | None = None) -> Plan:
     """Order the layers, check them against the base family, and key every step.
 
     base_digest identifies the content of an image:/oci-archive: base (its image ID or
-    file digest); the caller looks it up, so that planning itself stays pure.
+    file digest); the caller looks it up, so that planning itself stays pure. conflicts
+    (restack layering): module layer key -> why that layer cannot be stacked with the
+    others; found by an earlier build (see builder), such a module is built on the stack.
     """
     base = base_step(recipe.base, base_digest)
     ordered = order_layers(recipe.layers, modules)
-    steps: list[Step] = []
-    parent = base.key
-    for index, layer in enumerate(ordered, start=1):
+    resolved = []
+    for layer in ordered:
         check_family(modules[layer.module], layer, recipe.base)
         options = resolve_options(modules[layer.module], layer)
         module = with_options(modules[layer.module], options, layer.where)
-        hooks = resolve_hooks(module, layer)
+        resolved.append((module, options, resolve_hooks(module, layer)))
+
+    # Restack: the modules others build on (requires/after, transitively) form the common
+    # parent, built linearly; every other module is built on that parent alone.
+    restack = recipe.layering is Layering.RESTACK
+    users = dependents(ordered, modules)
+    foundation = [r for r in resolved if not restack or users[r[0].name]]
+    leaves = [r for r in resolved if restack and not users[r[0].name]]
+    steps: list[Step] = []
+    parent = base.key
+    for module, options, hooks in foundation:
         document = module_document(parent, module, options, recipe.base, hooks)
+        why = f"others build on it ({names_text(users[module.name])})" if restack else ""
+        steps.append(Step(len(steps) + 1, module, options, hooks, parent, cache_key(document), document,
+                          why=why))
+        parent = steps[-1].key
+    common = parent
+    common_name = steps[-1].module.name if steps else base.base.source
+    tail = []
+    for module, options, hooks in leaves:
+        document = module_document(common, module, options, recipe.base, hooks)
         key = cache_key(document)
-        steps.append(Step(index, module, options, hooks, parent, key, document))
-        parent = key
+        if key in (conflicts or {}):
+            tail.append((module, options, hooks, (conflicts or {})[key]))
+            continue
+        steps.append(Step(len(steps) + 1, module, options, hooks, common, key, document,
+                          restacked=True, why=f"no module builds on it: on {common_name}, stacked"))
+    reconcile = None
+    if any(s.restacked for s in steps):
+        reconcile = reconcile_step(common, tuple(s.key for s in steps if s.restacked))
+        parent = reconcile.key
+    for module, options, hooks, reason in tail:  # linear again, on top of the stack
+        document = module_document(parent, module, options, recipe.base, hooks)
+        steps.append(Step(len(steps) + 1, module, options, hooks, parent, cache_key(document), document,
+                          why=f"linear: {reason}"))
+        parent = steps[-1].key
     services = merge_services(steps)
     image = merge_image_config(recipe, steps)
     labels = (
@@ -58,7 +104,53 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     credentials = tuple(credentials_json(steps))
     final_doc = finalize_document(parent, services, image, labels, names, credentials)
     final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc)
-    return Plan(recipe, base, tuple(steps), final)
+    return Plan(recipe, base, tuple(steps), final, reconcile)
+
+
+def names_text(names: Sequence[str], shown: int = 4) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def replan(plan: Plan, conflicts: Mapping[str, str]) -> Plan:
+    """plan again, with (more) module layers known not to stack."""
+    modules = {s.module.name: s.module for s in plan.steps}
+    return plan_recipe(plan.recipe, modules, plan.base.key_document.get("digest", ""), conflicts)
+
+
+def dependents(ordered: Sequence[LayerRef], modules: dict[str, Module]) -> dict[str, list[str]]:
+    """For each module of the recipe, the modules that build on it (through requires or
+    after, transitively), in recipe order."""
+    names = [layer.module for layer in ordered]
+    direct = {n: [d for d in (*modules[n].requires, *modules[n].after) if d in names] for n in names}
+    users: dict[str, list[str]] = {n: [] for n in names}
+    for name in names:
+        todo, seen = list(direct[name]), set()
+        while todo:
+            dep = todo.pop()
+            if dep in seen:
+                continue
+            seen.add(dep)
+            todo += direct[dep]
+        for dep in seen:
+            users[dep].append(name)
+    return {n: sorted(u, key=names.index) for n, u in users.items()}
+
+
+def reconcile_step(parent: str, members: tuple[str, ...]) -> ReconcileStep:
+    stack = cache_key({"format": STEP_FORMAT, "kind": "stack", "parent": parent, "members": list(members)})
+    document = {
+        "format": STEP_FORMAT, "kind": "reconcile", "parent": parent, "members": list(members),
+        "stack": stack, "reconciler": reconciler_digest(),
+    }
+    return ReconcileStep(parent, members, cache_key(document), document)
+
+
+def reconciler_digest() -> str:
+    """The reconcile layer is made by composer's own code: a change to it is a new layer."""
+    from composer import reconcile
+
+    return file_digest(Path(reconcile.__file__))
 
 
 def base_step(base: Base, digest: str = "") -> BaseStep:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import ComposerError
-from composer.model import Base, BaseKind, Family, ImageConfig, LayerRef, Recipe, Secret, from_raw
+from composer.model import Base, BaseKind, Family, ImageConfig, Layering, LayerRef, Recipe, Secret, from_raw
 from composer.schema import display, load_schema, validate
 
 DEFAULT_TAG = "latest"
@@ -176,6 +176,7 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]]) -> R
         image=from_raw(ImageConfig, raw.get("image", {})),
         secrets=tuple(from_raw(Secret, s) for s in raw.get("secrets", [])),
         pod=raw.get("pod", {}),
+        layering=Layering(raw.get("layering", Layering.LINEAR)),
         module_dirs=tuple(d / "layers" for d in dirs),
     )
 
