@@ -549,6 +549,9 @@ VOLATILE = (
     "/var/cache/debconf/passwords.dat-old", "/var/cache/ldconfig/aux-cache",
     "/var/cache/apt/pkgcache.bin", "/var/cache/apt/srcpkgcache.bin",
     "/run/", "/tmp/", "/var/tmp/", "/var/lib/apt/lists/", "/var/cache/apt/archives/",
+    # Binary logs that are not a sequence of records: appending would corrupt them.
+    "/var/log/journal/", "/var/log/lastlog",
+    "/var/cache/pacman/pkg/", "/var/lib/pacman/sync/",
 )
 VOLATILE_GLOBS = ("/etc/ssh/ssh_host_*",)
 
@@ -699,12 +702,15 @@ def _changed_by(layers: Sequence[_Layer]) -> dict[str, list[int]]:
     return touched
 
 
-def analyse(parent_root: str | Path, modules: Sequence[tuple[str, str | Path]]) -> Analysis:
+def analyse(
+    parent_root: str | Path, modules: Sequence[tuple[str, str | Path]], family: Family = Family.DEBIAN,
+) -> Analysis:
     """Conflicts and merged files for stacking `modules` (name, top-layer folder), in stack
     order, on the parent whose whole root is mounted at parent_root."""
     parent = Path(parent_root)
     layers = [_Layer(name, Path(root), scan_layer(Path(root))) for name, root in modules]
-    conflicts = _delete_conflicts(layers)
+    conflicts = _delete_conflicts(layers) + pacman_conflicts(
+        [(x.name, [p for p, e in x.entries.items() if e.kind == "dir"]) for x in layers])
     writes: list[FileWrite] = []
     merged_groups: list[str] = []
     for path, indices in sorted(_changed_by(layers).items()):
@@ -714,6 +720,8 @@ def analyse(parent_root: str | Path, modules: Sequence[tuple[str, str | Path]]) 
         entries = [layer.entries[path] for layer in these]
         if all(e.kind == "whiteout" for e in entries):
             continue
+        if is_volatile(path):
+            continue  # the last module's version stands
         merge = merge_for(path)
         if merge is not None and all(e.kind in ("file", "whiteout") for e in entries):
             versions = [(layer.name, _read(layer.root, path) if e.kind == "file" else None)
@@ -733,7 +741,7 @@ def analyse(parent_root: str | Path, modules: Sequence[tuple[str, str | Path]]) 
             if len({(e.mode, e.uid, e.gid) for e in entries}) > 1:
                 conflicts.append(Conflict(path, tuple(x.name for x in these), "folder with different mode or owner"))
             continue
-        if is_volatile(path) or is_regenerated(path):
+        if is_regenerated(path):
             continue
         if any(e.kind == "whiteout" for e in entries):
             continue  # reported by _delete_conflicts
@@ -741,15 +749,15 @@ def analyse(parent_root: str | Path, modules: Sequence[tuple[str, str | Path]]) 
             conflicts.append(Conflict(path, tuple(x.name for x in these), "same path, different content"))
     triggers = triggers_to_rerun(parent, layers)
     commands = _commands(layers, merged_groups, triggers)
-    deletes = _leftovers(parent, layers) if commands else ()
+    deletes = _leftovers(parent, layers, family) if commands else ()
     return Analysis(tuple(conflicts), tuple(writes), commands, deletes,
                     tuple(w.path for w in writes), tuple(triggers))
 
 
-def _leftovers(parent: Path, layers: Sequence[_Layer]) -> tuple[str, ...]:
+def _leftovers(parent: Path, layers: Sequence[_Layer], family: Family) -> tuple[str, ...]:
     """What the commands leave that composer keeps out of layers (logs, ldconfig's
     aux-cache, apt's binary caches) where the stacked image had none."""
-    clean = cmd.clean_packages(Family.DEBIAN, mounted=True)[2:]
+    clean = cmd.clean_packages(family, mounted=True)[2:]
     return tuple(p for p in clean if not _present(parent, layers, p))
 
 
@@ -870,12 +878,49 @@ def triggers_to_rerun(parent: Path, layers: Sequence[_Layer]) -> list[str]:
     return out
 
 
-def reconcile_plan(parent_root: str | Path, modules: Sequence[tuple[str, str | Path]]) -> ReconcilePlan:
+def reconcile_plan(
+    parent_root: str | Path, modules: Sequence[tuple[str, str | Path]], family: Family = Family.DEBIAN,
+) -> ReconcilePlan:
     """The plan for stacking modules on parent_root; raises ReconcileConflict if unsafe."""
-    analysis = analyse(parent_root, modules)
+    analysis = analyse(parent_root, modules, family)
     if analysis.conflicts:
         raise ReconcileConflict(analysis.conflicts)
     return ReconcilePlan(analysis.writes, analysis.commands, analysis.deletes)
+
+
+# --- Arch: pacman's local database ------------------------------------------------------------
+
+PACMAN_LOCAL = "/var/lib/pacman/local/"
+
+
+def pacman_package(folder: str) -> tuple[str, str] | None:
+    """'/var/lib/pacman/local/NAME-PKGVER-PKGREL' -> (NAME, PKGVER-PKGREL)."""
+    if not folder.startswith(PACMAN_LOCAL):
+        return None
+    entry = folder[len(PACMAN_LOCAL):]
+    parts = entry.rsplit("-", 2)
+    if "/" in entry or len(parts) != 3 or not all(parts):
+        return None
+    return parts[0], f"{parts[1]}-{parts[2]}"
+
+
+def pacman_conflicts(layers: Sequence[tuple[str, Sequence[str]]]) -> list[Conflict]:
+    """pacman keeps one folder per installed package (NAME-VERSION/ with desc, files,
+    mtree), so the folders of different packages unite like any new files; one package
+    at two versions shows as two folders, which is a conflict."""
+    seen: dict[str, tuple[str, str]] = {}  # name -> (version, module)
+    out: list[Conflict] = []
+    for module, folders in layers:
+        for folder in folders:
+            parsed = pacman_package(folder)
+            if parsed is None:
+                continue
+            name, version = parsed
+            other = seen.setdefault(name, (version, module))
+            if other[0] != version:
+                out.append(Conflict(PACMAN_LOCAL + name, (other[1], module),
+                                    f"package {name} at two versions: {other[0]} vs {version}"))
+    return out
 
 
 # --- effects ----------------------------------------------------------------------------------

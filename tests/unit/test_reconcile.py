@@ -29,6 +29,8 @@ from composer.reconcile import (
     merge_ucf,
     needs_rerun,
     package_owners,
+    pacman_conflicts,
+    pacman_package,
     parse_activations,
     parse_alternatives,
     parse_file_triggers,
@@ -275,3 +277,30 @@ def test_analyse_merges_and_leaves_identical_files_alone(tmp_path: Path) -> None
     assert analysis.ok
     assert [(w.path, w.content) for w in analysis.writes] == [("/etc/shells", b"/bin/sh\n/bin/a\n/bin/b\n")]
     assert analysis.commands == ()
+
+
+# --- Arch ---------------------------------------------------------------------------------------
+
+
+def test_pacman_package_folders() -> None:
+    assert pacman_package("/var/lib/pacman/local/lib32-glibc-2.41+r9-1") == ("lib32-glibc", "2.41+r9-1")
+    assert pacman_package("/var/lib/pacman/local/ALPM_DB_VERSION") is None
+    assert pacman_package("/var/lib/pacman/local/jq-1.7.1-2/desc") is None
+
+
+def test_pacman_one_package_at_two_versions_is_a_conflict() -> None:
+    a = ("a", ["/var/lib/pacman/local/jq-1.7.1-2", "/var/lib/pacman/local/oniguruma-6.9.9-1"])
+    b = ("b", ["/var/lib/pacman/local/oniguruma-6.9.9-1", "/var/lib/pacman/local/tmux-3.5_a-1"])
+    c = ("c", ["/var/lib/pacman/local/jq-1.8.0-1"])
+    assert pacman_conflicts([a, b]) == []
+    assert pacman_conflicts([a, b, c]) == [
+        Conflict("/var/lib/pacman/local/jq", ("a", "c"), "package jq at two versions: 1.7.1-2 vs 1.8.0-1")]
+
+
+def test_arch_accounts_merge_the_same_way() -> None:
+    parent = b"root:x:0:0::/root:/bin/bash\n"
+    merged = merge_account_file("/etc/passwd", parent, [
+        ("a", parent + b"git:x:971:971:git daemon user:/:/usr/bin/git-shell\n"),
+        ("b", parent + b"polkitd:x:102:102:User for polkitd:/:/usr/bin/nologin\n")])
+    assert merged == parent + b"git:x:971:971:git daemon user:/:/usr/bin/git-shell\n" \
+        b"polkitd:x:102:102:User for polkitd:/:/usr/bin/nologin\n"
