@@ -304,3 +304,30 @@ def test_arch_accounts_merge_the_same_way() -> None:
         ("b", parent + b"polkitd:x:102:102:User for polkitd:/:/usr/bin/nologin\n")])
     assert merged == parent + b"git:x:971:971:git daemon user:/:/usr/bin/git-shell\n" \
         b"polkitd:x:102:102:User for polkitd:/:/usr/bin/nologin\n"
+
+
+def test_analyse_reruns_a_trigger_two_modules_set_off(tmp_path: Path) -> None:
+    parent = layer(tmp_path / "p", {
+        "/var/lib/dpkg/triggers/File": b"/usr/share/foo pkg-p/noawait\n",
+        "/var/lib/dpkg/status": b"Package: pkg-p\nStatus: install ok installed\nArchitecture: all\n\n"})
+    a = layer(tmp_path / "a", {"/usr/share/foo/a": b"a"})
+    b = layer(tmp_path / "b", {"/usr/share/foo/b": b"b"})
+    c = layer(tmp_path / "c", {"/usr/share/bar/c": b"c"})
+    assert analyse(parent, [("a", a), ("c", c)]).triggers == ()
+    analysis = analyse(parent, [("a", a), ("b", b), ("c", c)])
+    assert analysis.triggers == ("/usr/share/foo",)
+    assert analysis.commands == (("dpkg-trigger", "--no-await", "/usr/share/foo"),
+                                 ("dpkg", "--triggers-only", "--pending"))
+
+
+def test_alternatives_add_to_a_group_the_parent_has() -> None:
+    parent = b"auto\n/usr/bin/pager\npager.1.gz\n/usr/share/man/man1/pager.1.gz\n\n" \
+        b"/bin/more\n50\n/usr/share/man/man1/more.1.gz\n\n"
+    a = parent.replace(b"\n\n", b"\n\n/usr/bin/less\n77\n/usr/share/man/man1/less.1.gz\n", 1)
+    b = parent.replace(b"\n\n", b"\n\n/usr/bin/most\n60\n\n", 1)
+    merged = merge_alternatives("/var/lib/dpkg/alternatives/pager", parent, [("a", a), ("b", b)])
+    assert isinstance(merged, bytes)
+    group = parse_alternatives(merged.decode())
+    assert [(p, prio) for p, prio, _ in group.choices] == [
+        ("/bin/more", "50"), ("/usr/bin/less", "77"), ("/usr/bin/most", "60")]
+    assert group.choices[2][2] == ("",)  # most has no man page slave
