@@ -22,12 +22,13 @@ differently is a `Conflict`. docs/restack.md (## Reconcile) explains the rules.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -652,11 +653,18 @@ class _Layer:
     name: str
     root: Path
     entries: dict[str, Entry]
-    changed: list[str] = field(default_factory=list)  # sorted non-whiteout, non-dir paths
+    paths: list[str] = field(default_factory=list)  # sorted, for prefix look-ups
 
+    def __post_init__(self) -> None:
+        self.paths = sorted(self.entries)
 
-def _under(path: str, folder: str) -> bool:
-    return path.startswith(folder.rstrip("/") + "/")
+    def under(self, folder: str) -> Iterator[str]:
+        """Paths below folder (not folder itself): one contiguous run of the sorted list."""
+        prefix = folder.rstrip("/") + "/"
+        for path in self.paths[bisect.bisect_left(self.paths, prefix):]:
+            if not path.startswith(prefix):
+                return
+            yield path
 
 
 def _exempt(path: str) -> bool:
@@ -671,9 +679,11 @@ def _delete_conflicts(layers: Sequence[_Layer]) -> list[Conflict]:
             if not (entry.kind == "whiteout" or entry.opaque) or _exempt(path):
                 continue
             for j, other in enumerate(layers):
-                hit = i != j and next(
-                    (q for q, e in other.entries.items() if e.kind != "whiteout" and not _exempt(q)
-                     and (_under(q, path) or (q == path and entry.kind == "whiteout"))), None)
+                if i == j:
+                    continue
+                candidates = [path] if entry.kind == "whiteout" and path in other.entries else []
+                hit = next((q for q in (*candidates, *other.under(path))
+                            if other.entries[q].kind != "whiteout" and not _exempt(q)), None)
                 if hit:
                     what = "deletes" if entry.kind == "whiteout" else "replaces the folder (opaque) of"
                     out.append(Conflict(path, (layer.name, other.name),
@@ -854,7 +864,7 @@ def triggers_to_rerun(parent: Path, layers: Sequence[_Layer]) -> list[str]:
         for path, pkgs in parse_file_triggers(_decode(data)).items():
             file_interest.setdefault(path, set()).update(pkgs)
     named_interest: dict[str, set[str]] = {}
-    names = {p[len(TRIGGERS_DIR):] for x in layers for p in x.entries if p.startswith(TRIGGERS_DIR)}
+    names = {p[len(TRIGGERS_DIR):] for x in layers for p in x.under(TRIGGERS_DIR)}
     if (parent / TRIGGERS_DIR.lstrip("/")).is_dir():
         names |= {p.name for p in (parent / TRIGGERS_DIR.lstrip("/")).iterdir()}
     for name in sorted(names - {"File", "Unincorp", "Lock"}):
@@ -863,17 +873,18 @@ def triggers_to_rerun(parent: Path, layers: Sequence[_Layer]) -> list[str]:
     out: list[str] = []
     for trigger, pkgs in sorted(file_interest.items()):
         activators = {i for i, x in enumerate(layers)
-                      if any(_under(p, trigger) and x.entries[p].kind != "dir" for p in x.entries)}
+                      if any(x.entries[p].kind != "dir" for p in x.under(trigger))}
         if any(needs_rerun(owners.get(pkg, {-1}), activators) for pkg in pkgs):
             out.append(trigger)
+    # Named triggers a module's packages activate (their info/*.triggers files).
+    activated: dict[str, set[int]] = {}
+    for i, x in enumerate(layers):
+        for p in x.under(INFO_DIR):
+            if p.endswith(".triggers") and x.entries[p].kind == "file":
+                for name in parse_activations(_decode(_read(x.root, p))):
+                    activated.setdefault(name, set()).add(i)
     for trigger, pkgs in named_interest.items():
-        activators = set()
-        for i, x in enumerate(layers):
-            for p, e in x.entries.items():
-                if p.startswith(INFO_DIR) and p.endswith(".triggers") and e.kind == "file" and \
-                        trigger in parse_activations(_decode(_read(x.root, p))):
-                    activators.add(i)
-        if any(needs_rerun(owners.get(pkg, {-1}), activators) for pkg in pkgs):
+        if any(needs_rerun(owners.get(pkg, {-1}), activated.get(trigger, set())) for pkg in pkgs):
             out.append(trigger)
     return out
 
