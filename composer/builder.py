@@ -61,6 +61,7 @@ class BuildSettings:
     host_ca: Path | None = None
     archive: bool = True
     jobs: int = 1  # restacked module layers built at once
+    oci_archive: bool = True  # the .oci.tar besides the .oci layout folder
 
 
 @dataclass
@@ -526,30 +527,34 @@ def archive_path(plan: Plan, output_dir: Path) -> Path:
 
 
 def write_archive(ctx: BuildContext) -> None:
-    """The image as an OCI archive; skipped when the one there is of the same final key."""
+    """The image as an OCI layout folder, and the OCI archive of it unless turned off; each
+    export compresses and writes only the layers the previous one did not have."""
+    from composer.export import export_layout, write_oci_archive
+
     plan = ctx.plan
     path = archive_path(plan, ctx.settings.output_dir)
-    marker = path.with_name(path.name + ".key")
-    ctx.archive_path = path
-    with ctx.progress.step(f"write oci-archive {path.name}") as report:
-        if path.is_file() and marker.is_file() and marker.read_text().strip() == plan.finalize.key:
+    layout = path.with_suffix("")  # <name>-<tag>.oci
+    with ctx.progress.step(f"write oci layout {layout}") as report:
+        report("writing…", final=False)  # a first export of a large image takes minutes
+        result = export_layout(ctx.runner, ctx.settings.storage, cmd.cache_ref(plan.finalize.key),
+                               layout, plan.image_ref)
+        if result.up_to_date:
             report("up to date")
-            return
-        report("writing…", final=False)  # minutes for a large image: the heartbeat shows it
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.unlink(missing_ok=True)
-        marker.unlink(missing_ok=True)
-        dest = f"oci-archive:{partial}:{plan.image_ref}"
-        try:
-            ctx.runner.run(cmd.buildah(ctx.settings.storage, "push", "--quiet", "--format", "oci",
-                                       cmd.cache_ref(plan.finalize.key), dest))
-        except CommandError as e:
-            partial.unlink(missing_ok=True)
-            raise ComposerError(f"write oci-archive {path}: {e.tail(5)}") from None
-        partial.replace(path)
-        marker.write_text(plan.finalize.key + "\n")
-        report("written")
+        else:
+            report(f"{len(result.new_layers)} layers written ({result.written_bytes / 1e6:.1f} MB), "
+                   f"{len(result.reused_layers)} reused, {len(result.removed)} old blobs removed")
+    ctx.archive_path = layout
+    if not ctx.settings.oci_archive:
+        return
+    path.with_name(path.name + ".key").unlink(missing_ok=True)  # the marker of earlier versions
+    with ctx.progress.step(f"write oci-archive {path}") as report:
+        report("writing…", final=False)
+        archive = write_oci_archive(layout, plan.image_ref, path)
+        if archive.up_to_date:
+            report("up to date")
+        else:
+            report(f"{archive.written_bytes / 1e6:.1f} MB appended to {archive.kept_bytes / 1e6:.1f} MB kept")
+    ctx.archive_path = path
 
 
 def measure_sizes(ctx: BuildContext) -> None:

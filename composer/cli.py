@@ -171,7 +171,9 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
               default=Path("build"), show_default=True, help="Folder for the OCI archive and manifests.")
 @click.option("--report", "report_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Write a JSON build report here.")
-@click.option("--no-archive", is_flag=True, help="Skip writing the OCI archive.")
+@click.option("--no-archive", is_flag=True, help="Export nothing: no OCI layout, no OCI archive.")
+@click.option("--oci-archive/--no-oci-archive", default=True, show_default=True,
+              help="Also write <name>-<tag>.oci.tar from the OCI layout folder (docs/export.md).")
 @click.option("--host-ca/--no-host-ca", default=True, show_default=True,
               help="Mount the host's CA bundle into build steps (build time only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
@@ -179,7 +181,7 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
               help="Restacked module layers to build at once (default: from the cores and memory).")
 @pass_settings
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
-          no_archive: bool, host_ca: bool, quiet: bool, jobs: int | None) -> None:
+          no_archive: bool, oci_archive: bool, host_ca: bool, quiet: bool, jobs: int | None) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
     from composer.builder import BuildSettings, default_host_ca, default_jobs, measure_sizes, report_document
     from composer.builder import build as run_build
@@ -193,6 +195,7 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
         host_ca=default_host_ca() if host_ca else None,
         archive=not no_archive,
         jobs=jobs or default_jobs(),
+        oci_archive=oci_archive,
     )
     progress = Progress(quiet=quiet)
     ctx = run_build(the_plan, build_settings, runner, progress)

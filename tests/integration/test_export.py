@@ -1,0 +1,133 @@
+"""The export against real buildah/skopeo/podman: a change to the last module writes one new
+layer blob (plus config and manifest), an unchanged rebuild writes nothing, and the layout
+and archive load into a fresh storage with the source's diff IDs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RECIPES, Containers
+
+pytestmark = pytest.mark.integration
+
+RECIPE = """\
+name = "export-test"
+tag = "t1"
+
+[base]
+from = "scratch"
+family = "debian"
+
+[[layers]]
+module = "motd"
+
+[[layers]]
+module = "note"
+"""
+NOTE = 'name = "note"\nversion = "1.0.0"\ndescription = "one file"\n\n' \
+       '[[files]]\nsrc = "files/note"\ndest = "/etc/note"\nmode = "0644"\n'
+REF = "localhost/export-test:t1"
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
+    """Every file under roots: (mtime_ns, size)."""
+    found: dict[str, tuple[int, int]] = {}
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in paths:
+            stat = path.stat()
+            found[str(path)] = (stat.st_mtime_ns, stat.st_size)
+    return found
+
+
+def blobs(layout: Path) -> dict[str, tuple[int, int]]:
+    return {Path(k).name: v for k, v in snapshot(layout / "blobs").items()}
+
+
+def manifest(layout: Path) -> dict:
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":")[1]
+    return json.loads((layout / "blobs" / "sha256" / digest).read_text())
+
+
+def fresh_storage(folder: Path) -> dict[str, str]:
+    """An empty storage of its own (vfs: nothing mounted, removed with its folder)."""
+    folder.mkdir(parents=True)
+    conf = folder / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{folder}/root"\nrunroot = "{folder}/run"\n')
+    return {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
+
+
+def diff_ids(env: dict[str, str], ref: str) -> list[str]:
+    out = subprocess.run(["buildah", "inspect", "--type", "image", ref], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return list(json.loads(out)["OCIv1"]["rootfs"]["diff_ids"])
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(RECIPES / "layers" / "motd", tmp_path / "layers" / "motd")
+    note = tmp_path / "layers" / "note"
+    (note / "files").mkdir(parents=True)
+    (note / "module.toml").write_text(NOTE)
+    (note / "files" / "note").write_text("first\n")
+    (tmp_path / "export-test.toml").write_text(RECIPE)
+    return tmp_path
+
+
+def test_export_writes_only_what_changed_and_round_trips(containers: Containers, project: Path,
+                                                         tmp_path: Path) -> None:
+    recipe = project / "export-test.toml"
+    out = tmp_path / "out"
+    layout, archive = out / "export-test-t1.oci", out / "export-test-t1.oci.tar"
+
+    first = containers.composer("build", str(recipe), "-o", str(out))
+    assert f"write oci layout {layout}" in first.stderr
+    assert f"write oci-archive {archive}" in first.stderr
+    containers.run("oci-image-tool", "validate", "--type", "image", "--ref", f"name={REF}", str(layout))
+    inspect = json.loads(containers.run("skopeo", "inspect", f"oci:{layout}:{REF}").stdout)
+    assert len(inspect["Layers"]) == 4  # base, motd, note, finalize
+    before, manifest_before = blobs(layout), manifest(layout)
+    index_before = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"][7:]
+
+    # Nothing changed: not one file of the layout or the archive is written again.
+    files = snapshot(layout, archive)
+    again = containers.composer("build", str(recipe), "-o", str(out))
+    assert again.stderr.count("up to date") >= 3  # tag, layout, archive
+    assert snapshot(layout, archive) == files
+
+    # The last module changes: one new layer blob, a new config and manifest; the rest stays.
+    (project / "layers" / "note" / "files" / "note").write_text("second\n")
+    changed = containers.composer("build", str(recipe), "-o", str(out))
+    assert "1 layers written" in changed.stderr and "3 reused" in changed.stderr
+    after, manifest_after = blobs(layout), manifest(layout)
+    old_layers = [layer["digest"] for layer in manifest_before["layers"]]
+    new_layers = [layer["digest"] for layer in manifest_after["layers"]]
+    assert [a == b for a, b in zip(old_layers, new_layers, strict=True)] == [True, True, False, True]
+    added = set(after) - set(before)
+    assert added == {new_layers[2][7:], manifest_after["config"]["digest"][7:],
+                     json.loads((layout / "index.json").read_text())["manifests"][0]["digest"][7:]}
+    assert all(after[name] == before[name] for name in set(after) & set(before))  # not rewritten
+    assert set(before) - set(after) == {old_layers[2][7:], manifest_before["config"]["digest"][7:],
+                                        index_before}  # the old image's own blobs are removed
+    containers.run("oci-image-tool", "validate", "--type", "image", "--ref", f"name={REF}", str(layout))
+
+    # Into fresh storages: from the layout with skopeo, from the archive with podman load.
+    source = diff_ids(containers.env, REF)
+    copied = fresh_storage(tmp_path / "copied")
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{layout}:{REF}", f"containers-storage:{REF}"],
+                   env=copied, check=True, capture_output=True)
+    assert diff_ids(copied, REF) == source
+    loaded = fresh_storage(tmp_path / "loaded")
+    load = subprocess.run(["podman", "load", "--quiet", "-i", str(archive)], env=loaded, check=True,
+                          capture_output=True, text=True)
+    assert REF in load.stdout
+    assert diff_ids(loaded, REF) == source
+    for env in (copied, loaded):
+        subprocess.run(["buildah", "rmi", "--all", "--force"], env=env, capture_output=True)
