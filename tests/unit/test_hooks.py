@@ -401,6 +401,7 @@ def test_desktop_runtime_dir_and_x11_dir_made_safely(tree: Tree, tmp_path: Path)
     target.mkdir(mode=0o755)
     (tree.root / "tmp").mkdir(exist_ok=True)
     (tree.root / "tmp/.X11-unix").symlink_to(target)
+    (tree.root / "tmp/.ICE-unix").mkdir(mode=0o777)  # not a link, but mode 0777 (no sticky bit)
     runtime = tree.root / "run/user" / str(tree.uid)
     runtime.mkdir(parents=True)
     (runtime / "bus").write_text("stale")
@@ -408,6 +409,7 @@ def test_desktop_runtime_dir_and_x11_dir_made_safely(tree: Tree, tmp_path: Path)
     x11 = tree.root / "tmp/.X11-unix"
     assert not x11.is_symlink() and x11.is_dir() and mode(x11) == 0o1777
     assert mode(target) == 0o755  # the link's target was not chmod'ed
+    assert mode(tree.root / "tmp/.ICE-unix") == 0o1777
     assert mode(runtime) == 0o700 and runtime.stat().st_uid == tree.uid
     assert list(runtime.iterdir()) == []  # emptied at every start
     assert mode(runtime.parent) == 0o755
