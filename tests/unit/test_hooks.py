@@ -425,6 +425,30 @@ def test_vnc_password_generated_once_then_from_secret(tree: Tree, tmp_path: Path
 
 
 @needs_jq
+def test_desktop_runtime_dir_and_x11_dir_made_safely(tree: Tree, tmp_path: Path) -> None:
+    tree.write("etc/composer/options/vnc-desktop.json", json.dumps({"user": "devuser",
+                                                    "password_secret": "VNC_PASSWORD"}))
+    env = {"COMPOSER_VNCPASSWD": str(fake_vncpasswd(tmp_path))}
+    # What a user could leave in /tmp and the runtime dir in an earlier run.
+    target = tmp_path / "etc-of-root"
+    target.mkdir(mode=0o755)
+    (tree.root / "tmp").mkdir(exist_ok=True)
+    (tree.root / "tmp/.X11-unix").symlink_to(target)
+    (tree.root / "tmp/.ICE-unix").mkdir(mode=0o777)  # not a link, but mode 0777 (no sticky bit)
+    runtime = tree.root / "run/user" / str(tree.uid)
+    runtime.mkdir(parents=True)
+    (runtime / "bus").write_text("stale")
+    tree.run("25-desktop.sh", env=env)
+    x11 = tree.root / "tmp/.X11-unix"
+    assert not x11.is_symlink() and x11.is_dir() and mode(x11) == 0o1777
+    assert mode(target) == 0o755  # the link's target was not chmod'ed
+    assert mode(tree.root / "tmp/.ICE-unix") == 0o1777
+    assert mode(runtime) == 0o700 and runtime.stat().st_uid == tree.uid
+    assert list(runtime.iterdir()) == []  # emptied at every start
+    assert mode(runtime.parent) == 0o755
+
+
+@needs_jq
 def test_management_api_token_from_secret_or_generated(tree: Tree) -> None:
     token = tree.root / "run/composer/management-api/token"
     tree.run("30-credentials.sh")  # no secret: a token is generated, never an open API
