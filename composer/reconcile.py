@@ -767,7 +767,8 @@ def analyse(
 def _leftovers(parent: Path, layers: Sequence[_Layer], family: Family) -> tuple[str, ...]:
     """What the commands leave that composer keeps out of layers (logs, ldconfig's
     aux-cache, apt's binary caches) where the stacked image had none."""
-    clean = cmd.clean_packages(family, mounted=True)[2:]
+    mounted = cmd.PACKAGE_CACHE_MOUNTS[family]
+    clean = [p for p in cmd.CLEAN_PATHS[family] if p not in mounted]
     return tuple(p for p in clean if not _present(parent, layers, p))
 
 

@@ -43,7 +43,6 @@ def test_plans_for_both_families_in_a_working_order(tmp_path: Path, family: Fami
     assert sorted(names) == sorted(["base", *MODULES])
     assert names[0] == "base"
     assert names.index("python") < names.index("cuda") < names.index("gui-apps")
-    assert names.index("users") < names.index("skills") and names.index("users") < names.index("node")
     for step in plan.steps:
         if step.module.name != "agents":  # agents is family-neutral: no packages at all
             assert step.module.packages_for(family), f"{step.module.name} has no {family} packages"
