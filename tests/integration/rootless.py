@@ -6,11 +6,13 @@ no fuse-overlayfs needed), so a test never touches the user's or root's images."
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,12 +51,12 @@ def ensure_user() -> pwd.struct_passwd:
 
 
 def reachable_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
-    """A fresh temp folder the user can reach (its parents get o+x, itself 0755)."""
-    work = tmp_path_factory.mktemp(name)
+    """A fresh temp folder the user can reach: right under /tmp, not under pytest's own
+    folder, which every pytest session (another one running side by side too) makes 0700
+    again. Removed when the session ends."""
+    work = Path(tempfile.mkdtemp(prefix=f"composer-{name}-", dir="/tmp"))
     work.chmod(0o755)
-    for parent in work.parents:
-        if parent != Path("/"):
-            parent.chmod(parent.stat().st_mode | 0o011)
+    atexit.register(shutil.rmtree, work, True)
     return work
 
 
