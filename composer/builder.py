@@ -146,6 +146,13 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
                     progress.line(line)
                 ctx.plan = plan = replan(ctx.plan, known_conflicts(settings.cache_dir))
                 ctx.tagged = images.get(plan.finalize.key, set())
+        # One result per layer of the plan that was built (after a replan, a layer built in
+        # the first pass counts as built, not as the cache hit the second pass saw).
+        first: dict[str, LayerResult] = {}
+        for result in ctx.results:
+            first.setdefault(result.key, result)
+        ctx.results = [LayerResult(layer, first[layer.key].cache, first[layer.key].seconds)
+                       for layer in plan.layers() if layer.key in first]
     with progress.step(f"tag {plan.image_ref}") as report:
         if plan.image_ref in ctx.tagged:
             report("up to date")
@@ -177,18 +184,17 @@ def build_layers(ctx: BuildContext) -> None:
                 make = lambda step=steps[layer.key]: build_module(ctx, step)  # type: ignore[misc]  # noqa: E731
             _layer(ctx, layer, report, make)
 
-    restacked = [x for x in layers if x.key in steps and steps[x.key].restacked]
+    together = [x for x in layers if x.key in steps and steps[x.key].restacked] if ctx.settings.jobs > 1 else []
     for layer in layers:
-        if layer in restacked[1:]:
+        if layer in together[1:]:
             continue  # built together with the first restacked one
-        if restacked and layer == restacked[0] and ctx.settings.jobs > 1:
+        if together and layer == together[0]:
             with ThreadPoolExecutor(max_workers=ctx.settings.jobs) as pool:
-                futures = [pool.submit(one, x) for x in restacked]
+                futures = [pool.submit(one, x) for x in together]
                 for future in futures:
                     future.result()  # the first failure is raised once every job has ended
             continue
         one(layer)
-    ctx.results.sort(key=lambda r: r.layer.index)
 
 
 def default_jobs() -> int:

@@ -9,6 +9,8 @@ import io
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -215,3 +217,50 @@ def test_failure_removes_the_working_container_and_commits_nothing(plan: Plan, t
     assert runner.calls[-1] == ["buildah", "rm", made[0]]
     assert not [a for a in runner.calls if a[1] == "commit"]
     assert not (tmp_path / "cache" / "keys" / f"{plan.steps[0].key}.json").exists()
+
+
+def write_restack_recipe(root: Path) -> Path:
+    for name in ("core", "left", "right", "top"):
+        folder = root / "layers" / name
+        (folder / "scripts").mkdir(parents=True)
+        (folder / "scripts" / "go.sh").write_text(f"#!/bin/sh\necho {name}\n")
+        after = 'after = ["core"]\n' if name != "core" else ""
+        (folder / "module.toml").write_text(
+            f'name = "{name}"\nversion = "1"\n{after}[[scripts]]\nrun = "scripts/go.sh"\n')
+    recipe = root / "r.toml"
+    recipe.write_text('name = "demo"\nlayering = "restack"\n[base]\nfrom = "scratch"\nfamily = "debian"\n'
+                      + "".join(f'[[layers]]\nmodule = "{m}"\n' for m in ("core", "left", "right", "top")))
+    return recipe
+
+
+class SlowRunner(RecordingRunner):
+    """Scripts take a moment, and each records the thread it ran on."""
+
+    def __init__(self, cached: Sequence[str]) -> None:
+        super().__init__(cached=cached)
+        self.threads: set[str] = set()
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, stream: bool = False) -> str:
+        if any(str(a).endswith("go.sh") for a in argv):
+            self.threads.add(threading.current_thread().name)
+            time.sleep(0.3)
+        return super().run(argv, env, stream)
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_restacked_modules_build_on_the_common_parent_at_once(tmp_path: Path, jobs: int) -> None:
+    plan = plan_file(write_restack_recipe(tmp_path))
+    core = plan.steps[0]
+    assert core.module.name == "core" and not core.restacked
+    leaves = [s for s in plan.steps if s.restacked]
+    assert [s.module.name for s in leaves] == ["left", "right", "top"]
+    assert plan.reconcile is not None and plan.reconcile.members == tuple(s.key for s in leaves)
+    # Everything but the three leaves is there already (the reconcile layer too).
+    runner = SlowRunner(cached=[plan.base.key, core.key, plan.reconcile.key, plan.finalize.key])
+    ctx = build(plan, BuildSettings(storage=cmd.Storage(root=str(tmp_path / "s")), cache_dir=tmp_path / "c",
+                                    archive=False, jobs=jobs), runner, quiet())
+    froms = [a[-1] for a in runner.calls if a[1] == "from"]
+    assert froms == [cmd.cache_ref(core.key)] * 3  # each on the common parent alone
+    assert len(runner.threads) == min(jobs, 3)
+    assert [r.layer.name for r in ctx.results] == [
+        "scratch", "core", "left", "right", "top", "reconcile", "finalize"]  # in layer order
