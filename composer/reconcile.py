@@ -240,7 +240,7 @@ def merge_stanzas(
 
 
 def merge_dpkg_status(path: str, parent: bytes | None, versions: Sequence[Version]) -> MergeResult:
-    """dpkg's status (and status-old): one stanza per package+architecture, sorted by name
+    """dpkg's status: one stanza per package+architecture, sorted by name
     as dpkg writes it; a package two modules leave at different versions or states is a
     conflict."""
     return merge_stanzas(path, parent, versions, _package_key, sort=True, describe=_describe_package)
@@ -503,7 +503,6 @@ Merge = Callable[[str, bytes | None, Sequence[Version]], MergeResult]
 
 SHARED_FILES: dict[str, Merge] = {
     "/var/lib/dpkg/status": merge_dpkg_status,
-    "/var/lib/dpkg/status-old": merge_dpkg_status,
     "/var/lib/apt/extended_states": merge_extended_states,
     "/var/cache/debconf/config.dat": merge_debconf,
     "/var/cache/debconf/templates.dat": merge_debconf,
@@ -549,6 +548,9 @@ VOLATILE = (
     "/var/cache/debconf/config.dat-old", "/var/cache/debconf/templates.dat-old",
     "/var/cache/debconf/passwords.dat-old", "/var/cache/ldconfig/aux-cache",
     "/var/cache/apt/pkgcache.bin", "/var/cache/apt/srcpkgcache.bin",
+    # dpkg's backups of its state before its last run: no module's is "the" state (seen:
+    # libicu76 "unpacked" in one module's status-old, "installed" in another's).
+    "/var/lib/dpkg/status-old", "/var/lib/dpkg/diversions-old", "/var/lib/dpkg/statoverride-old",
     "/run/", "/tmp/", "/var/tmp/", "/var/lib/apt/lists/", "/var/cache/apt/archives/",
     # Binary logs that are not a sequence of records: appending would corrupt them.
     "/var/log/journal/", "/var/log/lastlog",

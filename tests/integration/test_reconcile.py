@@ -108,11 +108,11 @@ def run_in(containers: Containers, ctr: str, argv: list[str], apt: Path | None =
 def install(containers: Containers, ctr: str, module: tuple[list[str], str], lists: Path) -> None:
     packages, script = module
     if packages:
-        run_in(containers, ctr, cmd.install_packages(Family.DEBIAN, packages, recommends=False), lists)
+        run_in(containers, ctr, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], lists)
     if script:
         run_in(containers, ctr, ["sh", "-c", script])
     # What composer does after every module: no logs, caches or -old files in a layer.
-    run_in(containers, ctr, cmd.clean_packages(Family.DEBIAN, mounted=True))
+    run_in(containers, ctr, cmd.clean_step(Family.DEBIAN))
 
 
 def new_container(containers: Containers, image: str) -> str:
@@ -194,7 +194,7 @@ def build_world(containers: Containers, tmp: Path) -> World:
         (lists / sub).mkdir(parents=True)
     started = time.monotonic()
     ctr = new_container(containers, parent)
-    run_in(containers, ctr, cmd.refresh_packages(Family.DEBIAN), lists)
+    run_in(containers, ctr, ["apt-get", "update", "-q"], lists)
     containers.buildah("rm", ctr)
     modules = {}
     for name, module in MODULES.items():
