@@ -133,7 +133,8 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
                 stack.enter_context(exclusive(path, progress.line, what))
             ctx.existing = set(list_images(runner, settings.storage))
             sweep_working_containers(ctx)
-        ctx.state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="composer-state-")))
+            sweep_scratch(settings.cache_dir)
+        ctx.state_dir = Path(stack.enter_context(scratch_dir(ctx, "state")))
         while True:
             try:
                 build_layers(ctx)
@@ -299,6 +300,26 @@ def lock_paths(ctx: BuildContext) -> list[tuple[Path, str]]:
             (ctx.settings.cache_dir / "build.lock", f"the cache {ctx.settings.cache_dir}")]
 
 
+SCRATCH = "scratch"
+
+
+def scratch_dir(ctx: BuildContext, what: str) -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder for one build's files (options, the state folder) in the cache,
+    so that what a killed build leaves is found and removed by the next one."""
+    folder = ctx.settings.cache_dir / SCRATCH
+    folder.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=f"{what}-", dir=folder)
+
+
+def sweep_scratch(cache_dir: Path) -> None:
+    """Remove what killed builds left in the cache's scratch folder (under the cache lock:
+    no running build of this cache owns any of it)."""
+    folder = cache_dir / SCRATCH
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def sweep_working_containers(ctx: BuildContext) -> None:
     """Remove working containers a killed build left behind. Only composer's own (by
     name) and only under the storage lock, so none of them can belong to a running build."""
@@ -457,8 +478,7 @@ def build_module(ctx: BuildContext, step: Step) -> None:
     base_env, volumes = build_env(ctx)
     env = step_env(ctx, step, base_env)
     assert ctx.state_dir is not None
-    with tempfile.TemporaryDirectory(prefix="composer-step-") as tmp, \
-            working_container(ctx, step.key, what) as ctr:
+    with scratch_dir(ctx, "step") as tmp, working_container(ctx, step.key, what) as ctr:
         options_file = Path(tmp, "options.json")
         options_file.write_text(json.dumps(step.options, indent=2, sort_keys=True) + "\n")
         mounts = [
@@ -500,8 +520,7 @@ def build_finalize(ctx: BuildContext) -> None:
     final = ctx.plan.finalize
     storage = ctx.settings.storage
     run = ctx.runner.run
-    with tempfile.TemporaryDirectory(prefix="composer-final-") as tmp, \
-            working_container(ctx, final.key, "finalize") as ctr:
+    with scratch_dir(ctx, "final") as tmp, working_container(ctx, final.key, "finalize") as ctr:
         stage = Path(tmp)
         entry = stage / ENTRYPOINT_PATH.lstrip("/")
         entry.parent.mkdir(parents=True)

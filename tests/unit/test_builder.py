@@ -177,6 +177,14 @@ def test_stale_working_containers_are_swept_under_the_lock(plan: Plan, tmp_path:
     assert (tmp_path / "storage" / "composer.lock").exists() and (tmp_path / "cache" / "build.lock").exists()
 
 
+def test_files_a_killed_build_left_in_the_cache_are_swept(plan: Plan, tmp_path: Path) -> None:
+    left = tmp_path / "cache" / "scratch" / "step-killed"
+    left.mkdir(parents=True)
+    (left / "options.json").write_text("{}")
+    build(plan, settings(tmp_path), RecordingRunner(), quiet())
+    assert list((tmp_path / "cache" / "scratch").iterdir()) == []
+
+
 def test_a_second_build_waits_for_the_lock_and_says_so(plan: Plan, tmp_path: Path) -> None:
     lock = tmp_path / "storage" / "composer.lock"
     lock.parent.mkdir()
