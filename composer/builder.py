@@ -583,18 +583,21 @@ def write_archive(ctx: BuildContext) -> None:
 
 
 def measure_sizes(ctx: BuildContext) -> None:
-    """Fill in each layer's size: its image's total minus its parent's (one podman call)."""
-    keys = [r.key for r in ctx.results]
+    """Fill in each layer's size: its image's total minus the image it was built on (the
+    plain stack for the reconcile layer), with one podman call for all of them."""
+    reconcile = ctx.plan.reconcile
+    below = {r.key: (reconcile.stack_key if reconcile is not None and r.key == reconcile.key
+                     else r.layer.parent_key) for r in ctx.results}
+    keys = list(dict.fromkeys([*below, *(k for k in below.values() if k)]))
     argv = ["podman", *ctx.settings.storage.flags(), "image", "inspect", "--format",
             "{{.Size}}", *(cmd.cache_ref(k) for k in keys)]
     try:
-        sizes = [int(x) for x in ctx.runner.output(argv).split()]
+        sizes = dict(zip(keys, (int(x) for x in ctx.runner.output(argv).split()), strict=True))
     except (CommandError, ComposerError, ValueError):
         return
-    previous = 0
-    for result, total in zip(ctx.results, sizes, strict=False):
-        result.size = max(total - previous, 0)
-        previous = total
+    for result in ctx.results:
+        parent = below[result.key]
+        result.size = max(sizes[result.key] - (sizes[parent] if parent else 0), 0)
 
 
 def report_document(ctx: BuildContext) -> dict[str, Any]:
