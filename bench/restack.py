@@ -41,13 +41,17 @@ class Bench:
         containers.write_text('[engine]\nruntime = "runc"\n')
         self.env = dict(os.environ, CONTAINERS_STORAGE_CONF=str(storage), CONTAINERS_CONF=str(containers))
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
-        self.composer = [sys.executable, "-m", "composer", "--cache-dir", str(work / "cache")]
+        # The recipes are copied (the bench changes them); their modules are the project's.
+        self.composer = [sys.executable, "-m", "composer", "--cache-dir", str(work / "cache"),
+                         "--modules-dir", str(RECIPES / "layers"), "--modules-dir", str(ROOT / "layers")]
 
     def build(self, recipe: Path, *extra: str) -> tuple[float, dict]:
         report = self.work / "report.json"
         argv = [*self.composer, "build", "-q", "--no-archive", "--report", str(report), *extra, str(recipe)]
         started = time.perf_counter()
-        subprocess.run(argv, env=self.env, cwd=ROOT, check=True, capture_output=True)
+        done = subprocess.run(argv, env=self.env, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(argv)} failed:\n{done.stderr[-2000:]}")
         return time.perf_counter() - started, json.loads(report.read_text())
 
 
