@@ -126,14 +126,17 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
     ctx.existing = set(images)
     ctx.tagged = images.get(plan.finalize.key, set())
     with contextlib.ExitStack() as stack:
-        if any(layer.key not in ctx.existing for layer in plan.layers()):
+        must_build = any(layer.key not in ctx.existing for layer in plan.layers())
+        if must_build or left_behind(settings.cache_dir):
             # Another build of this storage or cache may be building the same layers:
-            # wait for it, then look again at what exists now.
-            for path, what in lock_paths(ctx):
-                stack.enter_context(exclusive(path, progress.line, what))
-            ctx.existing = set(list_images(runner, settings.storage))
-            sweep_working_containers(ctx)
-            sweep_scratch(settings.cache_dir)
+            # wait for it, then look again at what exists now. A build with nothing to
+            # build only sweeps what a killed build left, and only when no build runs.
+            held = [stack.enter_context(exclusive(path, progress.line, what, wait=must_build))
+                    for path, what in lock_paths(ctx)]
+            if all(held):
+                ctx.existing = set(list_images(runner, settings.storage))
+                sweep_working_containers(ctx)
+                sweep_scratch(settings.cache_dir)
         ctx.state_dir = Path(stack.enter_context(scratch_dir(ctx, "state")))
         while True:
             try:
@@ -301,6 +304,8 @@ def lock_paths(ctx: BuildContext) -> list[tuple[Path, str]]:
 
 
 SCRATCH = "scratch"
+WORKING_PREFIX = "composer-work-"
+WORKING_MARKERS = "working-containers"  # in SCRATCH: one empty file per working container
 
 
 def scratch_dir(ctx: BuildContext, what: str) -> tempfile.TemporaryDirectory[str]:
@@ -317,21 +322,34 @@ def sweep_scratch(cache_dir: Path) -> None:
     folder = cache_dir / SCRATCH
     if folder.is_dir():
         for entry in folder.iterdir():
-            shutil.rmtree(entry, ignore_errors=True)
+            if entry.name != WORKING_MARKERS:  # those go with their containers
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def left_behind(cache_dir: Path) -> bool:
+    """Whether a build of this cache may have left a working container: each one has a
+    marker in the scratch folder while it exists (a listing, no buildah process)."""
+    folder = cache_dir / SCRATCH / WORKING_MARKERS
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def sweep_working_containers(ctx: BuildContext) -> None:
     """Remove working containers a killed build left behind. Only composer's own (by
     name) and only under the storage lock, so none of them can belong to a running build."""
     listing = ctx.runner.output(cmd.buildah(ctx.settings.storage, "containers", "--json"))
+    left = set()
     for ctr in json.loads(listing or "[]") or []:
         name = ctr.get("containername", "")
         if name.startswith(WORKING_PREFIX):
-            with contextlib.suppress(CommandError):
+            try:
                 ctx.runner.run(cmd.buildah(ctx.settings.storage, "rm", name))
-
-
-WORKING_PREFIX = "composer-work-"
+            except CommandError:
+                left.add(name)
+    markers = ctx.settings.cache_dir / SCRATCH / WORKING_MARKERS
+    if markers.is_dir():
+        for marker in markers.iterdir():
+            if marker.name not in left:
+                marker.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -341,6 +359,9 @@ def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
     name = f"{WORKING_PREFIX}{key[:12]}-{secrets.token_hex(4)}"
     storage = ctx.settings.storage
     state = {"committed": False}
+    marker = ctx.settings.cache_dir / SCRATCH / WORKING_MARKERS / name
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()  # before the container exists: a killed build is found by the next one
     try:
         yield name
         state["committed"] = True
@@ -351,9 +372,13 @@ def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
             "(earlier layers stay cached)",
         ) from None
     finally:
-        if not state["committed"]:
+        gone = state["committed"]
+        if not gone:
             with contextlib.suppress(CommandError):
                 ctx.runner.run(cmd.buildah(storage, "rm", name))
+                gone = True
+        if gone:
+            marker.unlink(missing_ok=True)
 
 
 def indent(text: str) -> str:

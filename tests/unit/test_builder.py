@@ -182,7 +182,48 @@ def test_files_a_killed_build_left_in_the_cache_are_swept(plan: Plan, tmp_path: 
     left.mkdir(parents=True)
     (left / "options.json").write_text("{}")
     build(plan, settings(tmp_path), RecordingRunner(), quiet())
-    assert list((tmp_path / "cache" / "scratch").iterdir()) == []
+    scratch = tmp_path / "cache" / "scratch"
+    # What is left: the (empty) folder of working-container markers.
+    assert [p.name for p in scratch.iterdir()] == ["working-containers"]
+    assert list((scratch / "working-containers").iterdir()) == []
+
+
+def test_a_fully_cached_build_still_sweeps_what_a_killed_build_left(plan: Plan, tmp_path: Path) -> None:
+    # A build killed after its last commit but before `buildah rm`: every layer is cached,
+    # its working container is not. The marker it wrote first sends the next build to sweep.
+    killed = "composer-work-0123456789ab-deadbeef"
+    markers = tmp_path / "cache" / "scratch" / "working-containers"
+    markers.mkdir(parents=True)
+    (markers / killed).touch()
+    runner = RecordingRunner(cached=plan.all_keys(), containers=[killed])
+    build(plan, settings(tmp_path), runner, quiet())
+    assert [a[2] for a in runner.calls if a[1] == "rm"] == [killed]
+    assert list(markers.iterdir()) == []
+    # Swept once: the build after it takes no lock again.
+    runner = RecordingRunner(cached=plan.all_keys())
+    build(plan, settings(tmp_path), runner, quiet())
+    assert runner.verbs() == ["images", "tag"]
+
+
+def test_a_cached_build_does_not_wait_to_sweep(plan: Plan, tmp_path: Path) -> None:
+    # A marker of a running build (it holds the lock): a build with nothing to build
+    # neither waits for it nor touches its container.
+    markers = tmp_path / "cache" / "scratch" / "working-containers"
+    markers.mkdir(parents=True)
+    (markers / "composer-work-0123456789ab-feedface").touch()
+    lock = tmp_path / "storage" / "composer.lock"
+    lock.parent.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock), "600"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        out = io.StringIO()
+        runner = RecordingRunner(cached=plan.all_keys(), containers=["composer-work-0123456789ab-feedface"])
+        build(plan, settings(tmp_path), runner, Progress(stream=out))  # would hang if it waited
+        assert "waiting" not in out.getvalue()
+        assert runner.verbs() == ["images", "tag"]  # neither listed nor removed
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_a_second_build_waits_for_the_lock_and_says_so(plan: Plan, tmp_path: Path) -> None:
@@ -196,14 +237,14 @@ def test_a_second_build_waits_for_the_lock_and_says_so(plan: Plan, tmp_path: Pat
     assert f"waiting for another composer build (pid {holder.pid}) to finish with the storage" in out.getvalue()
 
 
-# Holds the lock as composer does (pid written in the file) for one second.
+# Holds the lock as composer does (pid written in the file) for argv[2] seconds (one).
 HOLD_LOCK = """
 import fcntl, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
 fcntl.flock(fd, fcntl.LOCK_EX)
 os.write(fd, f"{os.getpid()}\\n".encode())
 print("locked", flush=True)
-time.sleep(1)
+time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 1)
 """
 
 
