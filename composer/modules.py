@@ -22,8 +22,13 @@ def find_module(name: str, dirs: Sequence[Path]) -> Path | None:
 
 
 def module_folders(name: str, dirs: Sequence[Path]) -> list[Path]:
-    """Every folder of dirs that holds module name, in search order (the first is used)."""
-    return [d / name for d in dirs if (d / name / "module.toml").is_file()]
+    """Every folder of dirs that holds module name, in search order (the first is used);
+    a folder named twice (--modules-dir layers, and the project's) counts once."""
+    found: dict[Path, Path] = {}
+    for d in dirs:
+        if (d / name / "module.toml").is_file():
+            found.setdefault((d / name).resolve(), d / name)
+    return list(found.values())
 
 
 def shadowing(layers: Sequence[LayerRef], dirs: Sequence[Path]) -> list[str]:
@@ -43,12 +48,8 @@ def shadow_text(name: str, folders: Sequence[Path], where: str = "") -> str:
 
 def available_modules(dirs: Sequence[Path]) -> dict[str, list[Path]]:
     """Every module name dirs hold -> its folders in search order (the first is used)."""
-    found: dict[str, list[Path]] = {}
-    for d in dirs:
-        if d.is_dir():
-            for toml in sorted(d.glob("*/module.toml")):
-                found.setdefault(toml.parent.name, []).append(toml.parent)
-    return dict(sorted(found.items()))
+    names = {toml.parent.name for d in dirs if d.is_dir() for toml in d.glob("*/module.toml")}
+    return {name: module_folders(name, dirs) for name in sorted(names)}
 
 
 def load_module(folder: Path) -> Module:

@@ -134,3 +134,10 @@ def test_missing_module_names_every_folder_searched(team: Path) -> None:
     result = composer("check", str(team), cwd=team.parent)
     assert result.returncode == 1
     assert f"no module 'nope' (searched layers, {PROJECT_LAYERS}" in result.stderr
+
+
+def test_a_folder_named_twice_is_no_shadowing(tmp_path: Path) -> None:
+    # --modules-dir naming the project's own layers/ (as older scripts do) warns of nothing
+    result = composer("--modules-dir", str(ROOT / "tests" / "recipes" / "layers"), "--modules-dir",
+                      str(ROOT / "layers"), "check", str(ROOT / "tests" / "recipes" / "core-test.toml"), cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
