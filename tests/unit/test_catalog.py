@@ -128,3 +128,16 @@ def test_bash_completion_end_to_end() -> None:
     env["_COMPOSER_COMPLETE"] = "bash_source"
     source = subprocess.run([sys.executable, "-m", "composer"], capture_output=True, text=True, cwd=ROOT, env=env)
     assert "_composer_completion" in source.stdout and "complete " in source.stdout
+
+
+def test_show_a_team_module_through_its_recipe(tmp_path: Path) -> None:
+    from tests.unit.test_lookup import make_team
+
+    recipe = make_team(tmp_path, str(ROOT / "recipes" / "turboflow.toml"))
+    python = json.loads(invoke("show", "--json", "python", "--recipe", str(recipe)).stdout)
+    assert python["version"] == "9.9.9" and python["shadows"] == ["layers/python"]
+    assert json.loads(invoke("show", "--json", "python").stdout)["version"] == "1.0.0"  # without: the project's
+    hello = invoke("show", "hello", "--recipe", str(recipe)).stdout.splitlines()
+    assert hello[:3] == ["hello 0.1.0 — Says hello", f"  folder:    {recipe.parent / 'layers' / 'hello'}",
+                         "  families:  any (no packages)"]
+    assert "  env:       HELLO=1" in hello

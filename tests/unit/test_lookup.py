@@ -141,3 +141,26 @@ def test_a_folder_named_twice_is_no_shadowing(tmp_path: Path) -> None:
     result = composer("--modules-dir", str(ROOT / "tests" / "recipes" / "layers"), "--modules-dir",
                       str(ROOT / "layers"), "check", str(ROOT / "tests" / "recipes" / "core-test.toml"), cwd=tmp_path)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_every_global_option_after_the_subcommand_reaches_the_settings(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    import composer.cli as cli_module
+
+    seen = []
+
+    def record(settings: cli_module.Settings, recipe: Path, runner: object = None) -> None:
+        seen.append(settings)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli_module, "make_plan", record)  # the options are under test, not planning
+    monkeypatch.setenv("COMPOSER_MODULES_PATH", "/env/a" + os.pathsep + "/env/b")
+    args = ["--modules-dir", "/first", "kube", "--root", "/r", "--runroot", "/rr", "--storage-driver", "vfs",
+            "--modules-dir", "/second", "--cache-dir", str(tmp_path), "-v", "--debug", "--strict", str(TURBOFLOW)]
+    CliRunner().invoke(cli, args)
+    settings = seen[0]
+    assert (settings.storage.root, settings.storage.runroot, settings.storage.driver) == ("/r", "/rr", "vfs")
+    assert settings.modules_dirs == tuple(Path(p) for p in ("/first", "/second", "/env/a", "/env/b"))
+    assert settings.cache_dir == tmp_path and settings.verbose and settings.debug and settings.strict
+    CliRunner().invoke(cli, ["kube", str(TURBOFLOW)])
+    assert not (seen[1].verbose or seen[1].strict) and seen[1].storage.root == ""
