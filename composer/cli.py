@@ -354,8 +354,9 @@ def complete_module(ctx: click.Context, param: click.Parameter, incomplete: str)
     """Shell completion for a module name: those the recipe (--recipe) or the project sees."""
     from composer.modules import available_modules
 
-    settings = ctx.find_object(Settings) or Settings(cmd.Storage(), (), Path(), False, False, False,
-                                                      env_modules_dirs())
+    # Completion parses without running the group, so there may be no Settings yet.
+    settings = ctx.find_object(Settings) or Settings(cmd.Storage(), (), Path(), False, False,
+                                                      env_dirs=env_modules_dirs())
     recipe = ctx.params.get("recipe")
     try:
         dirs = visible_dirs(settings, recipe)

@@ -164,3 +164,8 @@ def test_every_global_option_after_the_subcommand_reaches_the_settings(monkeypat
     assert settings.cache_dir == tmp_path and settings.verbose and settings.debug and settings.strict
     CliRunner().invoke(cli, ["kube", str(TURBOFLOW)])
     assert not (seen[1].verbose or seen[1].strict) and seen[1].storage.root == ""
+
+
+def test_debug_after_the_subcommand_shows_the_traceback(tmp_path: Path) -> None:
+    result = composer("check", "--debug", str(tmp_path / "missing.toml"), cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr
