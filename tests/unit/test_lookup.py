@@ -77,26 +77,28 @@ def test_team_module_shadows_the_projects_with_a_warning(team: Path) -> None:
 
 
 def test_strict_makes_shadowing_an_error(team: Path) -> None:
-    for args in (["--strict", "check", str(team)], ["check", "--strict", str(team)]):
-        result = composer(*args, cwd=team.parent.parent)
-        assert result.returncode == 1, args
-        lines = result.stderr.splitlines()
-        assert lines[0] == (f"composer: error: {TURBOFLOW}: layers[8].module: "
-                            + SHADOW.format(project=PROJECT_LAYERS))
-        assert lines[1].startswith("composer: hint: ") and "Traceback" not in result.stderr
+    result = composer("check", "--strict", str(team), cwd=team.parent.parent)  # before the command: below
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"composer: error: {TURBOFLOW}: layers[8].module: " + SHADOW.format(project=PROJECT_LAYERS)
+    assert lines[1].startswith("composer: hint: ") and "Traceback" not in result.stderr
+    result = CliRunner().invoke(cli, ["--strict", "check", str(team)])
+    assert result.exit_code == 1  # run from the repository: paths display relative to it
+    assert f"layers[8].module: module 'python' is in {team.parent / 'layers'} and layers; " in str(result.exception)
 
 
-def test_modules_dir_and_env_path_come_first(team: Path, tmp_path: Path) -> None:
+def test_modules_dir_and_env_path_come_first(team: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     extra, env_dir = tmp_path / "extra", tmp_path / "env"
     for folder in (extra, env_dir):
         shutil.copytree(team.parent / "layers" / "hello", folder / "hello")
+    monkeypatch.chdir(tmp_path)
     env = {"COMPOSER_MODULES_PATH": os.pathsep.join([str(env_dir), ""])}
     # --modules-dir after the subcommand, and the environment's folders after it
-    result = composer("check", "--modules-dir", str(extra), str(team), cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr
+    result = CliRunner().invoke(cli, ["check", "--modules-dir", str(extra), str(team)], env=env)
+    assert result.exit_code == 0, result.output
     assert ("composer: warning: team/recipe.toml: layers[0].module: "
             "module 'hello' is in extra and env, team/layers; extra/hello is used") in result.stderr.splitlines()
-    result = composer("check", str(team), cwd=tmp_path, env=env)
+    result = CliRunner().invoke(cli, ["check", str(team)], env=env)
     assert "module 'hello' is in env and team/layers; env/hello is used" in result.stderr
 
 
