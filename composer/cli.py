@@ -1,59 +1,121 @@
-"""The composer command line: check, plan, build (and kube, schema)."""
+"""The composer command line: check, plan, build (and kube, schema, modules, show)."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from composer import __version__
 from composer import commands as cmd
 from composer.errors import CommandError, ComposerError
-from composer.model import BaseKind, Layering, Plan
+from composer.model import BaseKind, Layering, Plan, Recipe
 from composer.progress import Progress
 from composer.runner import Runner
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
 class Settings:
     storage: cmd.Storage
-    modules_dirs: tuple[Path, ...]
+    given_dirs: tuple[Path, ...]  # --modules-dir
     cache_dir: Path
     verbose: bool
     debug: bool
+    strict: bool = False
+    env_dirs: tuple[Path, ...] = ()  # COMPOSER_MODULES_PATH
+
+    @property
+    def modules_dirs(self) -> tuple[Path, ...]:
+        """Folders of modules searched before the recipes' own."""
+        return (*self.given_dirs, *self.env_dirs)
+
+    def set_late(self, name: str, value: Any) -> None:
+        """A global option given after the subcommand (`composer check --strict ...`)."""
+        if name == "modules_dirs":
+            self.given_dirs = (*self.given_dirs, *value)
+        elif name in ("root", "runroot", "storage_driver"):
+            field = {"storage_driver": "driver"}.get(name, name)
+            self.storage = replace(self.storage, **{field: value})
+        elif name == "cache_dir":
+            self.cache_dir = Path(value)
+        else:
+            setattr(self, name, value)
 
 
 pass_settings = click.make_pass_decorator(Settings)
 
 
+def env_modules_dirs() -> tuple[Path, ...]:
+    """COMPOSER_MODULES_PATH: folders of modules, os.pathsep-separated."""
+    return tuple(Path(p) for p in os.environ.get("COMPOSER_MODULES_PATH", "").split(os.pathsep) if p)
+
+
+# (declarations, settings) of the options every command accepts, before or after its name.
+GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--root",), {"default": "",
+                   "help": "containers-storage root (default: CONTAINERS_STORAGE_CONF or the system's)."}),
+    (("--runroot",), {"default": "", "help": "containers-storage run root."}),
+    (("--storage-driver",), {"default": "", "help": "Storage driver (overlay, vfs)."}),
+    (("--modules-dir", "modules_dirs"), {
+        "multiple": True, "type": click.Path(path_type=Path, file_okay=False),
+        "help": "Folder of layer modules, searched first (repeatable; COMPOSER_MODULES_PATH adds more)."}),
+    (("--cache-dir",), {
+        "type": click.Path(path_type=Path, file_okay=False),
+        "default": lambda: str(Path("~/.cache/composer").expanduser()), "show_default": "~/.cache/composer",
+        "help": "Key documents, package downloads and bootstrap debs."}),
+    (("-v", "--verbose"), {"is_flag": True, "help": "Echo every command and stream its output."}),
+    (("--debug",), {"is_flag": True, "help": "Show tracebacks on errors."}),
+    (("--strict",), {"is_flag": True, "help": "A module found in two folders is an error, not a warning."}),
+]
+
+
+def _late_option(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    settings = ctx.find_object(Settings)
+    if settings is not None and param.name and value not in (None, (), False):
+        settings.set_late(param.name, value)
+
+
+def global_options(command: F) -> F:
+    """The global options again on a subcommand, updating the group's Settings."""
+    for decls, attrs in reversed(GLOBAL_OPTIONS):
+        late = {k: v for k, v in attrs.items() if k not in ("default", "show_default")}
+        command = click.option(*decls, **late, default=None, expose_value=False, callback=_late_option)(command)
+    return command
+
+
+def _group_options(command: F) -> F:
+    for decls, attrs in reversed(GLOBAL_OPTIONS):
+        command = click.option(*decls, **attrs)(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="composer")
-@click.option("--root", default="", help="containers-storage root (default: CONTAINERS_STORAGE_CONF or the system's).")
-@click.option("--runroot", default="", help="containers-storage run root.")
-@click.option("--storage-driver", default="", help="Storage driver (overlay, vfs).")
-@click.option("--modules-dir", "modules_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Extra folder of layer modules, searched first (repeatable).")
-@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
-              default=lambda: str(Path("~/.cache/composer").expanduser()), show_default="~/.cache/composer",
-              help="Key documents, package downloads and bootstrap debs.")
-@click.option("-v", "--verbose", is_flag=True, help="Echo every command and stream its output.")
-@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@_group_options
 @click.pass_context
 def cli(ctx: click.Context, root: str, runroot: str, storage_driver: str, modules_dirs: tuple[Path, ...],
-        cache_dir: Path, verbose: bool, debug: bool) -> None:
+        cache_dir: Path, verbose: bool, debug: bool, strict: bool) -> None:
     """Build devpod container images from a TOML recipe of cached layer modules.
 
     \b
       composer check recipes/turboflow.toml   validate recipe and modules
       composer plan  recipes/turboflow.toml   layers, cache keys, cached/missing
       composer build recipes/turboflow.toml   build, reusing every cached layer
+      composer modules / show MODULE          the modules there are, and one in full
+
+    Global options may also follow the command's name.
     """
-    ctx.obj = Settings(cmd.Storage(root, runroot, storage_driver), modules_dirs, Path(cache_dir), verbose, debug)
+    ctx.obj = Settings(cmd.Storage(root, runroot, storage_driver), modules_dirs, Path(cache_dir), verbose, debug,
+                       strict, env_modules_dirs())
 
 
 recipe_arg = click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
@@ -66,6 +128,7 @@ def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) ->
 
     schema.VALID_CACHE = settings.cache_dir / "valid" / __version__
     loaded = load_recipe(recipe)
+    report_shadowing(settings, loaded)
     digest = ""
     base = loaded.base
     if base.kind is BaseKind.IMAGE and "@" not in base.ref and runner is not None:
@@ -83,6 +146,18 @@ def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) ->
     return the_plan
 
 
+def report_shadowing(settings: Settings, recipe: Recipe) -> None:
+    """A module of the recipe that two folders hold: a warning, or with --strict an error."""
+    from composer.modules import shadowing
+
+    lines = shadowing(recipe.layers, (*settings.modules_dirs, *recipe.module_dirs))
+    if lines and settings.strict:
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise ComposerError(lines[0] + more, hint="rename one of the modules, or drop --strict to use the first")
+    for line in lines:
+        click.echo(f"composer: warning: {line}", err=True)
+
+
 def image_id(runner: Runner, storage: cmd.Storage, ref: str) -> str:
     """The ID of an image: base, pulled first when it is not in storage yet."""
     argv = cmd.buildah(storage, "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref)
@@ -96,6 +171,7 @@ def image_id(runner: Runner, storage: cmd.Storage, ref: str) -> str:
 @cli.command()
 @recipe_arg
 @pass_settings
+@global_options
 def check(settings: Settings, recipe: Path) -> None:
     """Validate RECIPE and every module it names; build nothing."""
     plan = make_plan(settings, recipe)
@@ -109,6 +185,7 @@ def check(settings: Settings, recipe: Path) -> None:
 @click.option("--offline", is_flag=True, help="Do not look in containers-storage (status: unknown).")
 @click.option("--why", is_flag=True, help="Explain each missing layer against the last build of its module.")
 @pass_settings
+@global_options
 def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bool) -> None:
     """Show the ordered layers of RECIPE with their cache keys and status."""
     runner = Runner(verbose=settings.verbose)
@@ -180,6 +257,7 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               help="Restacked module layers to build at once (default: from the cores and memory).")
 @pass_settings
+@global_options
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
           no_archive: bool, oci_archive: bool, host_ca: bool, quiet: bool, jobs: int | None) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
@@ -240,6 +318,7 @@ def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
               help="The variant a non-root user's podman plays on a cgroups v1 host without "
                    "/dev/net/tun: host network; no ports, resources or devices (docs/kube.md).")
 @pass_settings
+@global_options
 def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: bool) -> None:
     """Print the podman-kube manifest (Pod + Secret template) of RECIPE; build nothing."""
     from composer.kube import render_manifest
@@ -254,11 +333,84 @@ def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: b
 
 @cli.command()
 @click.argument("which", type=click.Choice(["recipe", "module"]))
+@global_options
 def schema(which: str) -> None:
     """Print the JSON Schema of a recipe or a layer module."""
     from composer.schema import load_schema
 
     click.echo(json.dumps(load_schema(which), indent=2))
+
+
+def visible_dirs(settings: Settings, recipe: Path | None) -> tuple[Path, ...]:
+    """The folders searched for modules: for RECIPE as check and plan search them, else
+    --modules-dir, COMPOSER_MODULES_PATH and the project's layers/."""
+    from composer.recipe import PROJECT_LAYERS, load_recipe
+
+    own = load_recipe(recipe).module_dirs if recipe is not None else (PROJECT_LAYERS,)
+    return tuple(dict.fromkeys((*settings.modules_dirs, *own)))
+
+
+def complete_module(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for a module name: those the recipe (--recipe) or the project sees."""
+    from composer.modules import available_modules
+
+    # Completion parses without running the group, so there may be no Settings yet.
+    settings = ctx.find_object(Settings) or Settings(cmd.Storage(), (), Path(), False, False,
+                                                      env_dirs=env_modules_dirs())
+    recipe = ctx.params.get("recipe")
+    try:
+        dirs = visible_dirs(settings, recipe)
+    except ComposerError:  # a broken recipe: complete from the project's modules
+        dirs = visible_dirs(settings, None)
+    return [name for name in available_modules(dirs) if name.startswith(incomplete)]
+
+
+@cli.command()
+@click.argument("recipe", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--markdown", is_flag=True, help="The module reference page (docs/modules.md), options and all.")
+@pass_settings
+@global_options
+def modules(settings: Settings, recipe: Path | None, as_json: bool, markdown: bool) -> None:
+    """List the modules RECIPE (or, without it, the project) can use, and their folders."""
+    from composer import catalog
+
+    found = catalog.catalog(visible_dirs(settings, recipe))
+    if markdown:
+        click.echo(catalog.markdown([m for m, _ in found]), nl=False)
+        return
+    rows = [catalog.summary(m, shadowed) for m, shadowed in found]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for line in catalog.summary_lines(rows):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("module", shell_complete=complete_module)
+@click.option("--recipe", type=click.Path(path_type=Path, dir_okay=False),
+              help="Look MODULE up as this recipe does (its layers/ folders and its parents').")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_settings
+@global_options
+def show(settings: Settings, module: str, recipe: Path | None, as_json: bool) -> None:
+    """Everything about MODULE: options, requires/after, packages, files, services, ports, hooks."""
+    from composer import catalog
+    from composer.modules import available_modules, load_module, module_folders
+
+    dirs = visible_dirs(settings, recipe)
+    folders = module_folders(module, dirs)
+    if not folders:
+        known = ", ".join(available_modules(dirs)) or "none"
+        raise ComposerError(f"no module {module!r} (known: {known})",
+                            hint="composer modules lists them; pass --recipe or --modules-dir for others")
+    info = catalog.details(load_module(folders[0]), folders[1:])
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for line in catalog.detail_lines(info):
+        click.echo(line)
 
 
 def _interrupt(signum: int, frame: object) -> None:

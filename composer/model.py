@@ -105,7 +105,7 @@ class Recipe:
     secrets: tuple[Secret, ...] = ()
     pod: dict[str, Any] = field(default_factory=dict, hash=False)
     layering: Layering = Layering.LINEAR
-    module_dirs: tuple[Path, ...] = ()  # layers/ next to the recipe (and its parents)
+    module_dirs: tuple[Path, ...] = ()  # layers/ folders searched, first match wins (recipe.module_dirs)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,40 @@ from composer.schema import anchored, display, load_schema, validate
 
 
 def find_module(name: str, dirs: Sequence[Path]) -> Path | None:
+    """The folder of module name: the first of dirs that has name/module.toml."""
+    folders = module_folders(name, dirs)
+    return folders[0] if folders else None
+
+
+def module_folders(name: str, dirs: Sequence[Path]) -> list[Path]:
+    """Every folder of dirs that holds module name, in search order (the first is used);
+    a folder named twice (--modules-dir layers, and the project's) counts once."""
+    found: dict[Path, Path] = {}
     for d in dirs:
-        candidate = d / name / "module.toml"
-        if candidate.is_file():
-            return candidate.parent
-    return None
+        if (d / name / "module.toml").is_file():
+            found.setdefault((d / name).resolve(), d / name)
+    return list(found.values())
+
+
+def shadowing(layers: Sequence[LayerRef], dirs: Sequence[Path]) -> list[str]:
+    """One line per module of the layers that more than one folder of dirs holds."""
+    lines = []
+    for layer in layers:
+        folders = module_folders(layer.module, dirs)
+        if len(folders) > 1:
+            lines.append(shadow_text(layer.module, folders, f"{layer.where}.module: "))
+    return lines
+
+
+def shadow_text(name: str, folders: Sequence[Path], where: str = "") -> str:
+    others = ", ".join(display(f.parent) for f in folders[1:])
+    return f"{where}module {name!r} is in {display(folders[0].parent)} and {others}; {display(folders[0])} is used"
+
+
+def available_modules(dirs: Sequence[Path]) -> dict[str, list[Path]]:
+    """Every module name dirs hold -> its folders in search order (the first is used)."""
+    names = {toml.parent.name for d in dirs if d.is_dir() for toml in d.glob("*/module.toml")}
+    return {name: module_folders(name, dirs) for name in sorted(names)}
 
 
 def load_module(folder: Path) -> Module:

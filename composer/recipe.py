@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +57,19 @@ def nesting(value: Any) -> int:
 
 def load_recipe(path: Path) -> Recipe:
     """Read, validate and resolve the recipe at path (following `extends`)."""
-    raw, origins = _resolve(path.resolve(), ())
+    raw, origins, chain = _resolve(path.resolve(), ())
     where = display(path)
     for required in ("name", "base"):
         if required not in raw:
             raise ComposerError(f"{where}: {required}: missing (required, here or in a parent)")
-    return _build(path.resolve(), raw, origins)
+    return _build(path.resolve(), raw, origins, chain)
 
 
-def _resolve(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """The merged raw recipe and, per layer, where it was declared (for messages)."""
+def _resolve(
+    path: Path, seen: tuple[Path, ...]
+) -> tuple[dict[str, Any], list[tuple[str, str]], tuple[Path, ...]]:
+    """The merged raw recipe, per layer where it was declared (for messages), and the
+    chain of recipe files it was read from (this one first, then what it extends)."""
     if path in seen:
         chain = " -> ".join(display(p) for p in (*seen, path))
         raise ComposerError(f"{display(path)}: extends: cycle ({chain})")
@@ -77,12 +81,12 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], list[t
         for key in ("remove", "replace"):
             if key in raw:
                 raise ComposerError(f"{where}: {key}: only allowed together with extends")
-        return raw, own_origins
+        return raw, own_origins, (path,)
     parent_path = (path.parent / raw["extends"]).resolve()
     if not parent_path.is_file():
         raise ComposerError(f"{where}: extends: {raw['extends']!r} not found ({parent_path})")
-    parent, parent_origins = _resolve(parent_path, (*seen, path))
-    return _merge(parent, parent_origins, raw, own_origins, where)
+    parent, parent_origins, ancestors = _resolve(parent_path, (*seen, path))
+    return (*_merge(parent, parent_origins, raw, own_origins, where), (path, *ancestors))
 
 
 def _merge(
@@ -148,7 +152,7 @@ def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]]) -> Recipe:
+def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]], chain: tuple[Path, ...]) -> Recipe:
     where = display(path)
     base = parse_base(raw["base"], where)
     layers = tuple(
@@ -166,7 +170,6 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]]) -> R
         if layer.module in seen:
             raise ComposerError(f"{layer.where}: module {layer.module!r} is listed twice")
         seen.add(layer.module)
-    dirs = _search_dirs(path)
     return Recipe(
         path=path,
         name=raw["name"],
@@ -177,14 +180,22 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]]) -> R
         secrets=tuple(from_raw(Secret, s) for s in raw.get("secrets", [])),
         pod=raw.get("pod", {}),
         layering=Layering(raw.get("layering", Layering.LINEAR)),
-        module_dirs=tuple(d / "layers" for d in dirs),
+        module_dirs=module_dirs(chain),
     )
 
 
-def _search_dirs(path: Path) -> tuple[Path, ...]:
-    """Folders whose layers/ is searched, nearest first: the recipe's own folder and every
-    folder above it (so tests/recipes/x.toml finds the project's layers/)."""
-    return tuple(d for d in (path.parent, *path.parent.parents) if (d / "layers").is_dir())
+# The modules shipped with composer: layers/ beside the composer package.
+PROJECT_LAYERS = Path(__file__).resolve().parent.parent / "layers"
+
+
+def module_dirs(chain: Sequence[Path]) -> tuple[Path, ...]:
+    """The layers/ folders a recipe's modules are looked up in, first match wins: the one
+    beside each recipe of the extends chain (the child first), then the project's own,
+    then any layers/ in the folders above those recipes (nearest first)."""
+    beside = [recipe.parent / "layers" for recipe in chain]
+    above = [folder / "layers" for recipe in chain for folder in recipe.parent.parents]
+    found = dict.fromkeys(d for d in (*beside, PROJECT_LAYERS, *above) if d.is_dir())
+    return tuple(found)
 
 
 def parse_base(raw: dict[str, Any], where: str) -> Base:
