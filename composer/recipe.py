@@ -190,11 +190,11 @@ PROJECT_LAYERS = Path(__file__).resolve().parent.parent / "layers"
 
 def module_dirs(chain: Sequence[Path]) -> tuple[Path, ...]:
     """The layers/ folders a recipe's modules are looked up in, first match wins: the one
-    beside each recipe of the extends chain (the child first), then the project's own,
-    then any layers/ in the folders above those recipes (nearest first)."""
+    beside each recipe of the extends chain (the child first), then the project's own.
+    Never a folder merely above a recipe: whoever can write /tmp/layers must not be able
+    to add modules to a recipe kept under /tmp."""
     beside = [recipe.parent / "layers" for recipe in chain]
-    above = [folder / "layers" for recipe in chain for folder in recipe.parent.parents]
-    found = dict.fromkeys(d for d in (*beside, PROJECT_LAYERS, *above) if d.is_dir())
+    found = dict.fromkeys(d for d in (*beside, PROJECT_LAYERS) if d.is_dir())
     return tuple(found)
 
 
