@@ -13,9 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from composer.errors import ComposerError
+from composer.errors import ComposerError, ComposerErrors
 from composer.model import Healthcheck, Plan, Recipe
-from composer.schema import display
 
 CONTAINER_NAME = "devpod"
 DEFAULT_SECRETS_PATH = "/run/secrets"
@@ -129,11 +128,13 @@ def dump(document: dict[str, Any]) -> str:
 
 
 def pod_config(plan: Plan) -> PodConfig:
-    """Read the recipe's [pod] section into a PodConfig; errors name file and field."""
+    """Read the recipe's [pod] section into a PodConfig; errors name file and field
+    (every problem of [pod] at once, see pod_errors)."""
+    errors = pod_errors(plan)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
     recipe = plan.recipe
     raw = recipe.pod
-    where = display(recipe.path)
-    check_k8s_name(recipe.name, f"{where}: name", "the Pod's name")
     return PodConfig(
         name=recipe.name,
         hostname=raw.get("hostname", ""),
@@ -141,18 +142,85 @@ def pod_config(plan: Plan) -> PodConfig:
         aliases=tuple(raw.get("aliases", ())),
         shm_size=raw.get("shm_size", ""),
         capabilities=tuple(raw.get("capabilities", ())),
-        devices=parse_devices(raw.get("devices", ()), where),
+        devices=tuple(raw.get("devices", ())),
         gpus=raw.get("gpus", 0),
         ports=tuple(
             PortMap(p["container"], p.get("host"), p.get("name", ""), p.get("protocol", "TCP"))
             for p in raw.get("ports", ())
         ),
-        volumes=parse_volumes(recipe.name, raw.get("volumes", {}), where),
+        volumes=parse_volumes(recipe.name, raw.get("volumes", {}), ""),
         limits=tuple(raw.get("resources", {}).get("limits", {}).items()),
         requests=tuple(raw.get("resources", {}).get("requests", {}).items()),
         secrets_path=raw.get("secrets_path", DEFAULT_SECRETS_PATH),
-        liveness=parse_liveness(plan, raw.get("liveness", False), where),
+        liveness=parse_liveness(plan, raw.get("liveness", False), ""),
     )
+
+
+def pod_errors(plan: Plan) -> list[ComposerError]:
+    """Every problem of the recipe's [pod] against the plan, each naming the file that set
+    the value: names, devices, volumes, the liveness probe, and what a dropped module left
+    behind (a mapped port or a probe port nothing publishes any more, aliases without a
+    network)."""
+    recipe = plan.recipe
+    raw = recipe.pod
+    checks = [
+        lambda: check_k8s_name(recipe.name, f"{recipe.origin('name')}: name", "the Pod's name"),
+        lambda: parse_devices(raw.get("devices", ()), recipe.origin("pod", "devices")),
+        lambda: parse_volumes(recipe.name, raw.get("volumes", {}), recipe.origin("pod", "volumes")),
+        lambda: parse_liveness(plan, raw.get("liveness", False), recipe.origin("pod", "liveness")),
+        lambda: check_published(plan),
+        lambda: check_aliases(recipe),
+    ]
+    errors: list[ComposerError] = []
+    for check in checks:
+        try:
+            check()
+        except ComposerErrors as e:
+            errors += e.errors
+        except ComposerError as e:
+            errors.append(e)
+    return errors
+
+
+def dropped_text(recipe: Recipe) -> str:
+    if not recipe.removed:
+        return ""
+    return " (dropped from the parent: " + ", ".join(f"{m} by {f}: {fld}" for m, f, fld in recipe.removed) + ")"
+
+
+def check_published(plan: Plan) -> None:
+    """Each mapped pod port and the liveness probe's port is one the image publishes
+    (a module's ports or [image].ports): otherwise nothing listens there."""
+    recipe = plan.recipe
+    published = {int(p.partition("/")[0]) for p in plan.finalize.image.ports}
+    errors = []
+    for i, port in enumerate(recipe.pod.get("ports", ())):
+        if port["container"] not in published:
+            label = port.get("name") or port["container"]
+            errors.append(ComposerError(
+                f"{recipe.origin('pod', 'ports')}: pod.ports[{i}]: container port {port['container']} is "
+                f"published by no module of the recipe nor [image].ports{dropped_text(recipe)}",
+                hint=f"drop it: [unset] pod = {{ ports = [{label!r}] }}".replace("'", '"'),
+            ))
+    liveness = recipe.pod.get("liveness", False)
+    if liveness is not False:
+        port = (liveness if isinstance(liveness, dict) else {}).get("port", LIVENESS_DEFAULTS["port"])
+        if port not in published:
+            errors.append(ComposerError(
+                f"{recipe.origin('pod', 'liveness')}: pod.liveness: probes port {port}, which no module of "
+                f"the recipe publishes{dropped_text(recipe)}",
+                hint="set pod.liveness to a published port, or drop it: [unset] pod = { liveness = true }",
+            ))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
+
+
+def check_aliases(recipe: Recipe) -> None:
+    if recipe.pod.get("aliases") and not recipe.pod.get("network"):
+        raise ComposerError(
+            f"{recipe.origin('pod', 'aliases')}: pod.aliases: aliases need a pod.network",
+            hint="drop them too: [unset] pod = { aliases = true }",
+        )
 
 
 def rootless_config(config: PodConfig) -> tuple[PodConfig, Dropped]:
@@ -195,7 +263,8 @@ def check_k8s_name(name: str, where: str, what: str) -> None:
 
 def parse_devices(raw: Any, where: str) -> tuple[str, ...]:
     for i, path in enumerate(raw):
-        if path.rstrip("/") in DEVICE_FOLDERS:
+        # Known folders everywhere; any other folder when it is one on this host.
+        if path.rstrip("/") in DEVICE_FOLDERS or Path(path).is_dir():
             raise ComposerError(
                 f"{where}: pod.devices[{i}]: {path} is a folder of device nodes, not a device",
                 hint=f"list its nodes instead (e.g. {path.rstrip('/')}/renderD128); see docs/kube.md",
