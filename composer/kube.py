@@ -15,6 +15,7 @@ from typing import Any
 
 from composer.errors import ComposerError, ComposerErrors
 from composer.model import Healthcheck, Plan, Recipe
+from composer.schema import display
 
 CONTAINER_NAME = "devpod"
 DEFAULT_SECRETS_PATH = "/run/secrets"
@@ -182,10 +183,19 @@ def pod_errors(plan: Plan) -> list[ComposerError]:
     return errors
 
 
+def dangling_where(recipe: Recipe, field_name: str, *path: str) -> str:
+    """'file: field' for a value nothing serves any more: the recipe that dropped modules
+    is blamed (its edit left the value behind), naming the file that set the value."""
+    origin = recipe.origin(*path)
+    if not recipe.removed or origin == display(recipe.path):
+        return f"{origin}: {field_name}"
+    return f"{display(recipe.path)}: {field_name} (set in {origin})"
+
+
 def dropped_text(recipe: Recipe) -> str:
     if not recipe.removed:
         return ""
-    return " (dropped from the parent: " + ", ".join(f"{m} by {f}: {fld}" for m, f, fld in recipe.removed) + ")"
+    return " (dropped from the parent: " + ", ".join(f"{m} by {fld}" for m, _, fld in recipe.removed) + ")"
 
 
 def check_published(plan: Plan) -> None:
@@ -198,8 +208,8 @@ def check_published(plan: Plan) -> None:
         if port["container"] not in published:
             label = port.get("name") or port["container"]
             errors.append(ComposerError(
-                f"{recipe.origin('pod', 'ports')}: pod.ports[{i}]: container port {port['container']} is "
-                f"published by no module of the recipe nor [image].ports{dropped_text(recipe)}",
+                f"{dangling_where(recipe, f'pod.ports[{i}]', 'pod', 'ports')}: container port {port['container']} "
+                f"is published by no module of the recipe nor [image].ports{dropped_text(recipe)}",
                 hint=f"drop it: [unset] pod = {{ ports = [{label!r}] }}".replace("'", '"'),
             ))
     liveness = recipe.pod.get("liveness", False)
@@ -207,8 +217,8 @@ def check_published(plan: Plan) -> None:
         port = (liveness if isinstance(liveness, dict) else {}).get("port", LIVENESS_DEFAULTS["port"])
         if port not in published:
             errors.append(ComposerError(
-                f"{recipe.origin('pod', 'liveness')}: pod.liveness: probes port {port}, which no module of "
-                f"the recipe publishes{dropped_text(recipe)}",
+                f"{dangling_where(recipe, 'pod.liveness', 'pod', 'liveness')}: probes port {port}, which no "
+                f"module of the recipe publishes{dropped_text(recipe)}",
                 hint="set pod.liveness to a published port, or drop it: [unset] pod = { liveness = true }",
             ))
     if errors:
@@ -216,11 +226,14 @@ def check_published(plan: Plan) -> None:
 
 
 def check_aliases(recipe: Recipe) -> None:
-    if recipe.pod.get("aliases") and not recipe.pod.get("network"):
-        raise ComposerError(
-            f"{recipe.origin('pod', 'aliases')}: pod.aliases: aliases need a pod.network",
-            hint="drop them too: [unset] pod = { aliases = true }",
-        )
+    if not recipe.pod.get("aliases") or recipe.pod.get("network"):
+        return
+    unset_by = dict(recipe.unset).get("pod.network")
+    origin = recipe.origin("pod", "aliases")
+    where = (f"{unset_by}: unset.pod.network: leaves pod.aliases (set in {origin}) without a network"
+             if unset_by and unset_by != origin else f"{origin}: pod.aliases")
+    raise ComposerError(f"{where}: aliases need a pod.network",
+                        hint="drop them too: [unset] pod = { aliases = true }")
 
 
 def rootless_config(config: PodConfig) -> tuple[PodConfig, Dropped]:

@@ -108,6 +108,8 @@ class Recipe:
     module_dirs: tuple[Path, ...] = ()  # layers/ next to the recipe (and its parents)
     # Modules a child recipe dropped from its parent: (module, file, field), for messages.
     removed: tuple[tuple[str, str, str], ...] = ()
+    # Values a child's [unset] dropped whole: (path such as "pod.network", file).
+    unset: tuple[tuple[str, str], ...] = ()
     # The merged recipe as TOML data and, per value path ("pod.volumes.logs"), the file
     # that set it: what `composer plan --effective` prints.
     effective: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)

@@ -109,7 +109,7 @@ def resolve_layer(recipe: Recipe, module: Module, layer: LayerRef) -> tuple[Modu
     check_family(module, layer, recipe)
     check_option_names(module, layer, recipe)
     options = resolve_options(module, layer)
-    check_option_rules(module, options, layer)
+    check_option_rules(module, options, layer, recipe)
     with_values = with_options(module, options, layer.where)
     check_ports(with_values, layer)
     return with_values, options, resolve_hooks(with_values, layer)
@@ -163,12 +163,13 @@ def check_option_names(module: Module, layer: LayerRef, recipe: Recipe) -> None:
         raise ComposerErrors(errors)
 
 
-def check_option_rules(module: Module, options: Mapping[str, Any], layer: LayerRef) -> None:
+def check_option_rules(module: Module, options: Mapping[str, Any], layer: LayerRef, recipe: Recipe) -> None:
     """What a JSON Schema cannot say about options, from the module's own keywords:
     `x-unique-keys` (array of tables: no two items share a value of these keys) and
     `x-names-of` (every name in this option is a `name` of an item of that option)."""
     for name, spec in module.options_schema.items():
         value = options.get(name)
+        set_in = recipe.origin("layers", module.name, "options", name)
         for key in spec.get("x-unique-keys", ()):
             seen: dict[Any, int] = {}
             for i, item in enumerate(value or ()):
@@ -176,22 +177,32 @@ def check_option_rules(module: Module, options: Mapping[str, Any], layer: LayerR
                     continue
                 if item[key] in seen:
                     raise ComposerError(
-                        f"{layer.where}.options.{name}[{i}].{key}: {item[key]!r} is already used by "
+                        f"{set_in}: {slot(layer, set_in)}.options.{name}[{i}].{key}: {item[key]!r} is already used by "
                         f"{name}[{seen[item[key]]}]; each {key} must be unique"
                     )
                 seen[item[key]] = i
         if other := spec.get("x-names-of"):
+            # Blame the file that set the list of names (a child that dropped a user), and
+            # say where the dangling reference was set when that is another file.
+            names_in = recipe.origin("layers", module.name, "options", other)
+            also = f" (set in {set_in})" if set_in != names_in else ""
             known = [item.get("name") for item in options.get(other) or () if isinstance(item, dict)]
             names = value.items() if isinstance(value, dict) else enumerate(value or ())
             for where_in, target in names:
                 if isinstance(target, str) and target not in known:
                     field_name = f"{name}.{where_in}" if isinstance(value, dict) else f"{name}[{where_in}]"
+                    where = f"{names_in}: {slot(layer, names_in)}.options.{field_name}{also}"
                     raise ComposerError(
-                        f"{layer.where}.options.{field_name}: {target!r} is not one of the {other} "
-                        f"({', '.join(map(str, known)) or 'none'}){did_you_mean(target, map(str, known))}",
-                        hint=f"drop it too, e.g. [unset.options.{module.name}] {name} = [{str(where_in)!r}]"
-                        if isinstance(value, dict) else f"set {name} to users that exist",
+                        f"{where}: {target!r} is not one of the {other} ({', '.join(map(str, known)) or 'none'})",
+                        hint=f'drop it too: [unset.options.{module.name}] {name} = ["{where_in}"]'
+                        if isinstance(value, dict) else f"list only {other} that exist in {name}",
                     )
+
+
+def slot(layer: LayerRef, file: str) -> str:
+    """The layer's field in file: layers[3] in the file that declared it, else
+    layers.<module> (the path `plan --effective --json` uses)."""
+    return layer.field if file == layer.file else f"layers.{layer.module}"
 
 
 def check_ports(module: Module, layer: LayerRef) -> None:

@@ -77,6 +77,7 @@ class Resolved:
     layer_origins: list[tuple[str, str]]  # per layer: (file, field) that declared it last
     origins: dict[tuple[Any, ...], str] = field(default_factory=dict)  # value path -> file
     removed: dict[str, tuple[str, str]] = field(default_factory=dict)  # module -> (file, field)
+    unset: dict[str, str] = field(default_factory=dict)  # value path dropped whole -> file
 
 
 def _resolve(path: Path, seen: tuple[Path, ...]) -> Resolved:
@@ -139,6 +140,7 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
     layer_origins = list(parent.layer_origins)
     origins = dict(parent.origins)
     removed = dict(parent.removed)
+    unset = dict(parent.unset)
     names = [entry["module"] for entry in layers]
 
     drops = [(name, f"remove[{i}]") for i, name in enumerate(child.get("remove", []))]
@@ -171,6 +173,7 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
     merged = {k: v for k, v in parent.raw.items() if k not in EDIT_KEYS}
     merged["layers"] = layers
     unset_values(merged, child.get("unset", {}), origins, where)
+    unset.update({_path_text(p): where for p in dropped_whole(child.get("unset", {}))})
     layers = merged["layers"]
 
     for entry, origin in zip(child.get("layers", []), child_origins, strict=True):
@@ -203,7 +206,7 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
             _forget(origins, (key,))
     origins.update(value_origins(child, where))
     merged["layers"] = layers
-    return Resolved(merged, layer_origins, origins, removed)
+    return Resolved(merged, layer_origins, origins, removed, unset)
 
 
 def unset_values(merged: dict[str, Any], unset: dict[str, Any], origins: dict[tuple[Any, ...], str],
@@ -219,7 +222,7 @@ def unset_values(merged: dict[str, Any], unset: dict[str, Any], origins: dict[tu
                                         "the recipe" + did_you_mean(module, names))
                 entry = merged["layers"][names.index(module)]
                 options = dict(copy.deepcopy(entry.get("options", {})))
-                _unset(options, spec, f"unset.options.{module}", f"layers[{module}].options", where,
+                _unset(options, spec, f"unset.options.{module}", f"layers.{module}.options", where,
                        origins, ("layers", module, "options"))
                 merged["layers"][names.index(module)] = {"module": module, "options": options}
         else:
@@ -263,8 +266,21 @@ def _unset(target: dict[str, Any], spec: dict[str, Any], field_name: str, inheri
                 if key == "secrets" and not path:
                     _forget(origins, ("secrets", item))
             target[key] = kept
+            if (*path, key) in origins:
+                origins[(*path, key)] = where  # the list as it stands is this file's doing
         else:
             raise ComposerError(f"{where}: {here}: {name} is a single value; write {key} = true")
+
+
+def dropped_whole(unset: dict[str, Any], path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The value paths an [unset] table drops whole (`key = true`)."""
+    out: list[tuple[Any, ...]] = []
+    for key, what in unset.items():
+        if what is True:
+            out.append((*path, key))
+        elif isinstance(what, dict):
+            out += dropped_whole(what, (*path, key))
+    return out
 
 
 def _names(value: Any, item: Any) -> bool:
@@ -322,6 +338,7 @@ def _build(path: Path, resolved: Resolved) -> Recipe:
         layering=Layering(raw.get("layering", Layering.LINEAR)),
         module_dirs=tuple(d / "layers" for d in dirs),
         removed=tuple((name, f, fld) for name, (f, fld) in resolved.removed.items()),
+        unset=tuple(resolved.unset.items()),
         effective={k: v for k, v in raw.items() if k != "layers"} | {"layers": raw.get("layers", [])},
         origins={_path_text(p): w for p, w in resolved.origins.items()},
     )
