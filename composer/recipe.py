@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer.errors import ComposerError, did_you_mean
+from composer.errors import ComposerError, ComposerErrors, did_you_mean
 from composer.model import Base, BaseKind, Family, ImageConfig, Layering, LayerRef, Recipe, Secret, from_raw
 from composer.schema import display, load_schema, validate
 
@@ -143,25 +143,29 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
     unset = dict(parent.unset)
     names = [entry["module"] for entry in layers]
 
+    # Every mistake in remove/only/replace/unset is reported, not only the first.
+    errors: list[ComposerError] = []
     drops = [(name, f"remove[{i}]") for i, name in enumerate(child.get("remove", []))]
     if "only" in child:
         for i, name in enumerate(child["only"]):
             if name not in names:
-                raise ComposerError(f"{where}: only[{i}]: module {name!r} is not in the parent recipe"
-                                    + did_you_mean(name, names))
+                errors.append(ComposerError(f"{where}: only[{i}]: module {name!r} is not in the parent recipe"
+                                            + did_you_mean(name, names)))
         drops = [(name, "only") for name in names if name not in child["only"]]
     for name, field_name in drops:
         if name not in names:
-            raise ComposerError(f"{where}: {field_name}: module {name!r} is not in the parent recipe"
-                                + did_you_mean(name, names))
+            errors.append(ComposerError(f"{where}: {field_name}: module {name!r} is not in the parent recipe"
+                                        + did_you_mean(name, names)))
+            continue
         i = names.index(name)
         del layers[i], layer_origins[i], names[i]
         removed[name] = (where, field_name)
         _forget(origins, ("layers", name))
     for old, new in child.get("replace", {}).items():
         if old not in names:
-            raise ComposerError(f"{where}: replace.{old}: module {old!r} is not in the parent recipe"
-                                + did_you_mean(old, names))
+            errors.append(ComposerError(f"{where}: replace.{old}: module {old!r} is not in the parent recipe"
+                                        + did_you_mean(old, names)))
+            continue
         i = names.index(old)
         layers[i] = {"module": new}
         names[i] = new
@@ -172,7 +176,9 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
 
     merged = {k: v for k, v in parent.raw.items() if k not in EDIT_KEYS}
     merged["layers"] = layers
-    unset_values(merged, child.get("unset", {}), origins, where)
+    errors += unset_values(merged, child.get("unset", {}), origins, where)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
     unset.update({_path_text(p): where for p in dropped_whole(child.get("unset", {}))})
     layers = merged["layers"]
 
@@ -210,23 +216,34 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
 
 
 def unset_values(merged: dict[str, Any], unset: dict[str, Any], origins: dict[tuple[Any, ...], str],
-                 where: str) -> None:
+                 where: str) -> list[ComposerError]:
     """Drop what the child's [unset] names from the inherited recipe (before the child's own
-    values are merged in). Every entry must name something the parent has."""
+    values are merged in). Every entry must name something the parent has: the mistakes
+    come back (the first one per top-level key or module)."""
+    errors: list[ComposerError] = []
     for key, what in unset.items():
         if key == "options":
             names = [entry["module"] for entry in merged["layers"]]
             for module, spec in what.items():
                 if module not in names:
-                    raise ComposerError(f"{where}: unset.options.{module}: module {module!r} is not in "
-                                        "the recipe" + did_you_mean(module, names))
+                    errors.append(ComposerError(f"{where}: unset.options.{module}: module {module!r} is not in "
+                                                "the recipe" + did_you_mean(module, names)))
+                    continue
                 entry = merged["layers"][names.index(module)]
                 options = dict(copy.deepcopy(entry.get("options", {})))
-                _unset(options, spec, f"unset.options.{module}", f"layers.{module}.options", where,
-                       origins, ("layers", module, "options"))
+                try:
+                    _unset(options, spec, f"unset.options.{module}", f"layers.{module}.options", where,
+                           origins, ("layers", module, "options"))
+                except ComposerError as e:
+                    errors.append(e)
+                    continue
                 merged["layers"][names.index(module)] = {"module": module, "options": options}
         else:
-            _unset(merged, {key: what}, "unset", "", where, origins, ())
+            try:
+                _unset(merged, {key: what}, "unset", "", where, origins, ())
+            except ComposerError as e:
+                errors.append(e)
+    return errors
 
 
 def _unset(target: dict[str, Any], spec: dict[str, Any], field_name: str, inherited: str, where: str,

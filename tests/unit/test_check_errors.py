@@ -178,3 +178,10 @@ def test_pod_device_folder_fails_check_naming_the_file(tmp_path: Path) -> None:
 def test_recipe_schema_errors_are_all_reported(tmp_path: Path) -> None:
     lines = errors(check(own(tmp_path, [], '[image]\nports = ["http"]\nworkdir = "rel"\n')))
     assert [line.split(": ")[1] for line in lines] == ["image.ports[0]", "image.workdir"]
+
+
+def test_every_mistake_in_the_childs_edits_is_reported(tmp_path: Path) -> None:
+    path = team(tmp_path, 'remove = ["cudaa", "latx"]\nreplace = { vnc = "x" }\n[unset]\nsecrets = ["NOPE"]\n')
+    lines = errors(check(path, ROOT / "layers"))
+    assert [line.split(": ")[1] for line in lines] == ["remove[0]", "remove[1]", "replace.vnc", "unset.secrets[0]"]
+    assert "(did you mean 'cuda'?)" in lines[0] and "(did you mean 'latex'?)" in lines[1]

@@ -123,3 +123,12 @@ def test_docs_example_applies_to_turboflow(tmp_path: Path) -> None:
     assert pod_errors(plan) == []
     assert [s.module.name for s in plan.steps] == [
         "base", "users", "supervisord", "ssh", "management-api", "node", "latex"]
+
+
+def test_unset_schema_covers_every_image_and_pod_field() -> None:
+    from composer.schema import load_schema
+
+    props = load_schema("recipe")["properties"]
+    unset = props["unset"]["properties"]
+    assert set(unset["image"]["properties"]) == set(props["image"]["properties"])
+    assert set(unset["pod"]["properties"]) == set(props["pod"]["properties"])
