@@ -40,7 +40,9 @@ def render_effective(recipe: Recipe) -> str:
 
 def _table(recipe: Recipe, table: dict[str, Any], path: tuple[str, ...], header: str = "") -> list[str]:
     plain = {k: v for k, v in table.items() if not (isinstance(v, dict) and v)}
-    lines = ["", f"[{header or '.'.join(_key(p) for p in path)}]", *_values(recipe, plain, path)]
+    lines = []
+    if plain:  # a table holding only tables needs no header of its own
+        lines = ["", f"[{header or '.'.join(_key(p) for p in path)}]", *_values(recipe, plain, path)]
     for key, value in table.items():
         if isinstance(value, dict) and value:
             sub = f"{header}.{_key(key)}" if header else ""

@@ -93,6 +93,11 @@ class LayerRef:
     def where(self) -> str:
         return f"{self.file}: {self.field}"
 
+    @property
+    def module_where(self) -> str:
+        """Where the module's name was given: layers[3].module, or a child's replace.<old>."""
+        return self.where if self.field.startswith("replace.") else f"{self.where}.module"
+
 
 @dataclass(frozen=True)
 class Recipe:

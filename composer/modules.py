@@ -186,7 +186,7 @@ def load_modules(layers: Sequence[LayerRef], dirs: Sequence[Path]) -> dict[str, 
             searched = ", ".join(display(d) for d in dirs) or "(no layers/ folder found)"
             known = [p.parent.name for d in dirs for p in d.glob("*/module.toml")]
             raise ComposerError(
-                f"{layer.where}.module: no module {layer.module!r}{did_you_mean(layer.module, known)} "
+                f"{layer.module_where}: no module {layer.module!r}{did_you_mean(layer.module, known)} "
                 f"(searched {searched})",
                 hint="add layers/<name>/module.toml or pass --modules-dir",
             )

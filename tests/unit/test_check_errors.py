@@ -76,7 +76,7 @@ usr = "devuser"
 """)
     lines = errors(check(path, ROOT / "layers"))
     assert len(lines) == 3, lines
-    assert "team.toml: replace.vnc-desktop.module: no module 'vnc-desktopp' (did you mean 'vnc-desktop'?)" in lines[0]
+    assert "team.toml: replace.vnc-desktop: no module 'vnc-desktopp' (did you mean 'vnc-desktop'?)" in lines[0]
     assert lines[1] == (f"{tmp_path}/team.toml: layers[0].options.helperz: module 'users' has no option "
                         "'helperz' (did you mean 'helpers'?)")
     assert lines[2].endswith("layers[1].options.usr: module 'ssh' has no option 'usr' (did you mean 'user'?)")
