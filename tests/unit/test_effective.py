@@ -4,7 +4,6 @@ plan --json's options and folders, and --why giving every reason a layer misses.
 from __future__ import annotations
 
 import json
-import shutil
 import tomllib
 from pathlib import Path
 
@@ -12,13 +11,11 @@ from click.testing import CliRunner
 
 from composer.cli import cli
 from composer.explain import missing_reasons
-from composer.planner import plan_file
-from tests.unit.test_explain import all_documents, remember
+from tests.unit.test_explain import changed
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TURBOFLOW = ROOT / "recipes" / "turboflow.toml"
 LAYERS = str(ROOT / "layers")
-RECIPES = ROOT / "tests" / "recipes"
 
 TEAM = f"""extends = "{TURBOFLOW}"
 name = "docs"
@@ -110,15 +107,7 @@ def test_plan_json_has_options_and_folder() -> None:
 
 
 def test_why_gives_a_layers_own_change_and_an_earlier_one(tmp_path: Path) -> None:
-    tree = tmp_path / "recipes"
-    shutil.copytree(RECIPES, tree)
-    before = plan_file(tree / "core-test.toml")
-    cache = tmp_path / "cache"
-    remember(cache, all_documents(before))
-    for name in ("jq", "greeting"):  # both change; greeting is built on jq
-        toml = tree / "layers" / name / "module.toml"
-        toml.write_text(toml.read_text() + "# x\n")
-    after = plan_file(tree / "core-test.toml")
+    before, after, cache = changed(tmp_path, "jq", "greeting")  # greeting is built on jq
     reasons = missing_reasons(after, {before.base.key, before.steps[0].key}, cache)
     assert reasons[after.steps[1].key] == ["files: module.toml changed"]
     assert reasons[after.steps[2].key] == ["files: module.toml changed", "an earlier layer changed (2 jq)"]
