@@ -3,20 +3,45 @@ remove/replace, a module's own module.toml), one line each, all of them, exit co
 
 from __future__ import annotations
 
+import contextlib
+import io
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from composer.cli import main
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 TURBOFLOW = ROOT / "recipes" / "turboflow.toml"
 
 
 def check(recipe: Path, *modules_dirs: Path) -> subprocess.CompletedProcess[str]:
+    """`composer check` through the real entry point (main), in this process: its exit
+    code and output exactly as a user sees them, without a Python start per test."""
     dirs = [a for d in modules_dirs for a in ("--modules-dir", str(d))]
-    return subprocess.run([sys.executable, "-m", "composer", *dirs, "check", str(recipe)],
-                          capture_output=True, text=True, cwd=ROOT)
+    argv = [*dirs, "check", str(recipe)]
+    out, err = io.StringIO(), io.StringIO()
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(ROOT):
+            main(argv)
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def test_check_as_a_command(tmp_path: Path) -> None:
+    """End to end once, as a subprocess: the same lines and exit code."""
+    path = team(tmp_path, 'remove = ["supervisord"]\n')
+    argv = [sys.executable, "-m", "composer", "--modules-dir", str(ROOT / "layers"), "check", str(path)]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    assert errors(result) == errors(check(path, ROOT / "layers"))
 
 
 def errors(result: subprocess.CompletedProcess[str]) -> list[str]:
