@@ -15,10 +15,11 @@ import click
 
 from composer import __version__
 from composer import commands as cmd
-from composer.errors import CommandError, ComposerError
+from composer.errors import CommandError, ComposerError, ComposerErrors
 from composer.model import BaseKind, Layering, Plan, Recipe
 from composer.progress import Progress
 from composer.runner import Runner
+from composer.schema import display
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -173,8 +174,22 @@ def image_id(runner: Runner, storage: cmd.Storage, ref: str) -> str:
 @pass_settings
 @global_options
 def check(settings: Settings, recipe: Path) -> None:
-    """Validate RECIPE and every module it names; build nothing."""
-    plan = make_plan(settings, recipe)
+    """Validate RECIPE and every module it names; build nothing. Every error found is
+    reported, one line each."""
+    from composer import schema
+    from composer.planner import check_recipe
+    from composer.recipe import load_recipe
+
+    schema.VALID_CACHE = settings.cache_dir / "valid" / __version__
+    loaded = load_recipe(recipe)
+    report_shadowing(settings, loaded)
+    plan, errors = check_recipe(loaded, settings.modules_dirs)
+    if plan is not None and plan.recipe.pod:
+        from composer.kube import pod_errors
+
+        errors += pod_errors(plan)
+    if plan is None or errors:
+        raise ComposerErrors(errors)
     click.echo(f"{recipe}: ok — base {plan.base.base.source}, {len(plan.steps)} layers, "
                f"{len(plan.finalize.services)} services")
 
@@ -184,10 +199,21 @@ def check(settings: Settings, recipe: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--offline", is_flag=True, help="Do not look in containers-storage (status: unknown).")
 @click.option("--why", is_flag=True, help="Explain each missing layer against the last build of its module.")
+@click.option("--effective", is_flag=True,
+              help="Print the merged recipe (extends resolved), each value with the file that set it.")
+@click.option("--against", type=click.Path(path_type=Path, dir_okay=False),
+              help="Compare with another recipe's plan (as `composer diff RECIPE AGAINST`).")
 @pass_settings
 @global_options
-def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bool) -> None:
+def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bool, effective: bool,
+         against: Path | None) -> None:
     """Show the ordered layers of RECIPE with their cache keys and status."""
+    if effective:
+        show_effective(recipe, as_json)
+        return
+    if against is not None:
+        show_diff(settings, recipe, against, as_json)
+        return
     runner = Runner(verbose=settings.verbose)
     the_plan = make_plan(settings, recipe, None if offline else runner)
     cached: set[str] | None = None
@@ -196,6 +222,12 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bo
 
         cached = list_cached_keys(runner, settings.storage)
     document = plan_document(the_plan, cached)
+    if why and cached is not None:
+        from composer.explain import missing_reasons
+
+        reasons = missing_reasons(the_plan, cached, settings.cache_dir)
+        for entry in document["layers"]:
+            entry["missing_because"] = reasons.get(entry["key"], [])
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -217,6 +249,38 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bo
             click.echo(f"  {line}")
 
 
+def show_effective(recipe: Path, as_json: bool) -> None:
+    from composer.effective import effective_document, render_effective
+    from composer.recipe import load_recipe
+
+    loaded = load_recipe(recipe)
+    if as_json:
+        click.echo(json.dumps(effective_document(loaded), indent=2))
+    else:
+        click.echo(render_effective(loaded), nl=False)
+
+
+def show_diff(settings: Settings, a: Path, b: Path, as_json: bool) -> None:
+    from composer.effective import diff_document, render_diff
+
+    document = diff_document(make_plan(settings, a), make_plan(settings, b))
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    for line in render_diff(document):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("a", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("b", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_settings
+def diff(settings: Settings, a: Path, b: Path, as_json: bool) -> None:
+    """Compare the plans of recipes A and B: shared layers, A's first divergent layer and why."""
+    show_diff(settings, a, b, as_json)
+
+
 def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
     def status(key: str) -> str:
         if cached is None:
@@ -230,7 +294,8 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
         "base": {"source": plan.base.base.source, "key": plan.base.key, "status": status(plan.base.key)},
         "layering": str(plan.recipe.layering),
         "layers": [
-            {"module": s.module.name, "version": s.module.version, "key": s.key, "parent": s.parent_key,
+            {"module": s.module.name, "version": s.module.version, "folder": display(s.module.path),
+             "options": s.options, "key": s.key, "parent": s.parent_key,
              "status": status(s.key), "restacked": s.restacked, "why": s.why}
             for s in plan.steps
         ],
@@ -436,9 +501,10 @@ def main(argv: list[str] | None = None) -> None:
     except ComposerError as e:
         if debug:
             raise
-        click.echo(f"composer: error: {e.message}", err=True)
-        if e.hint:
-            click.echo(f"composer: hint: {e.hint}", err=True)
+        for error in e.errors if isinstance(e, ComposerErrors) else [e]:
+            click.echo(f"composer: error: {error.message}", err=True)
+            if error.hint:
+                click.echo(f"composer: hint: {error.hint}", err=True)
         sys.exit(1)
     except OSError as e:  # a file or folder composer cannot read or write
         if debug:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class ComposerError(Exception):
     """A problem with a message (what and where) and an optional hint (what to do)."""
@@ -30,3 +33,20 @@ class CommandError(ComposerError):
 
 class ToolMissing(ComposerError):
     """A required host tool is not installed."""
+
+
+class ComposerErrors(ComposerError):
+    """Several independent problems found at once (`composer check` reports them all)."""
+
+    def __init__(self, errors: list[ComposerError]) -> None:
+        self.errors = errors
+        super().__init__(errors[0].message, errors[0].hint)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest of choices, or '' when none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -54,14 +54,15 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
-def explain(plan: Plan, cached: set[str], cache_dir: Path) -> list[str]:
-    """One line per missing step (and indented reasons), in build order."""
+def missing_reasons(plan: Plan, cached: set[str], cache_dir: Path) -> dict[str, list[str]]:
+    """For each missing layer's key, every reason it misses: its own changes since the last
+    build of it, and the earliest missing layer it is built on (restack: only its parents)."""
     documents = stored_documents(cache_dir)
-    lines: list[str] = []
-    first_missing = ""
-    for layer in plan.layers():
-        index, key, document = layer.index, layer.key, layer.key_document
-        name = "base" if layer.kind is LayerKind.BASE else layer.name
+    layers = plan.layers()
+    by_key = {layer.key: layer for layer in layers}
+    out: dict[str, list[str]] = {}
+    for layer in layers:
+        key, document = layer.key, layer.key_document
         if key in cached:
             continue
         previous = next(
@@ -70,15 +71,35 @@ def explain(plan: Plan, cached: set[str], cache_dir: Path) -> list[str]:
              and d.get("source", "") == document.get("source", "") and d != document),
             None,
         )
-        reasons = differences(previous, document) if previous is not None else []
-        if first_missing and not reasons:
-            lines.append(f"[{index}] {name}: missing because an earlier layer changed ({first_missing})")
-        elif previous is None:
-            lines.append(f"[{index}] {name}: missing, never built with this cache")
+        upstream = ""
+        parent = by_key.get(layer.parent_key)
+        while parent is not None and parent.key not in cached:
+            upstream = f"{parent.index} {'base' if parent.kind is LayerKind.BASE else parent.name}"
+            parent = by_key.get(parent.parent_key)
+        reasons = ["never built with this cache"] if previous is None else differences(previous, document)
+        if upstream:
+            reasons.append(f"an earlier layer changed ({upstream})")
+        elif not reasons:
+            reasons = ["its parent layer is not the one it was last built on"]
+        out[key] = reasons
+    return out
+
+
+def explain(plan: Plan, cached: set[str], cache_dir: Path) -> list[str]:
+    """One line per missing step (and indented reasons), in build order."""
+    reasons = missing_reasons(plan, cached, cache_dir)
+    lines: list[str] = []
+    for layer in plan.layers():
+        name = "base" if layer.kind is LayerKind.BASE else layer.name
+        why = reasons.get(layer.key)
+        if why is None:
+            continue
+        head = f"[{layer.index}] {name}: missing"
+        if len(why) == 1 and why[0].startswith("an earlier layer changed"):
+            lines.append(f"{head} because {why[0]}")
+        elif why[0] == "never built with this cache":
+            lines.append(f"{head}, never built with this cache" + "".join(f"; {w}" for w in why[1:]))
         else:
-            if not reasons:
-                reasons = ["its parent layer is not the one it was last built on"]
-            lines.append(f"[{index}] {name}: missing; since the last build of it:")
-            lines += [f"      {reason}" for reason in reasons]
-        first_missing = first_missing or f"{index} {name}"
+            lines.append(f"{head}; since the last build of it:")
+            lines += [f"      {'and ' if w.startswith('an earlier') else ''}{w}" for w in why]
     return lines or ["every layer is cached"]

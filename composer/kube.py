@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from composer.errors import ComposerError
+from composer.errors import ComposerError, ComposerErrors
 from composer.model import Healthcheck, Plan, Recipe
 from composer.schema import display
 
@@ -129,11 +129,13 @@ def dump(document: dict[str, Any]) -> str:
 
 
 def pod_config(plan: Plan) -> PodConfig:
-    """Read the recipe's [pod] section into a PodConfig; errors name file and field."""
+    """Read the recipe's [pod] section into a PodConfig; errors name file and field
+    (every problem of [pod] at once, see pod_errors)."""
+    errors = pod_errors(plan)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
     recipe = plan.recipe
     raw = recipe.pod
-    where = display(recipe.path)
-    check_k8s_name(recipe.name, f"{where}: name", "the Pod's name")
     return PodConfig(
         name=recipe.name,
         hostname=raw.get("hostname", ""),
@@ -141,18 +143,101 @@ def pod_config(plan: Plan) -> PodConfig:
         aliases=tuple(raw.get("aliases", ())),
         shm_size=raw.get("shm_size", ""),
         capabilities=tuple(raw.get("capabilities", ())),
-        devices=parse_devices(raw.get("devices", ()), where),
+        devices=tuple(raw.get("devices", ())),
         gpus=raw.get("gpus", 0),
         ports=tuple(
             PortMap(p["container"], p.get("host"), p.get("name", ""), p.get("protocol", "TCP"))
             for p in raw.get("ports", ())
         ),
-        volumes=parse_volumes(recipe.name, raw.get("volumes", {}), where),
+        volumes=parse_volumes(recipe.name, raw.get("volumes", {}), ""),
         limits=tuple(raw.get("resources", {}).get("limits", {}).items()),
         requests=tuple(raw.get("resources", {}).get("requests", {}).items()),
         secrets_path=raw.get("secrets_path", DEFAULT_SECRETS_PATH),
-        liveness=parse_liveness(plan, raw.get("liveness", False), where),
+        liveness=parse_liveness(plan, raw.get("liveness", False), ""),
     )
+
+
+def pod_errors(plan: Plan) -> list[ComposerError]:
+    """Every problem of the recipe's [pod] against the plan, each naming the file that set
+    the value: names, devices, volumes, the liveness probe, and what a dropped module left
+    behind (a mapped port or a probe port nothing publishes any more, aliases without a
+    network)."""
+    recipe = plan.recipe
+    raw = recipe.pod
+    checks = [
+        lambda: check_k8s_name(recipe.name, f"{recipe.origin('name')}: name", "the Pod's name"),
+        lambda: parse_devices(raw.get("devices", ()), recipe.origin("pod", "devices")),
+        lambda: parse_volumes(recipe.name, raw.get("volumes", {}), recipe.origin("pod", "volumes")),
+        lambda: parse_liveness(plan, raw.get("liveness", False), recipe.origin("pod", "liveness")),
+        lambda: check_published(plan),
+        lambda: check_aliases(recipe),
+    ]
+    errors: list[ComposerError] = []
+    for check in checks:
+        try:
+            check()
+        except ComposerErrors as e:
+            errors += e.errors
+        except ComposerError as e:
+            errors.append(e)
+    return errors
+
+
+def dangling_where(recipe: Recipe, field_name: str, *path: str) -> str:
+    """'file: field' for a value nothing serves any more: the recipe that dropped modules
+    is blamed (its edit left the value behind), naming the file that set the value."""
+    origin = recipe.origin(*path)
+    if not recipe.removed or origin == display(recipe.path):
+        return f"{origin}: {field_name}"
+    return f"{display(recipe.path)}: {field_name} (set in {origin})"
+
+
+def dropped_text(recipe: Recipe) -> str:
+    if not recipe.removed:
+        return ""
+    return " (dropped from the parent: " + ", ".join(f"{m} by {fld}" for m, _, fld in recipe.removed) + ")"
+
+
+def check_published(plan: Plan) -> None:
+    """When a child recipe dropped modules: each mapped pod port and the liveness probe's
+    port is still one the image publishes (a module's ports or [image].ports), else the
+    dropped module most likely served it. (Without dropped modules a pod may map a port
+    its image does not declare.)"""
+    recipe = plan.recipe
+    if not recipe.removed:
+        return
+    published = {int(p.partition("/")[0]) for p in plan.finalize.image.ports}
+    errors = []
+    for i, port in enumerate(recipe.pod.get("ports", ())):
+        if port["container"] not in published:
+            label = port.get("name") or port["container"]
+            errors.append(ComposerError(
+                f"{dangling_where(recipe, f'pod.ports[{i}]', 'pod', 'ports')}: container port {port['container']} "
+                f"is published by no module of the recipe nor [image].ports{dropped_text(recipe)}",
+                hint=f"drop it: [unset] pod = {{ ports = [{label!r}] }}".replace("'", '"'),
+            ))
+    liveness = recipe.pod.get("liveness", False)
+    if liveness is not False:
+        port = (liveness if isinstance(liveness, dict) else {}).get("port", LIVENESS_DEFAULTS["port"])
+        if port not in published:
+            errors.append(ComposerError(
+                f"{dangling_where(recipe, 'pod.liveness', 'pod', 'liveness')}: probes port {port}, which no "
+                f"module of the recipe publishes{dropped_text(recipe)}",
+                hint="set pod.liveness to a published port, or drop it: [unset] pod = { liveness = true }",
+            ))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
+
+
+def check_aliases(recipe: Recipe) -> None:
+    if not recipe.pod.get("aliases") or recipe.pod.get("network"):
+        return
+    unset_by = dict(recipe.unset).get("pod.network")
+    origin = recipe.origin("pod", "aliases")
+    where = (f"{unset_by}: unset.pod.network: leaves pod.aliases (set in {origin}) without a network"
+             if unset_by and unset_by != origin else f"{origin}: pod.aliases")
+    raise ComposerError(f"{where}: aliases need a pod.network",
+                        hint="drop them too: [unset] pod = { aliases = true }")
 
 
 def rootless_config(config: PodConfig) -> tuple[PodConfig, Dropped]:
@@ -195,7 +280,8 @@ def check_k8s_name(name: str, where: str, what: str) -> None:
 
 def parse_devices(raw: Any, where: str) -> tuple[str, ...]:
     for i, path in enumerate(raw):
-        if path.rstrip("/") in DEVICE_FOLDERS:
+        # Known folders everywhere; any other folder when it is one on this host.
+        if path.rstrip("/") in DEVICE_FOLDERS or Path(path).is_dir():
             raise ComposerError(
                 f"{where}: pod.devices[{i}]: {path} is a folder of device nodes, not a device",
                 hint=f"list its nodes instead (e.g. {path.rstrip('/')}/renderD128); see docs/kube.md",

@@ -93,6 +93,11 @@ class LayerRef:
     def where(self) -> str:
         return f"{self.file}: {self.field}"
 
+    @property
+    def module_where(self) -> str:
+        """Where the module's name was given: layers[3].module, or a child's replace.<old>."""
+        return self.where if self.field.startswith("replace.") else f"{self.where}.module"
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -106,6 +111,28 @@ class Recipe:
     pod: dict[str, Any] = field(default_factory=dict, hash=False)
     layering: Layering = Layering.LINEAR
     module_dirs: tuple[Path, ...] = ()  # layers/ folders searched, first match wins (recipe.module_dirs)
+    # Modules a child recipe dropped from its parent: (module, file, field), for messages.
+    removed: tuple[tuple[str, str, str], ...] = ()
+    # Values a child's [unset] dropped whole: (path such as "pod.network", file).
+    unset: tuple[tuple[str, str], ...] = ()
+    # The merged recipe as TOML data and, per value path ("pod.volumes.logs"), the file
+    # that set it: what `composer plan --effective` prints.
+    effective: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    origins: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def removed_by(self, module: str) -> str:
+        """'child.toml: remove[0]' when a child recipe dropped module, else ''."""
+        return next((f"{f}: {fld}" for name, f, fld in self.removed if name == module), "")
+
+    def origin(self, *path: str) -> str:
+        """The file that set the value at path (or the nearest enclosing one)."""
+        parts = list(path)
+        while parts:
+            found = self.origins.get(".".join(parts))
+            if found:
+                return found
+            parts.pop()
+        return display_name(self.path)
 
 
 @dataclass(frozen=True)
@@ -336,3 +363,11 @@ def _convert(value: Any, hint: Any) -> Any:
     if isinstance(hint, type) and issubclass(hint, StrEnum):
         return hint(value)
     return value
+
+
+def display_name(path: Path) -> str:
+    """A path relative to the working folder when inside it (as schema.display)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

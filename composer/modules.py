@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from composer.errors import ComposerError
+from composer.errors import ComposerError, did_you_mean
 from composer.model import Credential, LayerRef, Module, Service, from_raw, option_value_text
 from composer.recipe import read_toml
 from composer.schema import anchored, display, load_schema, validate
@@ -68,6 +68,7 @@ def load_module(folder: Path) -> Module:
             raise ComposerError(f"{where}: scripts[{i}].run: {s['run']!r} not found in {display(folder)}")
     options = raw.get("options", {})
     check_options_schema(options, where)
+    check_option_defaults(options, where)
     check_option_packages(raw.get("option_packages", {}), options, where)
     name = raw["name"]
     table = {k: v for k, v in raw.items() if k not in ("options", "services", "credentials")}
@@ -167,6 +168,14 @@ def check_options_schema(options: dict[str, Any], where: str) -> None:
         marker.touch()
 
 
+def check_option_defaults(options: dict[str, Any], where: str) -> None:
+    """Each option's default passes the option's own schema (a wrong default would
+    otherwise reach every recipe that leaves the option out)."""
+    for name, spec in options.items():
+        if "default" in spec:
+            validate(spec["default"], anchored(spec), where, f"options.{name}.default")
+
+
 def _options_schema(options: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": anchored(options), "additionalProperties": False}
 
@@ -204,8 +213,10 @@ def load_modules(layers: Sequence[LayerRef], dirs: Sequence[Path]) -> dict[str, 
         folder = find_module(layer.module, dirs)
         if folder is None:
             searched = ", ".join(display(d) for d in dirs) or "(no layers/ folder found)"
+            known = [p.parent.name for d in dirs for p in d.glob("*/module.toml")]
             raise ComposerError(
-                f"{layer.where}.module: no module {layer.module!r} (searched {searched})",
+                f"{layer.module_where}: no module {layer.module!r}{did_you_mean(layer.module, known)} "
+                f"(searched {searched})",
                 hint="add layers/<name>/module.toml or pass --modules-dir",
             )
         modules[layer.module] = load_module(folder)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from composer import STEP_FORMAT
-from composer.errors import ComposerError
+from composer.errors import ComposerError, ComposerErrors, did_you_mean
 from composer.finalize import credentials_json, env_names, finalize_document, merge_image_config, merge_services
 from composer.keys import cache_key, file_digest, file_entry, tree_entries
 from composer.model import (
@@ -26,6 +26,7 @@ from composer.model import (
 )
 from composer.modules import load_modules, resolve_options, with_options
 from composer.recipe import load_recipe
+from composer.schema import display
 from composer.toolkit import toolkit_digest
 
 
@@ -52,13 +53,8 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     others; found by an earlier build (see builder), such a module is built on the stack.
     """
     base = base_step(recipe.base, base_digest)
-    ordered = order_layers(recipe.layers, modules)
-    resolved = []
-    for layer in ordered:
-        check_family(modules[layer.module], layer, recipe.base)
-        options = resolve_options(modules[layer.module], layer)
-        module = with_options(modules[layer.module], options, layer.where)
-        resolved.append((module, options, resolve_hooks(module, layer)))
+    ordered = order_layers(recipe.layers, modules, recipe)
+    resolved = [resolve_layer(recipe, modules[layer.module], layer) for layer in ordered]
 
     # Restack: the modules others build on (requires/after, transitively) form the common
     # parent, built linearly; every other module is built on that parent alone.
@@ -105,6 +101,119 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     final_doc = finalize_document(parent, services, image, labels, names, credentials)
     final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc)
     return Plan(recipe, base, tuple(steps), final, reconcile)
+
+
+def resolve_layer(recipe: Recipe, module: Module, layer: LayerRef) -> tuple[Module, dict[str, Any],
+                                                                         tuple[tuple[str, Path], ...]]:
+    """A layer's module with its options checked, defaulted and put in, and its hooks."""
+    check_family(module, layer, recipe)
+    check_option_names(module, layer, recipe)
+    options = resolve_options(module, layer)
+    check_option_rules(module, options, layer, recipe)
+    with_values = with_options(module, options, layer.where)
+    check_ports(with_values, layer)
+    return with_values, options, resolve_hooks(with_values, layer)
+
+
+def check_recipe(recipe: Recipe, extra_module_dirs: Sequence[Path] = (), base_digest: str = "",
+                 conflicts: Mapping[str, str] | None = None) -> tuple[Plan | None, list[ComposerError]]:
+    """Plan the recipe, collecting every error found on the way rather than the first:
+    each module is loaded and each layer resolved on its own, then the order is checked."""
+    dirs = (*extra_module_dirs, *recipe.module_dirs)
+    errors: list[ComposerError] = []
+    modules: dict[str, Module] = {}
+    for layer in recipe.layers:
+        try:
+            modules.update(load_modules([layer], dirs))
+        except ComposerError as e:
+            errors.append(e)
+    loaded = tuple(layer for layer in recipe.layers if layer.module in modules)
+    for layer in loaded:
+        try:
+            resolve_layer(recipe, modules[layer.module], layer)
+        except ComposerError as e:
+            errors += e.errors if isinstance(e, ComposerErrors) else [e]
+    try:
+        order_layers(loaded, modules, recipe, missing_ok={layer.module for layer in recipe.layers})
+    except ComposerError as e:
+        errors.append(e)
+    if errors:
+        return None, errors
+    try:
+        return plan_recipe(recipe, modules, base_digest, conflicts), []
+    except ComposerError as e:
+        return None, [e]
+
+
+def check_option_names(module: Module, layer: LayerRef, recipe: Recipe) -> None:
+    """Unknown options: each one named, with the closest valid name and the valid ones."""
+    valid = sorted(module.options_schema)
+    unknown = [name for name in layer.options if name not in module.options_schema]
+    errors = [
+        ComposerError(
+            f"{recipe.origin('layers', layer.module, 'options', name)}: {layer.field}.options.{name}: "
+            f"module {module.name!r} has no option {name!r}{did_you_mean(name, valid)}",
+            hint=f"its options: {', '.join(valid) or 'none'}",
+        )
+        for name in unknown
+    ]
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ComposerErrors(errors)
+
+
+def check_option_rules(module: Module, options: Mapping[str, Any], layer: LayerRef, recipe: Recipe) -> None:
+    """What a JSON Schema cannot say about options, from the module's own keywords:
+    `x-unique-keys` (array of tables: no two items share a value of these keys) and
+    `x-names-of` (every name in this option is a `name` of an item of that option)."""
+    for name, spec in module.options_schema.items():
+        value = options.get(name)
+        set_in = recipe.origin("layers", module.name, "options", name)
+        for key in spec.get("x-unique-keys", ()):
+            seen: dict[Any, int] = {}
+            for i, item in enumerate(value or ()):
+                if not isinstance(item, dict) or key not in item:
+                    continue
+                if item[key] in seen:
+                    raise ComposerError(
+                        f"{set_in}: {slot(layer, set_in)}.options.{name}[{i}].{key}: {item[key]!r} is already used by "
+                        f"{name}[{seen[item[key]]}]; each {key} must be unique"
+                    )
+                seen[item[key]] = i
+        if other := spec.get("x-names-of"):
+            # Blame the file that set the list of names (a child that dropped a user), and
+            # say where the dangling reference was set when that is another file.
+            names_in = recipe.origin("layers", module.name, "options", other)
+            also = f" (set in {set_in})" if set_in != names_in else ""
+            known = [item.get("name") for item in options.get(other) or () if isinstance(item, dict)]
+            names = value.items() if isinstance(value, dict) else enumerate(value or ())
+            for where_in, target in names:
+                if isinstance(target, str) and target not in known:
+                    field_name = f"{name}.{where_in}" if isinstance(value, dict) else f"{name}[{where_in}]"
+                    where = f"{names_in}: {slot(layer, names_in)}.options.{field_name}{also}"
+                    raise ComposerError(
+                        f"{where}: {target!r} is not one of the {other} ({', '.join(map(str, known)) or 'none'})",
+                        hint=f'drop it too: [unset.options.{module.name}] {name} = ["{where_in}"]'
+                        if isinstance(value, dict) else f"list only {other} that exist in {name}",
+                    )
+
+
+def slot(layer: LayerRef, file: str) -> str:
+    """The layer's field in file: layers[3] in the file that declared it, else
+    layers.<module> (the path `plan --effective --json` uses)."""
+    return layer.field if file == layer.file else f"layers.{layer.module}"
+
+
+def check_ports(module: Module, layer: LayerRef) -> None:
+    """A module's ports, options put in, are numbers 1-65535."""
+    for i, text in enumerate(module.ports):
+        number = text.partition("/")[0]
+        if not number.isdigit() or not 1 <= int(number) <= 65535:
+            raise ComposerError(
+                f"{display(module.path / 'module.toml')}: ports[{i}]: {text!r} is not a port 1-65535 "
+                f"(used by {layer.where})"
+            )
 
 
 def names_text(names: Sequence[str], shown: int = 4) -> str:
@@ -196,24 +305,25 @@ def module_document(
     }
 
 
-def order_layers(layers: Sequence[LayerRef], modules: dict[str, Module]) -> list[LayerRef]:
-    """Topological order by requires/after; ties keep the recipe's order (deterministic)."""
+def order_layers(layers: Sequence[LayerRef], modules: dict[str, Module], recipe: Recipe | None = None,
+                 missing_ok: set[str] | frozenset[str] = frozenset()) -> list[LayerRef]:
+    """Topological order by requires/after; ties keep the recipe's order (deterministic).
+    missing_ok: modules the recipe lists that could not be loaded (check goes on)."""
     by_name = {layer.module: layer for layer in layers}
     before: dict[str, set[str]] = {name: set() for name in by_name}
     for layer in layers:
         module = modules[layer.module]
         for dep in module.requires:
+            if dep in missing_ok and dep not in by_name:
+                continue
             if dep not in by_name:
-                raise ComposerError(
-                    f"{layer.where}: module {layer.module!r} requires {dep!r}, "
-                    "which the recipe does not list",
-                    hint=f"add a [[layers]] entry with module = {dep!r}",
-                )
+                raise missing_requirement(layer, dep, recipe)
             before[layer.module].add(dep)
         before[layer.module].update(dep for dep in module.after if dep in by_name)
     for name, deps in before.items():
         if name in deps:
-            raise ComposerError(f"{by_name[name].where}: module {name!r} is ordered after itself")
+            raise ComposerError(f"{display(modules[name].path / 'module.toml')}: requires/after: "
+                                f"module {name!r} is ordered after itself (used by {by_name[name].where})")
 
     waiting = {name: set(deps) for name, deps in before.items()}
     ready = [(layer.index, layer.module) for layer in layers if not waiting[layer.module]]
@@ -230,20 +340,43 @@ def order_layers(layers: Sequence[LayerRef], modules: dict[str, Module]) -> list
     if len(ordered) < len(layers):
         stuck = sorted(n for n, deps in waiting.items() if deps)
         first = min((by_name[n] for n in stuck), key=lambda layer: layer.index)
+        files = ", ".join(display(modules[n].path / "module.toml") for n in stuck)
+        # The cycle is in the modules' own requires/after, not in the recipe slot.
         raise ComposerError(
-            f"{first.where}: ordering cycle among modules {', '.join(stuck)} (requires/after)"
+            f"{display(modules[first.module].path / 'module.toml')}: requires/after: ordering cycle "
+            f"among modules {', '.join(stuck)} (declared in {files}; used by {first.where})"
         )
     return ordered
 
 
-def check_family(module: Module, layer: LayerRef, base: Base) -> None:
+def missing_requirement(layer: LayerRef, dep: str, recipe: Recipe | None) -> ComposerError:
+    """A required module is not in the recipe: blame the child's remove/replace/only
+    that dropped it when one did, else the layer that needs it."""
+    dropped_by = recipe.removed_by(dep) if recipe is not None else ""
+    if dropped_by:
+        return ComposerError(
+            f"{dropped_by}: dropping {dep!r} leaves module {layer.module!r} ({layer.where}) "
+            f"without {dep!r}, which it requires",
+            hint=f"drop {layer.module!r} too, or keep {dep!r}",
+        )
+    return ComposerError(
+        f"{layer.where}: module {layer.module!r} requires {dep!r}, which the recipe does not list",
+        hint=f"add a [[layers]] entry with module = {dep!r}",
+    )
+
+
+def check_family(module: Module, layer: LayerRef, recipe: Recipe) -> None:
+    """The module supports the base's family; the message names the module file (which
+    lacks the packages), the recipe file that chose the base and the layer that uses it."""
+    base = recipe.base
     families = module.families()
     if families is not None and base.family not in families:
         supported = ", ".join(families)
         raise ComposerError(
-            f"{layer.where}: module {module.name!r} has no packages for family "
-            f"'{base.family}' (base {base.source}); it supports: {supported}",
-            hint=f"add [packages].{base.family} to {module.path / 'module.toml'}",
+            f"{display(module.path / 'module.toml')}: packages: module {module.name!r} has no packages "
+            f"for family '{base.family}' (base {base.source} from {recipe.origin('base')}; used by "
+            f"{layer.where}); it supports: {supported}",
+            hint=f"add [packages].{base.family} to {display(module.path / 'module.toml')}",
         )
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer.errors import ComposerError
+from composer.errors import ComposerError, ComposerErrors, did_you_mean
 from composer.model import Base, BaseKind, Family, ImageConfig, Layering, LayerRef, Recipe, Secret, from_raw
 from composer.schema import display, load_schema, validate
 
@@ -57,19 +58,32 @@ def nesting(value: Any) -> int:
 
 def load_recipe(path: Path) -> Recipe:
     """Read, validate and resolve the recipe at path (following `extends`)."""
-    raw, origins, chain = _resolve(path.resolve(), ())
+    resolved = _resolve(path.resolve(), ())
     where = display(path)
     for required in ("name", "base"):
-        if required not in raw:
+        if required not in resolved.raw:
             raise ComposerError(f"{where}: {required}: missing (required, here or in a parent)")
-    return _build(path.resolve(), raw, origins, chain)
+    return _build(path.resolve(), resolved)
 
 
-def _resolve(
-    path: Path, seen: tuple[Path, ...]
-) -> tuple[dict[str, Any], list[tuple[str, str]], tuple[Path, ...]]:
-    """The merged raw recipe, per layer where it was declared (for messages), and the
-    chain of recipe files it was read from (this one first, then what it extends)."""
+# Keys of a child recipe that say how to change its parent; never part of the result.
+EDIT_KEYS = ("extends", "remove", "replace", "only", "unset")
+
+
+@dataclass
+class Resolved:
+    """A recipe merged along its `extends` chain, with where each part came from."""
+
+    raw: dict[str, Any]
+    layer_origins: list[tuple[str, str]]  # per layer: (file, field) that declared it last
+    origins: dict[tuple[Any, ...], str] = field(default_factory=dict)  # value path -> file
+    removed: dict[str, tuple[str, str]] = field(default_factory=dict)  # module -> (file, field)
+    unset: dict[str, str] = field(default_factory=dict)  # value path dropped whole -> file
+    chain: tuple[Path, ...] = ()  # the recipe files read: this one first, then what it extends
+
+
+def _resolve(path: Path, seen: tuple[Path, ...]) -> Resolved:
+    """The merged raw recipe, where each layer was declared and who set each value."""
     if path in seen:
         chain = " -> ".join(display(p) for p in (*seen, path))
         raise ComposerError(f"{display(path)}: extends: cycle ({chain})")
@@ -78,57 +92,119 @@ def _resolve(
     validate(raw, load_schema("recipe"), where)
     own_origins = [(where, f"layers[{i}]") for i in range(len(raw.get("layers", [])))]
     if "extends" not in raw:
-        for key in ("remove", "replace"):
+        for key in EDIT_KEYS[1:]:
             if key in raw:
                 raise ComposerError(f"{where}: {key}: only allowed together with extends")
-        return raw, own_origins, (path,)
+        return Resolved(raw, own_origins, value_origins(raw, where), chain=(path,))
+    if "only" in raw and "remove" in raw:
+        raise ComposerError(f"{where}: only: say either only (the modules to keep) or remove, not both")
     parent_path = (path.parent / raw["extends"]).resolve()
     if not parent_path.is_file():
         raise ComposerError(f"{where}: extends: {raw['extends']!r} not found ({parent_path})")
-    parent, parent_origins, ancestors = _resolve(parent_path, (*seen, path))
-    return (*_merge(parent, parent_origins, raw, own_origins, where), (path, *ancestors))
+    parent = _resolve(parent_path, (*seen, path))
+    merged = _merge(parent, raw, own_origins, where)
+    merged.chain = (path, *parent.chain)
+    return merged
 
 
-def _merge(
-    parent: dict[str, Any],
-    parent_origins: list[tuple[str, str]],
-    child: dict[str, Any],
-    child_origins: list[tuple[str, str]],
-    where: str,
-) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    layers = [dict(entry) for entry in parent.get("layers", [])]
-    origins = list(parent_origins)
+def value_origins(raw: dict[str, Any], where: str) -> dict[tuple[Any, ...], str]:
+    """Every value a recipe file sets, by path (tables walked, lists whole), -> where."""
+    out: dict[tuple[Any, ...], str] = {}
+
+    def walk(value: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(value, dict):  # an empty table sets nothing: merging it changes nothing
+            for key, item in value.items():
+                walk(item, (*path, key))
+        else:
+            out[path] = where
+
+    for key, value in raw.items():
+        if key in EDIT_KEYS:
+            continue
+        if key == "layers":
+            for entry in value:
+                out[("layers", entry["module"])] = where
+                walk(entry.get("options", {}), ("layers", entry["module"], "options"))
+        elif key == "secrets":
+            for secret in value:
+                out[("secrets", secret["name"])] = where
+        else:
+            walk(value, (key,))
+    return out
+
+
+def _forget(origins: dict[tuple[Any, ...], str], prefix: tuple[Any, ...]) -> None:
+    for path in [p for p in origins if p[: len(prefix)] == prefix]:
+        del origins[path]
+
+
+def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[str, str]],
+           where: str) -> Resolved:
+    layers = [dict(entry) for entry in parent.raw.get("layers", [])]
+    layer_origins = list(parent.layer_origins)
+    origins = dict(parent.origins)
+    removed = dict(parent.removed)
+    unset = dict(parent.unset)
     names = [entry["module"] for entry in layers]
 
-    for name in child.get("remove", []):
+    # Every mistake in remove/only/replace/unset is reported, not only the first.
+    errors: list[ComposerError] = []
+    drops = [(name, f"remove[{i}]") for i, name in enumerate(child.get("remove", []))]
+    if "only" in child:
+        for i, name in enumerate(child["only"]):
+            if name not in names:
+                errors.append(ComposerError(f"{where}: only[{i}]: module {name!r} is not in the parent recipe"
+                                            + did_you_mean(name, names)))
+        drops = [(name, "only") for name in names if name not in child["only"]]
+    for name, field_name in drops:
         if name not in names:
-            raise ComposerError(f"{where}: remove: module {name!r} is not in the parent recipe")
+            errors.append(ComposerError(f"{where}: {field_name}: module {name!r} is not in the parent recipe"
+                                        + did_you_mean(name, names)))
+            continue
         i = names.index(name)
-        del layers[i], origins[i], names[i]
+        del layers[i], layer_origins[i], names[i]
+        removed[name] = (where, field_name)
+        _forget(origins, ("layers", name))
     for old, new in child.get("replace", {}).items():
         if old not in names:
-            raise ComposerError(f"{where}: replace.{old}: module {old!r} is not in the parent recipe")
+            errors.append(ComposerError(f"{where}: replace.{old}: module {old!r} is not in the parent recipe"
+                                        + did_you_mean(old, names)))
+            continue
         i = names.index(old)
         layers[i] = {"module": new}
         names[i] = new
+        layer_origins[i] = (where, f"replace.{old}")
+        removed[old] = (where, f"replace.{old}")
+        _forget(origins, ("layers", old))
+        origins[("layers", new)] = where
+
+    merged = {k: v for k, v in parent.raw.items() if k not in EDIT_KEYS}
+    merged["layers"] = layers
+    errors += unset_values(merged, child.get("unset", {}), origins, where)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
+    unset.update({_path_text(p): where for p in dropped_whole(child.get("unset", {}))})
+    layers = merged["layers"]
+
     for entry, origin in zip(child.get("layers", []), child_origins, strict=True):
         name = entry["module"]
         if name in names:
             i = names.index(name)
             merged_options = deep_merge(layers[i].get("options", {}), entry.get("options", {}))
             layers[i] = {"module": name, "options": merged_options}
-            origins[i] = origin
+            layer_origins[i] = origin
         else:
             layers.append(dict(entry))
-            origins.append(origin)
+            layer_origins.append(origin)
             names.append(name)
+        removed.pop(name, None)
 
-    merged = {k: v for k, v in parent.items() if k not in ("extends", "remove", "replace")}
     for key, value in child.items():
-        if key in ("extends", "remove", "replace", "layers"):
+        if key in (*EDIT_KEYS, "layers"):
             continue
         if key == "base":
             merged[key] = value  # a new base is a whole new base: no parent mirror etc.
+            _forget(origins, ("base",))
         elif key == "secrets":
             by_name = {s["name"]: s for s in merged.get("secrets", [])}
             by_name.update({s["name"]: s for s in value})
@@ -137,8 +213,107 @@ def _merge(
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
+            _forget(origins, (key,))
+    origins.update(value_origins(child, where))
     merged["layers"] = layers
-    return merged, origins
+    return Resolved(merged, layer_origins, origins, removed, unset)
+
+
+def unset_values(merged: dict[str, Any], unset: dict[str, Any], origins: dict[tuple[Any, ...], str],
+                 where: str) -> list[ComposerError]:
+    """Drop what the child's [unset] names from the inherited recipe (before the child's own
+    values are merged in). Every entry must name something the parent has: the mistakes
+    come back (the first one per top-level key or module)."""
+    errors: list[ComposerError] = []
+    for key, what in unset.items():
+        if key == "options":
+            names = [entry["module"] for entry in merged["layers"]]
+            for module, spec in what.items():
+                if module not in names:
+                    errors.append(ComposerError(f"{where}: unset.options.{module}: module {module!r} is not in "
+                                                "the recipe" + did_you_mean(module, names)))
+                    continue
+                entry = merged["layers"][names.index(module)]
+                options = dict(copy.deepcopy(entry.get("options", {})))
+                try:
+                    _unset(options, spec, f"unset.options.{module}", f"layers.{module}.options", where,
+                           origins, ("layers", module, "options"))
+                except ComposerError as e:
+                    errors.append(e)
+                    continue
+                merged["layers"][names.index(module)] = {"module": module, "options": options}
+        else:
+            try:
+                _unset(merged, {key: what}, "unset", "", where, origins, ())
+            except ComposerError as e:
+                errors.append(e)
+    return errors
+
+
+def _unset(target: dict[str, Any], spec: dict[str, Any], field_name: str, inherited: str, where: str,
+           origins: dict[tuple[Any, ...], str], path: tuple[Any, ...]) -> None:
+    for key, what in spec.items():
+        here = f"{field_name}.{key}"
+        name = f"{inherited}.{key}".lstrip(".")
+        if key not in target:
+            raise ComposerError(f"{where}: {here}: the parent recipe sets no {name}"
+                                + did_you_mean(key, target))
+        value = target[key]
+        if what is True:
+            del target[key]
+            _forget(origins, (*path, key))
+        elif isinstance(what, dict):
+            if not isinstance(value, dict):
+                raise ComposerError(f"{where}: {here}: {name} is not a table; write {key} = true")
+            value = target[key] = copy.deepcopy(value)
+            _unset(value, what, here, name, where, origins, (*path, key))
+        elif isinstance(value, dict):
+            for i, item in enumerate(what):
+                if item not in value:
+                    raise ComposerError(f"{where}: {here}[{i}]: {name} has no entry {item!r}"
+                                        + did_you_mean(str(item), value))
+            target[key] = {k: v for k, v in value.items() if k not in what}
+            for item in what:
+                _forget(origins, (*path, key, item))
+        elif isinstance(value, list):
+            kept = list(value)
+            for i, item in enumerate(what):
+                match = [v for v in kept if _names(v, item)]
+                if not match:
+                    labels = [str(_label(v)) for v in value]
+                    raise ComposerError(f"{where}: {here}[{i}]: {name} has no entry {item!r}"
+                                        + did_you_mean(str(item), labels))
+                kept = [v for v in kept if not _names(v, item)]
+                if key == "secrets" and not path:
+                    _forget(origins, ("secrets", item))
+            target[key] = kept
+            if (*path, key) in origins:
+                origins[(*path, key)] = where  # the list as it stands is this file's doing
+        else:
+            raise ComposerError(f"{where}: {here}: {name} is a single value; write {key} = true")
+
+
+def dropped_whole(unset: dict[str, Any], path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The value paths an [unset] table drops whole (`key = true`)."""
+    out: list[tuple[Any, ...]] = []
+    for key, what in unset.items():
+        if what is True:
+            out.append((*path, key))
+        elif isinstance(what, dict):
+            out += dropped_whole(what, (*path, key))
+    return out
+
+
+def _names(value: Any, item: Any) -> bool:
+    """Whether an unset list entry names this list item: the item itself, or a table's
+    name (secrets, pod ports) or container port (pod ports)."""
+    if isinstance(value, dict):
+        return item in (value.get("name"), value.get("container"))
+    return bool(value == item)
+
+
+def _label(value: Any) -> Any:
+    return value.get("name", value.get("container", "")) if isinstance(value, dict) else value
 
 
 def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +327,8 @@ def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]], chain: tuple[Path, ...]) -> Recipe:
+def _build(path: Path, resolved: Resolved) -> Recipe:
+    raw, origins = resolved.raw, resolved.layer_origins
     where = display(path)
     base = parse_base(raw["base"], where)
     layers = tuple(
@@ -180,7 +356,11 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]], chai
         secrets=tuple(from_raw(Secret, s) for s in raw.get("secrets", [])),
         pod=raw.get("pod", {}),
         layering=Layering(raw.get("layering", Layering.LINEAR)),
-        module_dirs=module_dirs(chain),
+        module_dirs=module_dirs(resolved.chain),
+        removed=tuple((name, f, fld) for name, (f, fld) in resolved.removed.items()),
+        unset=tuple(resolved.unset.items()),
+        effective={k: v for k, v in raw.items() if k != "layers"} | {"layers": raw.get("layers", [])},
+        origins={_path_text(p): w for p, w in resolved.origins.items()},
     )
 
 
@@ -225,3 +405,8 @@ def parse_base(raw: dict[str, Any], where: str) -> Base:
                 raise ComposerError(f"{where}: base.{key}: only for debootstrap bases")
     table = {k: v for k, v in raw.items() if k not in ("from", "family")}
     return from_raw(Base, table, kind=kind, ref=ref, family=family)
+
+
+def _path_text(path: tuple[Any, ...]) -> str:
+    """("layers", "users", "options", "helpers") -> 'layers.users.options.helpers'."""
+    return ".".join(str(p) for p in path)

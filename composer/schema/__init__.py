@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from composer.errors import ComposerError
+from composer.errors import ComposerError, ComposerErrors
 
 
 @cache
@@ -70,7 +70,7 @@ def _marker(document: Any, schema: dict[str, Any]) -> Path | None:
 
 
 def validate(document: Any, schema: dict[str, Any], where: str, prefix: str = "") -> None:
-    """Raise ComposerError for the first (deepest-path) schema error in document."""
+    """Raise ComposerError for a schema error in document (ComposerErrors: one per field)."""
     marker = _marker(document, schema)
     if marker is not None and marker.exists():
         return
@@ -83,15 +83,23 @@ def validate(document: Any, schema: dict[str, Any], where: str, prefix: str = ""
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
         return
-    error = errors[0]
+    # One error per field path (the deepest first), each on its own line.
+    found: dict[str, ComposerError] = {}
+    for error in errors:
+        path, message = _located(error, prefix)
+        found.setdefault(path, ComposerError(f"{where}: {path}: {message}" if path else f"{where}: {message}"))
+    problems = list(found.values())
+    raise problems[0] if len(problems) == 1 else ComposerErrors(problems)
+
+
+def _located(error: Any, prefix: str) -> tuple[str, str]:
     # For anyOf/oneOf, the most specific sub-error reads better than "is not valid".
     while error.context:
         error = min(error.context, key=lambda e: len(e.message))
     path = field_path(error.absolute_path)
     if prefix:
         path = prefix + (path if path.startswith("[") or not path else f".{path}")
-    location = f"{where}: {path}" if path else where
-    raise ComposerError(f"{location}: {_message(error)}")
+    return path, _message(error)
 
 
 def _message(error: Any) -> str:

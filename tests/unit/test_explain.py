@@ -7,6 +7,7 @@ from pathlib import Path
 
 from composer.explain import differences, explain
 from composer.keys import canonical_json
+from composer.model import Plan
 from composer.planner import plan_file
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -30,14 +31,22 @@ def test_differences_name_files_modes_and_options() -> None:
         "files: a mode 0644 -> 0755", "files: b removed", "files: c added", "options.n: 1 -> 2"]
 
 
-def test_explain_points_at_the_changed_module(tmp_path: Path) -> None:
+def changed(tmp_path: Path, *modules: str) -> tuple[Plan, Plan, Path]:
+    """The core test recipe planned, its documents kept in a cache, then planned again
+    after these modules' module.toml changed: (before, after, cache)."""
     tree = tmp_path / "recipes"
     shutil.copytree(RECIPES, tree)
     before = plan_file(tree / "core-test.toml")
     cache = tmp_path / "cache"
     remember(cache, all_documents(before))
-    (tree / "layers/jq/module.toml").write_text((tree / "layers/jq/module.toml").read_text() + "# x\n")
-    after = plan_file(tree / "core-test.toml")
+    for name in modules:
+        toml = tree / "layers" / name / "module.toml"
+        toml.write_text(toml.read_text() + "# x\n")
+    return before, plan_file(tree / "core-test.toml"), cache
+
+
+def test_explain_points_at_the_changed_module(tmp_path: Path) -> None:
+    before, after, cache = changed(tmp_path, "jq")
     cached = {before.base.key, before.steps[0].key}
     lines = explain(after, cached, cache)
     assert lines[:2] == ["[2] jq: missing; since the last build of it:", "      files: module.toml changed"]

@@ -135,7 +135,8 @@ def test_missing_module_names_every_folder_searched(team: Path) -> None:
     team.write_text(team.read_text().replace('"hello"', '"nope"'))
     result = composer("check", str(team), cwd=team.parent)
     assert result.returncode == 1
-    assert f"no module 'nope' (searched layers, {PROJECT_LAYERS}" in result.stderr
+    assert "no module 'nope'" in result.stderr
+    assert f"(searched layers, {PROJECT_LAYERS})" in result.stderr
 
 
 def test_a_folder_named_twice_is_no_shadowing(tmp_path: Path) -> None:

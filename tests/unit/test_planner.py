@@ -90,7 +90,7 @@ def test_option_errors_name_recipe_field(tmp_path: Path) -> None:
 def test_unknown_option(tmp_path: Path) -> None:
     module(tmp_path, "a")
     path = recipe(tmp_path, ["a"], extra="[layers.options]\nbogus = 1\n")
-    with pytest.raises(ComposerError, match=r"layers\[0\]\.options: unknown field"):
+    with pytest.raises(ComposerError, match=r"layers\[0\]\.options\.bogus: module .a. has no option .bogus."):
         plan_file(path)
 
 

@@ -95,7 +95,7 @@ def test_extends_remove_replace_override_append(tmp_path: Path) -> None:
 def test_extends_remove_unknown_module(tmp_path: Path) -> None:
     write(tmp_path / "parent.toml", PARENT)
     child = write(tmp_path / "child.toml", 'extends = "parent.toml"\nremove = ["zzz"]\n')
-    with pytest.raises(ComposerError, match=r"child\.toml: remove: module 'zzz' is not in the parent"):
+    with pytest.raises(ComposerError, match=r"child\.toml: remove\[0\]: module 'zzz' is not in the parent"):
         load_recipe(child)
 
 

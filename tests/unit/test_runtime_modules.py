@@ -41,7 +41,8 @@ module = "supervisord"
 [[layers]]
 module = "users"
 [layers.options]
-users = [{{ name = "devuser", uid = 1000, sudo = true, groups = ["supervisor"] }}]
+users = [{{ name = "devuser", uid = 1000, sudo = true, groups = ["supervisor"] }},
+         {{ name = "gemini-user", uid = 1001 }}]
 helpers = {{ as-gemini = "gemini-user" }}
 [[layers]]
 module = "base"
