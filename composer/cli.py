@@ -13,7 +13,7 @@ import click
 
 from composer import __version__
 from composer import commands as cmd
-from composer.errors import CommandError, ComposerError
+from composer.errors import CommandError, ComposerError, redact
 from composer.model import BaseKind, Layering, Plan
 from composer.progress import Progress
 from composer.runner import Runner
@@ -284,14 +284,15 @@ def main(argv: list[str] | None = None) -> None:
     except ComposerError as e:
         if debug:
             raise
-        click.echo(f"composer: error: {e.message}", err=True)
+        # A failed step's output may show a proxy URL with its password: never print one.
+        click.echo(f"composer: error: {redact(e.message)}", err=True)
         if e.hint:
-            click.echo(f"composer: hint: {e.hint}", err=True)
+            click.echo(f"composer: hint: {redact(e.hint)}", err=True)
         sys.exit(1)
     except OSError as e:  # a file or folder composer cannot read or write
         if debug:
             raise
-        click.echo(f"composer: error: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": "), err=True)
+        click.echo(redact(f"composer: error: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": ")), err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("composer: interrupted", err=True)

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
+# scheme://user:password@host -> scheme://***@host: proxy URLs carry passwords.
+USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """text with the user and password of every URL in it replaced by ***."""
+    return USERINFO.sub(r"\1***@", text)
+
 
 class ComposerError(Exception):
     """A problem with a message (what and where) and an optional hint (what to do)."""
