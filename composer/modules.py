@@ -18,7 +18,7 @@ from composer.schema import anchored, display, load_schema, validate
 def find_module(name: str, dirs: Sequence[Path]) -> Path | None:
     for d in dirs:
         candidate = d / name / "module.toml"
-        if candidate.is_file():
+        if candidate.exists():  # not is_file(): a FIFO there is refused by name, not "no module"
             return candidate.parent
     return None
 

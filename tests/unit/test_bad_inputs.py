@@ -24,6 +24,11 @@ def make_huge(path: Path) -> None:
     path.write_text('name = "bad"\n' + "# padding\n" * (MAX_TOML_BYTES // 10 + 1))
 
 
+def replace_with_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
 def make_symlink(target: str) -> Callable[[Path], None]:
     return lambda path: path.symlink_to(target)
 
@@ -34,6 +39,7 @@ MAKERS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "huge": ("", make_huge),
     "fifo": ("", os.mkfifo),
     "fifo-in-module": ("layers/m/files/pipe", os.mkfifo),
+    "fifo-module-toml": ("layers/m/module.toml", replace_with_fifo),
     "symlink-out": ("layers/m/files/link", make_symlink("/etc/passwd")),
     "symlink-dir-out": ("layers/m/files/etc", make_symlink("/etc")),
     "symlink-dangling": ("layers/m/files/gone", make_symlink("/nonexistent/composer-test")),
