@@ -68,8 +68,8 @@ def test_a_failed_step_names_the_proxy_without_its_password(proxies: None, tmp_p
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(SystemExit) as exit_info:
-            main(["--cache-dir", str(tmp_path / "cache"), "build", "-q", "--no-archive",
-                  "-o", str(tmp_path / "out"), str(recipe)])
+            main(["--root", str(tmp_path / "storage"), "--cache-dir", str(tmp_path / "cache"),
+                  "build", "-q", "--no-archive", "-o", str(tmp_path / "out"), str(recipe)])
     finally:
         signal.signal(signal.SIGTERM, sigterm)
     err = capsys.readouterr().err
