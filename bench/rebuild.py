@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.conftest import write_container_config  # noqa: E402  (the tests' private podman config)
+
 RECIPE_DIR = ROOT / "tests" / "recipes"
 
 CONTAINERFILE = """\
@@ -51,9 +54,9 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="composer-bench-"))
-    storage = work / "storage.conf"
-    storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/root"\nrunroot = "{work}/run"\n')
-    env = dict(os.environ, CONTAINERS_STORAGE_CONF=str(storage))
+    # Storage, run state, locks and networks all under work: the `podman system reset` at
+    # the end resets this bench's podman, never the host's.
+    env = dict(os.environ, **write_container_config(work))
     # As on a user's machine: Python caches composer's byte code between runs.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     tree = work / "recipes"

@@ -30,16 +30,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "tests" / "recipes"
+sys.path.insert(0, str(ROOT))
+from tests.conftest import write_container_config  # noqa: E402  (the tests' private podman config)
 
 
 class Bench:
     def __init__(self, work: Path) -> None:
         self.work = work
-        storage = work / "storage.conf"
-        storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/root"\nrunroot = "{work}/run"\n')
-        containers = work / "containers.conf"  # never the host's podman configuration
-        containers.write_text('[engine]\nruntime = "runc"\n')
-        self.env = dict(os.environ, CONTAINERS_STORAGE_CONF=str(storage), CONTAINERS_CONF=str(containers))
+        # Storage, run state, locks and networks all under work: the `podman system reset`
+        # at the end resets this bench's podman, never the host's.
+        self.env = dict(os.environ, **write_container_config(work))
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         # The recipes are copied (the bench changes them); their modules are the project's.
         self.composer = [sys.executable, "-m", "composer", "--cache-dir", str(work / "cache"),

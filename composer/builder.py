@@ -36,8 +36,10 @@ from composer.planner import replan
 from composer.progress import Progress
 from composer.runner import Runner, require_tool
 
-# Variables passed to build steps when the host has them: build time only, never committed.
-PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+# The host's proxy variables (http_proxy, HTTPS_PROXY, no_proxy, ...) reach build steps
+# without composer naming them: `buildah run` passes those of its own environment into the
+# container (buildah from --http-proxy, on by default). Never as `--env NAME=VALUE`: a
+# proxy URL may hold a password, and argv is what every user of the host sees in `ps`.
 CA_VARS = (
     "SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
     "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO", "npm_config_cafile",
@@ -453,8 +455,9 @@ def _empty_folder(folder: Path, keep: tuple[str, ...]) -> None:
 
 
 def build_env(ctx: BuildContext) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
-    """Environment and mounts every build step gets: CA bundle, proxies, package caches."""
-    env: dict[str, str] = {k: os.environ[k] for k in PROXY_VARS if k in os.environ}
+    """Environment and mounts every build step gets: CA bundle and package caches (the
+    proxies come from buildah's own environment, see above)."""
+    env: dict[str, str] = {}
     volumes: list[tuple[str, str, str]] = []
     if ctx.settings.host_ca is not None:
         volumes.append((str(ctx.settings.host_ca.resolve()), cmd.CA_MOUNT, "ro"))

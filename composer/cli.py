@@ -15,7 +15,7 @@ import click
 
 from composer import __version__
 from composer import commands as cmd
-from composer.errors import CommandError, ComposerError, ComposerErrors
+from composer.errors import CommandError, ComposerError, ComposerErrors, redact
 from composer.model import BaseKind, Layering, Plan, Recipe
 from composer.progress import Progress
 from composer.runner import Runner
@@ -502,14 +502,15 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         for error in e.errors if isinstance(e, ComposerErrors) else [e]:
-            click.echo(f"composer: error: {error.message}", err=True)
+            # A failed step's output may show a proxy URL with its password: never print one.
+            click.echo(f"composer: error: {redact(error.message)}", err=True)
             if error.hint:
-                click.echo(f"composer: hint: {error.hint}", err=True)
+                click.echo(f"composer: hint: {redact(error.hint)}", err=True)
         sys.exit(1)
     except OSError as e:  # a file or folder composer cannot read or write
         if debug:
             raise
-        click.echo(f"composer: error: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": "), err=True)
+        click.echo(redact(f"composer: error: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": ")), err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("composer: interrupted", err=True)

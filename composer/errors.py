@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+
+# scheme://user:password@host -> scheme://***@host: proxy URLs carry passwords.
+USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """text with the user and password of every URL in it replaced by ***."""
+    return USERINFO.sub(r"\1***@", text)
 
 
 class ComposerError(Exception):

@@ -66,8 +66,18 @@ def check_service_text(service: Service, where: Path) -> None:
                                 "names are letters, digits and _; values hold no double quote")
 
 
+PORT = re.compile(r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+                  r"(/(tcp|udp))?")
+
+
 def merge_image_config(recipe: Recipe, steps: Sequence[Step]) -> ImageConfig:
     """Modules' ports, volumes and health check, then the recipe's on top."""
+    for step in steps:
+        for i, port in enumerate(step.module.ports):
+            # The schema checks ports as written; one that names an option is checked here.
+            if not PORT.fullmatch(port):
+                raise ComposerError(f"{display(step.module.path / 'module.toml')}: ports[{i}]: {port!r} "
+                                    f"(options put in) is not a port 1-65535 with an optional /tcp or /udp")
     ports = [p for s in steps for p in s.module.ports] + list(recipe.image.ports)
     volumes = [v for s in steps for v in s.module.volumes] + list(recipe.image.volumes)
     healthcheck = recipe.image.healthcheck

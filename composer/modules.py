@@ -26,7 +26,8 @@ def module_folders(name: str, dirs: Sequence[Path]) -> list[Path]:
     a folder named twice (--modules-dir layers, and the project's) counts once."""
     found: dict[Path, Path] = {}
     for d in dirs:
-        if (d / name / "module.toml").is_file():
+        # exists(), not is_file(): a FIFO there is refused by name, not "no module"
+        if (d / name / "module.toml").exists():
             found.setdefault((d / name).resolve(), d / name)
     return list(found.values())
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import sh
 
-from composer.errors import CommandError, ToolMissing
+from composer.errors import CommandError, ToolMissing, redact
 
 INSTALL_HINTS = {
     "buildah": "buildah",
@@ -42,7 +42,9 @@ class Runner:
 
     def __init__(self, verbose: bool = False, echo: Callable[[str], None] | None = None) -> None:
         self.verbose = verbose
-        self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+        echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+        # What verbose mode shows (argv, a step's output) may hold a proxy URL's password.
+        self.echo = lambda line: echo(redact(line))
 
     def _echo(self, argv: list[str]) -> None:
         if self.verbose:

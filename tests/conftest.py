@@ -73,12 +73,14 @@ class Containers:
         return result
 
     def build(self, recipe: Path, *extra: str) -> dict[str, Any]:
-        """Build recipe; returns the JSON report (with 'image' the tagged name)."""
+        """Build recipe; returns the JSON report (with 'image' the tagged name, and 'image_id'
+        the ID that name had right after this build: later tests may tag it anew)."""
         out = self.root / "out" / recipe.stem
         report = out / "report.json"
         self.composer("build", str(recipe), "-o", str(out), "--report", str(report), *extra)
         document: dict[str, Any] = json.loads(report.read_text())
         document["output"] = str(out)
+        document["image_id"] = self.images()[document["image"]]
         return document
 
     def build_once(self, recipe: Path) -> dict[str, Any]:

@@ -48,8 +48,10 @@ def field_path(parts: Iterable[Any]) -> str:
 
 def display(path: Path) -> str:
     """A path as a person typed it: relative to the working folder when inside it."""
+    # A symlink is shown as itself (its folder resolved), not as the file it points at.
+    full = path.parent.resolve() / path.name if path.is_symlink() else path.resolve()
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(full.relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
 
@@ -97,12 +99,17 @@ def _located(error: Any, prefix: str) -> tuple[str, str]:
     while error.context:
         error = min(error.context, key=lambda e: len(e.message))
     path = field_path(error.absolute_path)
+    if error.validator == "required":  # name the missing field itself, not the table it is missing from
+        missing = [name for name in error.validator_value if name not in error.instance]
+        path = field_path([*error.absolute_path, missing[0]])
     if prefix:
         path = prefix + (path if path.startswith("[") or not path else f".{path}")
     return path, _message(error)
 
 
 def _message(error: Any) -> str:
+    if error.validator == "required":
+        return "missing (required)"
     if error.validator == "additionalProperties":
         return error.message.replace("Additional properties are not allowed", "unknown field")
     if error.validator == "pattern":
