@@ -239,12 +239,19 @@ def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
 @click.option("--rootless", is_flag=True,
               help="The variant a non-root user's podman plays on a cgroups v1 host without "
                    "/dev/net/tun: host network; no ports, resources or devices (docs/kube.md).")
+@click.option("--secrets-dir", default="", metavar="DIR",
+              help="Mount the host folder DIR (one file per secret) instead of a Secret: "
+                   "what podman 4.3 can play (docs/kube.md).")
+@click.option("--no-devices", is_flag=True,
+              help="Leave out the recipe's device nodes and GPU limit (a host without them).")
 @pass_settings
-def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: bool) -> None:
+def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: bool,
+         secrets_dir: str, no_devices: bool) -> None:
     """Print the podman-kube manifest (Pod + Secret template) of RECIPE; build nothing."""
     from composer.kube import render_manifest
 
-    text = render_manifest(make_plan(settings, recipe), rootless=rootless)
+    text = render_manifest(make_plan(settings, recipe), rootless=rootless,
+                           secrets_dir=secrets_dir, devices=not no_devices)
     if output_file is None:
         click.echo(text, nl=False)
         return
