@@ -1,4 +1,4 @@
-"""The composer command line: check, plan, build (and kube, schema)."""
+"""The composer command line: check, plan, build (and kube, volumes, schema)."""
 
 from __future__ import annotations
 
@@ -257,6 +257,37 @@ def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: b
         return
     output_file.parent.mkdir(parents=True, exist_ok=True)
     output_file.write_text(text)
+
+
+@cli.group()
+def volumes() -> None:
+    """Back up and restore the named volumes of RECIPE's Pod (docs/operations.md)."""
+
+
+@volumes.command("backup")
+@recipe_arg
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--force", is_flag=True, help="Replace a backup already in FOLDER.")
+@pass_settings
+def volumes_backup(settings: Settings, recipe: Path, folder: Path, force: bool) -> None:
+    """Write one tar per volume of RECIPE's Pod and index.json into FOLDER."""
+    from composer.volumes import backup
+
+    backup(Runner(verbose=settings.verbose), settings.storage, make_plan(settings, recipe),
+           folder, force, lambda line: click.echo(line, err=True))
+
+
+@volumes.command("restore")
+@recipe_arg
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--force", is_flag=True, help="Replace the content of volumes that are not empty.")
+@pass_settings
+def volumes_restore(settings: Settings, recipe: Path, folder: Path, force: bool) -> None:
+    """Import the backup in FOLDER into RECIPE's volumes (made when missing)."""
+    from composer.volumes import restore
+
+    restore(Runner(verbose=settings.verbose), settings.storage, make_plan(settings, recipe),
+            folder, force, lambda line: click.echo(line, err=True))
 
 
 @cli.command()
