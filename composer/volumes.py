@@ -175,16 +175,38 @@ def restore(runner: Runner, storage: Storage, plan: Plan, src: Path, force: bool
         if not force and not is_empty(runner, storage, existing[s.claim]):
             raise ComposerError(f"volume {s.claim} is not empty",
                                 hint="--force replaces its content with the backup's")
+    has_image = image_exists(runner, storage, plan.image_ref)
+    if not has_image:
+        say(f"warning: no image {plan.image_ref} here: the volumes' top folders get the owner "
+            "and mode of the image's folders when the Pod first mounts them, not the backup's")
     for s in saved:
         if s.claim in existing:
             runner.run(podman(storage, "volume", "rm", s.claim))
         runner.run(podman(storage, "volume", "create", s.claim))
         runner.run(import_argv(storage, s.claim, src / s.file))
-        folder = runner.output(mountpoint_argv(storage, s.claim)).strip()
-        runner.run(in_namespace(storage, ["chown", f"{s.uid}:{s.gid}", folder]))
-        runner.run(in_namespace(storage, ["chmod", s.mode, folder]))
+        if has_image:
+            runner.run(first_mount_argv(storage, plan.image_ref, s.claim, s.path))
+            folder = runner.output(mountpoint_argv(storage, s.claim)).strip()
+            runner.run(in_namespace(storage, ["chown", f"{s.uid}:{s.gid}", folder]))
+            runner.run(in_namespace(storage, ["chmod", s.mode, folder]))
         say(f"{s.claim}: restored from {src / s.file}")
     return saved
+
+
+def image_exists(runner: Runner, storage: Storage, ref: str) -> bool:
+    try:
+        runner.output(podman(storage, "image", "exists", ref))
+    except CommandError:
+        return False
+    return True
+
+
+def first_mount_argv(storage: Storage, image: str, claim: str, path: str) -> list[str]:
+    """A container that mounts the new volume once and does nothing: podman gives a new
+    volume the owner and mode of the image's folder at its first mount, which would undo
+    the backup's; after this run it leaves the volume alone."""
+    return podman(storage, "run", "--rm", "--network", "none", "--user", "0:0", "--entrypoint", "true",
+                  "--volume", f"{claim}:{path}", image)
 
 
 def is_empty(runner: Runner, storage: Storage, folder: str) -> bool:
