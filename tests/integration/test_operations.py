@@ -24,7 +24,8 @@ DOC = ROOT / "docs" / "operations.md"
 DOC_CONTAINER = "turboflow-devpod"
 DOC_PORTS = {2222: 22, 5901: 5901, 9090: 9090}  # host port in the doc -> container port
 # What the section must keep checking (a heading each), so lines are not dropped unseen.
-TOPICS = ("Services: status and logs", "Health", "Who holds a port", "SSH", "VNC", "Secrets")
+TOPICS = ("Services: status and logs", "Health", "Who holds a port", "SSH", "VNC", "Secrets",
+          "Restart a service")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from composer.volumes import (
     INDEX,
     Volume,
     export_argv,
+    first_mount_argv,
     import_argv,
     read_index,
     recipe_volumes,
@@ -47,6 +48,9 @@ def test_argv_lists() -> None:
     assert export_argv(STORAGE, "v", Path("/b/v.tar.part")) == [
         "podman", *flags, "volume", "export", "--output", "/b/v.tar.part", "v"]
     assert import_argv(STORAGE, "v", Path("/b/v.tar")) == ["podman", *flags, "volume", "import", "v", "/b/v.tar"]
+    assert first_mount_argv(Storage(), "localhost/x:t", "v", "/data") == [
+        "podman", "run", "--rm", "--network", "none", "--user", "0:0", "--entrypoint", "true",
+        "--volume", "v:/data", "localhost/x:t"]
     assert users_argv(Storage(), "v") == [
         "podman", "ps", "--all", "--filter", "volume=v", "--format", "{{.Names}}"]
 
