@@ -273,8 +273,7 @@ def volumes_backup(settings: Settings, recipe: Path, folder: Path, force: bool) 
     """Write one tar per volume of RECIPE's Pod and index.json into FOLDER."""
     from composer.volumes import backup
 
-    backup(Runner(verbose=settings.verbose), settings.storage, make_plan(settings, recipe),
-           folder, force, lambda line: click.echo(line, err=True))
+    backup(*volume_context(settings, recipe), folder, force, lambda line: click.echo(line, err=True))
 
 
 @volumes.command("restore")
@@ -286,8 +285,11 @@ def volumes_restore(settings: Settings, recipe: Path, folder: Path, force: bool)
     """Import the backup in FOLDER into RECIPE's volumes (made when missing)."""
     from composer.volumes import restore
 
-    restore(Runner(verbose=settings.verbose), settings.storage, make_plan(settings, recipe),
-            folder, force, lambda line: click.echo(line, err=True))
+    restore(*volume_context(settings, recipe), folder, force, lambda line: click.echo(line, err=True))
+
+
+def volume_context(settings: Settings, recipe: Path) -> tuple[Runner, cmd.Storage, Plan]:
+    return Runner(verbose=settings.verbose), settings.storage, make_plan(settings, recipe)
 
 
 @cli.command()

@@ -103,10 +103,14 @@ def test_restore_refuses_a_volume_in_use(containers: Containers, image: str, tmp
     backup = tmp_path / "backup"
     containers.composer("volumes", "backup", str(RECIPE), str(backup))
     mounts = [arg for claim, path in VOLUMES.items() for arg in ("--volume", f"{claim}:{path}")]
-    holder = containers.podman("create", *mounts, image, "sleep", "60").stdout.strip()
+    holder = "composer-volumes-holder"  # made, not started: podman still cannot remove the volume
+    containers.podman("create", "--name", holder, *mounts, image, "sleep", "60")
     try:
+        live = containers.composer("volumes", "backup", str(RECIPE), str(tmp_path / "live"))
+        assert f"warning: composer-volumes-test-data is in use by {holder}" in live.stderr  # works, warns
         result = containers.composer("volumes", "restore", str(RECIPE), str(backup), "--force", check=False)
         assert result.returncode == 1
-        assert "is used by" in result.stderr and "podman kube down" in result.stderr
+        assert f"volume composer-volumes-test-data is used by {holder}" in result.stderr
+        assert "podman kube down" in result.stderr
     finally:
         containers.podman("rm", "--force", holder, check=False)
