@@ -107,11 +107,15 @@ def backup(runner: Runner, storage: Storage, plan: Plan, dest: Path, force: bool
         if users := live_users(runner, storage, v.claim):
             say(f"warning: {v.claim} is in use by {', '.join(users)}: files written during the "
                 "backup may be caught half-way (podman kube down first for a consistent copy)")
-    dest.mkdir(parents=True, exist_ok=True)
+    # Volumes hold credentials (~/.claude, the agents' configs): the backup is the owner's alone.
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    index.unlink(missing_ok=True)  # a half-replaced backup must not look complete
     saved: list[Saved] = []
     for v in volumes:
         tar = dest / f"{v.claim}.tar"
         part = tar.with_name(tar.name + ".part")
+        part.touch(mode=0o600)
+        part.chmod(0o600)
         runner.run(export_argv(storage, v.claim, part))
         part.replace(tar)
         uid, gid, mode = top_folder(runner, storage, mounts[v.claim])

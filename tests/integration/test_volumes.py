@@ -78,6 +78,8 @@ def test_backup_and_restore_round_trip(containers: Containers, image: str, tmp_p
     for v in index["volumes"]:
         tar = backup / v["file"]
         assert v["bytes"] == tar.stat().st_size > 0 and v["sha256"] == file_digest(tar)
+        assert tar.stat().st_mode & 0o777 == 0o600
+    assert backup.stat().st_mode & 0o777 == 0o700
     assert (index["volumes"][0]["uid"], index["volumes"][0]["mode"]) == (1000, "750")
 
     # A volume with content is not overwritten without --force, and is left as it was.
