@@ -1,4 +1,4 @@
-"""The composer command line: check, plan, build (and kube, schema, modules, show)."""
+"""The composer command line: check, plan, build (and kube, volumes, schema, modules, show, diff)."""
 
 from __future__ import annotations
 
@@ -382,18 +382,60 @@ def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
 @click.option("--rootless", is_flag=True,
               help="The variant a non-root user's podman plays on a cgroups v1 host without "
                    "/dev/net/tun: host network; no ports, resources or devices (docs/kube.md).")
+@click.option("--secrets-dir", default="", metavar="DIR",
+              help="Mount the host folder DIR (one file per secret) instead of a Secret: "
+                   "what podman 4.3 can play (docs/kube.md).")
+@click.option("--no-devices", is_flag=True,
+              help="Leave out the recipe's device nodes and GPU limit (a host without them).")
 @pass_settings
 @global_options
-def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: bool) -> None:
+def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: bool,
+         secrets_dir: str, no_devices: bool) -> None:
     """Print the podman-kube manifest (Pod + Secret template) of RECIPE; build nothing."""
     from composer.kube import render_manifest
 
-    text = render_manifest(make_plan(settings, recipe), rootless=rootless)
+    text = render_manifest(make_plan(settings, recipe), rootless=rootless,
+                           secrets_dir=secrets_dir, devices=not no_devices)
     if output_file is None:
         click.echo(text, nl=False)
         return
     output_file.parent.mkdir(parents=True, exist_ok=True)
     output_file.write_text(text)
+
+
+@cli.group()
+def volumes() -> None:
+    """Back up and restore the named volumes of RECIPE's Pod (docs/operations.md)."""
+
+
+@volumes.command("backup")
+@recipe_arg
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--force", is_flag=True, help="Replace a backup already in FOLDER.")
+@pass_settings
+@global_options
+def volumes_backup(settings: Settings, recipe: Path, folder: Path, force: bool) -> None:
+    """Write one tar per volume of RECIPE's Pod and index.json into FOLDER."""
+    from composer.volumes import backup
+
+    backup(*volume_context(settings, recipe), folder, force, lambda line: click.echo(line, err=True))
+
+
+@volumes.command("restore")
+@recipe_arg
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--force", is_flag=True, help="Replace the content of volumes that are not empty.")
+@pass_settings
+@global_options
+def volumes_restore(settings: Settings, recipe: Path, folder: Path, force: bool) -> None:
+    """Import the backup in FOLDER into RECIPE's volumes (made when missing)."""
+    from composer.volumes import restore
+
+    restore(*volume_context(settings, recipe), folder, force, lambda line: click.echo(line, err=True))
+
+
+def volume_context(settings: Settings, recipe: Path) -> tuple[Runner, cmd.Storage, Plan]:
+    return Runner(verbose=settings.verbose), settings.storage, make_plan(settings, recipe)
 
 
 @cli.command()

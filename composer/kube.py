@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ class PodConfig:
     secrets_path: str = DEFAULT_SECRETS_PATH
     liveness: Liveness | None = None
     host_network: bool = False  # not a recipe field: set by rootless_config
+    secrets_dir: str = ""  # not a recipe field: `composer kube --secrets-dir`, a host folder
 
 
 @dataclass(frozen=True)
@@ -101,18 +103,30 @@ def rootless_manifest_path(plan: Plan, output_dir: Path) -> Path:
     return output_dir / f"{plan.recipe.name}-{plan.recipe.tag}.rootless.kube.yaml"
 
 
-def render_manifest(plan: Plan, rootless: bool = False) -> str:
+def render_manifest(
+    plan: Plan, rootless: bool = False, secrets_dir: str = "", devices: bool = True
+) -> str:
     """The multi-document YAML: a header comment, the Secret template (if any), the Pod.
 
     rootless=True renders the variant a non-root user's podman plays on a host with
-    cgroups v1 and a root-only /dev/net/tun (see rootless_config and docs/kube.md)."""
+    cgroups v1 and a root-only /dev/net/tun (see rootless_config and docs/kube.md).
+    secrets_dir mounts that host folder instead of a Secret (what podman 4.3 can play);
+    devices=False leaves out the device volumes and the GPU limit (a host without them)."""
     config = pod_config(plan)
+    if secrets_dir:
+        config = replace(config, secrets_dir=check_secrets_dir(secrets_dir))
+    absent = Dropped()
+    if not devices:
+        absent = Dropped(devices=config.devices, gpus=config.gpus)
+        config = replace(config, devices=(), gpus=0)
     if rootless:
         config, dropped = rootless_config(config)
         parts = [rootless_header_comment(plan, config, dropped)]
     else:
-        parts = [header_comment(plan, config)]
-    if plan.recipe.secrets:
+        parts = [header_comment(plan, config, absent)]
+    if config.secrets_dir:
+        parts += [secrets_dir_comment(plan.recipe, config)]
+    elif plan.recipe.secrets:
         # First: podman 4.3 plays documents in order and looks the Secret up for the Pod.
         parts += ["---\n", secret_comment(plan.recipe), secret_yaml(plan.recipe)]
     return "".join([*parts, "---\n", dump(pod_document(plan, config))])
@@ -268,6 +282,16 @@ def rootless_config(config: PodConfig) -> tuple[PodConfig, Dropped]:
         host_network=True,
     )
     return rootless, dropped
+
+
+def check_secrets_dir(path: str) -> str:
+    """The host folder of --secrets-dir: absolute, normalised, printable (it goes into comments)."""
+    if not path.startswith("/") or not path.isprintable() or "/../" in f"{path}/":
+        raise ComposerError(
+            f"--secrets-dir: {path!r} is not an absolute path on the host",
+            hint="name the host folder that holds one file per secret, e.g. /etc/turboflow/secrets",
+        )
+    return path.rstrip("/") or "/"
 
 
 def check_k8s_name(name: str, where: str, what: str) -> None:
@@ -475,7 +499,10 @@ def volumes(plan: Plan, config: PodConfig) -> list[dict[str, Any]]:
     if config.shm_size:
         memory = {"medium": "Memory", "sizeLimit": config.shm_size}
         out.append({"name": shm_volume(config), "emptyDir": memory})
-    if plan.recipe.secrets:
+    if plan.recipe.secrets and config.secrets_dir:
+        # A folder, not a Secret: podman 4.3 mounts Secret values still base64-encoded.
+        out.append({"name": SECRETS_VOLUME, "hostPath": {"path": config.secrets_dir, "type": "Directory"}})
+    elif plan.recipe.secrets:
         # optional explicit: podman 4.3 dereferences it when the Secret is missing.
         secret = {"secretName": secret_name(plan.recipe), "defaultMode": 0o400, "optional": False}
         out.append({"name": SECRETS_VOLUME, "secret": secret})
@@ -528,7 +555,7 @@ def comment_text(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def header_comment(plan: Plan, config: PodConfig) -> str:
+def header_comment(plan: Plan, config: PodConfig, absent: Dropped) -> str:
     name = manifest_path(plan, Path(".")).name
     play = " ".join(play_command(config, name))
     lines = [
@@ -542,7 +569,16 @@ def header_comment(plan: Plan, config: PodConfig) -> str:
         f"Play (root):     {play}",
         f"Stop:            podman kube down {name}   (named volumes are kept)",
     ]
-    if plan.recipe.secrets:
+    if config.devices:
+        lines += textwrap.wrap(
+            f"Devices {', '.join(config.devices)} must exist on the host; "
+            "`composer kube --no-devices` leaves them (and the GPU limit) out.", 86,
+            break_on_hyphens=False)
+    if absent.devices or absent.gpus:
+        gpu = [f"the {GPU_RESOURCE} limit {absent.gpus}"] if absent.gpus else []
+        lines += textwrap.wrap(f"--no-devices: left out {', '.join([*absent.devices, *gpu])}.", 86,
+                               break_on_hyphens=False)
+    if plan.recipe.secrets and not config.secrets_dir:
         lines += ["Fill in the Secret below first (see its comment)."]
     return "".join(f"# {line}".rstrip() + "\n" for line in lines)
 
@@ -606,8 +642,24 @@ def rootless_header_comment(plan: Plan, config: PodConfig, dropped: Dropped) -> 
         f"Play (rootless): podman kube play {name}",
         f"Stop:            podman kube down {name}   (named volumes are kept)",
     ]
-    if plan.recipe.secrets:
+    if plan.recipe.secrets and not config.secrets_dir:
         lines += ["Fill in the Secret below first (see its comment)."]
+    return "".join(f"# {line}".rstrip() + "\n" for line in lines)
+
+
+def secrets_dir_comment(recipe: Recipe, config: PodConfig) -> str:
+    """What the host folder of --secrets-dir must hold (instead of a Secret document)."""
+    folder = config.secrets_dir
+    lines = [
+        "",
+        f"Secrets come from the host folder {folder} (--secrets-dir), mounted read-only",
+        f"at {config.secrets_path}: one file per name, the value alone. Make it as root:",
+        f"  install -d -m 0700 -o root -g root {folder}",
+        f"  install -m 0600 -o root -g root KEYFILE {folder}/NAME",
+        "A missing or empty file counts as not set. Names:",
+        *textwrap.wrap(", ".join(s.name for s in recipe.secrets) + ".", 80,
+                       initial_indent="  ", subsequent_indent="  "),
+    ]
     return "".join(f"# {line}".rstrip() + "\n" for line in lines)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import runpy
+import subprocess
+import sys
 import textwrap
 from dataclasses import fields
 from pathlib import Path
@@ -30,7 +32,7 @@ from composer.schema import load_schema
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT / "tests" / "golden"
 REGENERATE = runpy.run_path(str(GOLDEN_DIR / "regenerate"))
-KUBE_GOLDEN: dict[str, str] = REGENERATE["KUBE_GOLDEN"]  # golden -> "recipe [--rootless]"
+KUBE_GOLDEN: dict[str, str] = REGENERATE["KUBE_GOLDEN"]  # golden -> "recipe [flags]"
 K8S_VERSION = kubernetes_validate.latest_version()
 
 
@@ -287,7 +289,8 @@ def test_recipe_name_must_be_a_kubernetes_name(tmp_path: Path) -> None:
 def test_schema_and_pod_config_agree() -> None:
     """Every [pod] field of the schema is read into PodConfig (resources as limits+requests)."""
     schema_fields = set(load_schema("recipe")["properties"]["pod"]["properties"])
-    config_fields = {f.name for f in fields(PodConfig)} - {"name", "limits", "requests", "host_network"}
+    config_fields = {f.name for f in fields(PodConfig)} - {
+        "name", "limits", "requests", "host_network", "secrets_dir"}
     assert schema_fields == config_fields | {"resources"}
 
 
@@ -407,3 +410,87 @@ def test_rootless_header_says_only_what_it_left_out(tmp_path: Path) -> None:
     assert "Host ports the services use: 8080/tcp." in header  # the module's image port
     for absent in ("Left out", "resources", "device", "below net.ipv4"):
         assert absent not in header, absent
+
+
+# ---- the podman 4.3 variant: --secrets-dir and --no-devices ------------------------------------
+
+
+def test_secrets_dir_mounts_a_host_folder_instead_of_a_secret(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, 'secrets_path = "/etc/creds"\n',
+                          extra='[[secrets]]\nname = "API_KEY"\n[[secrets]]\nname = "TOKEN"\n')
+    text = render_manifest(plan_file(recipe), secrets_dir="/etc/podtest/secrets/")
+    assert [d["kind"] for d in documents(text)] == ["Pod"]  # no Secret document
+    pod = by_kind(text)["Pod"]
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "secrets")
+    assert volume == {"name": "secrets", "hostPath": {"path": "/etc/podtest/secrets", "type": "Directory"}}
+    c = container(text)
+    assert {"name": "secrets", "mountPath": "/etc/creds", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "COMPOSER_SECRETS_DIR", "value": "/etc/creds"} in c["env"]
+    header = text.split("---", 1)[0]
+    assert "install -d -m 0700 -o root -g root /etc/podtest/secrets\n" in header
+    assert "install -m 0600 -o root -g root KEYFILE /etc/podtest/secrets/NAME\n" in header
+    assert "API_KEY, TOKEN." in header
+    assert "Fill in the Secret" not in header
+    for document in documents(text):
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+    # The rootless variant takes the folder too.
+    rootless = render_manifest(plan_file(recipe), rootless=True, secrets_dir="/srv/s")
+    assert [d["kind"] for d in documents(rootless)] == ["Pod"]
+    assert "hostPath" in str(by_kind(rootless)["Pod"]["spec"]["volumes"])
+
+
+def test_secrets_dir_without_secrets_changes_nothing_but_nothing_breaks(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, 'hostname = "x"\n')
+    text = render_manifest(plan_file(recipe), secrets_dir="/etc/s")
+    assert "secrets" not in str(by_kind(text)["Pod"])
+
+
+@pytest.mark.parametrize("bad", ["etc/secrets", "", "/etc/../root", "/etc/se\ncrets"])
+def test_secrets_dir_must_be_an_absolute_host_path(tmp_path: Path, bad: str) -> None:
+    recipe = write_recipe(tmp_path, 'hostname = "x"\n', extra='[[secrets]]\nname = "T"\n')
+    if not bad:  # empty means "no folder": the Secret template as before
+        assert "kind: Secret" in render_manifest(plan_file(recipe), secrets_dir=bad)
+        return
+    with pytest.raises(ComposerError, match="--secrets-dir: .* is not an absolute path"):
+        render_manifest(plan_file(recipe), secrets_dir=bad)
+
+
+def test_no_devices_drops_device_volumes_and_the_gpu_limit(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, FULL_POD)
+    with_devices = render(recipe)
+    assert "/dev/nvidia0, /dev/nvidiactl must exist on the host" in with_devices.split("---")[0]
+    text = render_manifest(plan_file(recipe), devices=False)
+    pod = by_kind(text)["Pod"]
+    c = container(text)
+    assert "CharDevice" not in str(pod)
+    assert "nvidia.com/gpu" not in c["resources"]["limits"]
+    assert c["resources"]["limits"] == {"memory": "2Gi", "cpu": "2"}
+    assert {m["name"] for m in c["volumeMounts"]} == {v["name"] for v in pod["spec"]["volumes"]}
+    header = text.split("---", 1)[0]
+    assert "--no-devices: left out /dev/nvidia0, /dev/nvidiactl, the nvidia.com/gpu limit 1." in header
+    assert "must exist on the host" not in header
+    # Everything but the devices is as in the full manifest.
+    full = container(with_devices)
+    for key in ("env", "image", "ports", "securityContext", "livenessProbe"):
+        assert c.get(key) == full.get(key)
+    for document in documents(text):
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+
+
+def test_cli_kube_secrets_dir_and_no_devices(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, FULL_POD, extra='[[secrets]]\nname = "T"\n')
+    printed = CliRunner().invoke(cli, ["kube", str(recipe), "--secrets-dir", "/etc/s", "--no-devices"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.output == render_manifest(plan_file(recipe), secrets_dir="/etc/s", devices=False)
+
+
+def test_cli_kube_bad_secrets_dir_is_one_line(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, 'hostname = "x"\n', extra='[[secrets]]\nname = "T"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "composer", "kube", str(recipe), "--secrets-dir", "rel/dir"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 1
+    first = result.stderr.splitlines()[0]
+    assert first == "composer: error: --secrets-dir: 'rel/dir' is not an absolute path on the host"
+    assert "Traceback" not in result.stderr
