@@ -106,6 +106,8 @@ class Recipe:
     pod: dict[str, Any] = field(default_factory=dict, hash=False)
     layering: Layering = Layering.LINEAR
     module_dirs: tuple[Path, ...] = ()  # layers/ next to the recipe (and its parents)
+    cache_from: str = ""  # [cache] from: registry repository (docs/cache.md)
+    cache_to: str = ""  # [cache] to
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,9 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]]) -> R
             raise ComposerError(f"{layer.where}: module {layer.module!r} is listed twice")
         seen.add(layer.module)
     dirs = _search_dirs(path)
+    from composer.remote import check_repo
+
+    cache = raw.get("cache", {})
     return Recipe(
         path=path,
         name=raw["name"],
@@ -178,6 +181,8 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]]) -> R
         pod=raw.get("pod", {}),
         layering=Layering(raw.get("layering", Layering.LINEAR)),
         module_dirs=tuple(d / "layers" for d in dirs),
+        cache_from=check_repo(cache.get("from", ""), f"{where}: cache.from"),
+        cache_to=check_repo(cache.get("to", ""), f"{where}: cache.to"),
     )
 
 
