@@ -72,7 +72,9 @@ def last_used(cache_dir: Path, key: str) -> float | None:
 
 def list_entries(runner: Runner, storage: cmd.Storage, cache_dir: Path) -> list[Entry]:
     """Every cache layer with what uses it: two calls (buildah images, podman image inspect)."""
-    listing = json.loads(runner.output(cmd.buildah(storage, "images", "--json")) or "[]") or []
+    listing = json.loads(runner.output(cmd.buildah(storage, "images", "--json", "--no-trunc")) or "[]") or []
+    for image in listing:  # --no-trunc gives "sha256:<id>", podman the bare id
+        image["id"] = str(image["id"]).removeprefix("sha256:")
     ids = [image["id"] for image in listing]
     if not ids:
         return []
@@ -141,7 +143,9 @@ def human_size(size: int) -> str:
 def age_text(last: float | None, now: float) -> str:
     if last is None:
         return "unknown"
-    days = (now - last) / DAY
-    if days < 1:
-        return f"{(now - last) / 3600:.0f}h ago"
-    return f"{days:.0f}d ago"
+    seconds = max(now - last, 0)
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < DAY:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / DAY:.0f}d ago"

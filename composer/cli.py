@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,20 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
     }
 
 
+def registry_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--tls-verify, --creds, --authfile: registry access as the containers tools take it."""
+    for option in reversed([
+        click.option("--tls-verify/--no-tls-verify", default=None,
+                     help="Require HTTPS with a verified certificate (default: as registries.conf says)."),
+        click.option("--creds", envvar="COMPOSER_REGISTRY_CREDS", default="", metavar="USER[:PASSWORD]",
+                     help="Registry credentials (default: auth.json, as podman login writes it)."),
+        click.option("--authfile", envvar="REGISTRY_AUTH_FILE", default="", metavar="FILE",
+                     help="Registry auth file (default: ${XDG_RUNTIME_DIR}/containers/auth.json)."),
+    ]):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @recipe_arg
 @click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -183,23 +198,21 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
               help="Registry repository to pull missing layers from (docs/cache.md).")
 @click.option("--cache-to", envvar="COMPOSER_CACHE_TO", default="", metavar="REPO",
               help="Registry repository to push layers to, tagged by their keys.")
-@click.option("--tls-verify/--no-tls-verify", default=None,
-              help="Require HTTPS with a verified certificate for the registry cache "
-                   "(default: as registries.conf says).")
-@click.option("--creds", envvar="COMPOSER_REGISTRY_CREDS", default="", metavar="USER[:PASSWORD]",
-              help="Registry cache credentials (default: auth.json, as podman login writes it).")
-@click.option("--authfile", envvar="REGISTRY_AUTH_FILE", default="", metavar="FILE",
-              help="Registry auth file (default: ${XDG_RUNTIME_DIR}/containers/auth.json).")
+@registry_options
+@click.option("--push", "push_ref", default="", metavar="REF",
+              help="Push the image to this registry reference when it is built (host/path:tag).")
 @pass_settings
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
           no_archive: bool, oci_archive: bool, host_ca: bool, quiet: bool, jobs: int | None,
-          cache_from: str, cache_to: str, tls_verify: bool | None, creds: str, authfile: str) -> None:
+          cache_from: str, cache_to: str, tls_verify: bool | None, creds: str, authfile: str,
+          push_ref: str) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
     from composer.builder import BuildSettings, default_host_ca, default_jobs, measure_sizes, report_document
     from composer.builder import build as run_build
-    from composer.remote import RegistryCache, check_repo
+    from composer.remote import RegistryCache, check_image_ref, check_repo, push_image
 
     runner = Runner(verbose=settings.verbose)
+    push_ref = check_image_ref(push_ref, "--push") if push_ref else ""
     the_plan = make_plan(settings, recipe, runner)
     # The command line (or its environment variables) wins over the recipe's [cache].
     registry = RegistryCache(check_repo(cache_from, "--cache-from") or the_plan.recipe.cache_from,
@@ -222,6 +235,11 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
         measure_sizes(ctx)
         report_file.parent.mkdir(parents=True, exist_ok=True)
         report_file.write_text(json.dumps(report_document(ctx), indent=2) + "\n")
+    if push_ref:
+        with progress.step(f"push {push_ref}") as push_report:
+            push_image(runner, settings.storage, the_plan.image_ref, push_ref, tls_verify, authfile, creds,
+                       scratch_folder(settings))
+            push_report("done")
     hits = sum(1 for r in ctx.results if r.cache == "hit")
     pulled = sum(1 for r in ctx.results if r.cache == "pulled")
     progress.line(f"{the_plan.image_ref}: {hits}/{len(ctx.results)} layers cached"
@@ -270,6 +288,34 @@ def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: b
         return
     output_file.parent.mkdir(parents=True, exist_ok=True)
     output_file.write_text(text)
+
+
+def scratch_folder(settings: Settings) -> Path:
+    folder = settings.cache_dir / "scratch"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@cli.command()
+@recipe_arg
+@click.argument("ref")
+@registry_options
+@pass_settings
+def push(settings: Settings, recipe: Path, ref: str, tls_verify: bool | None, creds: str, authfile: str) -> None:
+    """Push the image RECIPE was built into to REF (host/path:tag), without building."""
+    from composer.builder import list_cached_keys
+    from composer.remote import check_image_ref, push_image
+
+    dest = check_image_ref(ref, "REF")
+    runner = Runner(verbose=settings.verbose)
+    the_plan = make_plan(settings, recipe, runner)
+    final = the_plan.finalize.key
+    if final not in list_cached_keys(runner, settings.storage):
+        raise ComposerError(f"{recipe}: not built (its last layer {final[:16]} is not in containers-storage)",
+                            hint=f"run composer build {recipe} first, or build with --push")
+    push_image(runner, settings.storage, cmd.cache_ref(final), dest, tls_verify, authfile, creds,
+               scratch_folder(settings))
+    click.echo(f"pushed {the_plan.image_ref} to {dest}")
 
 
 @cli.group()

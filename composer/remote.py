@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +60,18 @@ def registry_host(repo: str) -> str:
     return repo.split("/", 1)[0]
 
 
-def auth_document(repo: str, creds: str) -> str:
-    """auth.json text for creds (USER[:PASSWORD]) on repo's registry."""
+def auth_document(repos: Sequence[str], creds: str) -> str:
+    """auth.json text for creds (USER[:PASSWORD]) on the registries of repos."""
     token = base64.b64encode(creds.encode()).decode()
-    return json.dumps({"auths": {registry_host(repo): {"auth": token}}})
+    return json.dumps({"auths": {registry_host(repo): {"auth": token} for repo in repos if repo}})
+
+
+def write_auth_file(repos: Sequence[str], creds: str, folder: Path) -> str:
+    """A private (0600) auth file for creds: the password never goes on a command line."""
+    fd, path = tempfile.mkstemp(prefix="auth-", suffix=".json", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        f.write(auth_document(repos, creds))
+    return path
 
 
 # --- argv lists (pure) --------------------------------------------------------------------
@@ -94,9 +102,36 @@ def pull_argv(storage: cmd.Storage, repo: str, key: str, digest: str, tls_verify
 
 
 def push_argv(storage: cmd.Storage, repo: str, key: str, tls_verify: bool | None, authfile: str) -> list[str]:
-    return ["skopeo", "--command-timeout", COPY_TIMEOUT, "copy", "--quiet", "--retry-times", "2",
-            *tls_flag("dest-tls-verify", tls_verify), *(["--dest-authfile", authfile] if authfile else []),
-            storage_ref(storage, cmd.cache_ref(key)), f"docker://{repo}:{key}"]
+    return copy_out_argv(storage, cmd.cache_ref(key), f"{repo}:{key}", tls_verify, authfile, COPY_TIMEOUT)
+
+
+def copy_out_argv(storage: cmd.Storage, ref: str, dest: str, tls_verify: bool | None, authfile: str,
+                  timeout: str = "") -> list[str]:
+    """Copy an image of containers-storage to dest (registry/repo:tag)."""
+    return ["skopeo", *(["--command-timeout", timeout] if timeout else []), "copy", "--quiet",
+            "--retry-times", "2", *tls_flag("dest-tls-verify", tls_verify),
+            *(["--dest-authfile", authfile] if authfile else []), storage_ref(storage, ref), f"docker://{dest}"]
+
+
+def check_image_ref(ref: str, where: str) -> str:
+    """A registry image reference to push to: host[:port]/path[:tag]."""
+    name = ref.removeprefix("docker://")
+    if "/" not in name or "@" in name or not name.split("/", 1)[0]:
+        raise ComposerError(f"{where}: {ref!r} is not a registry image like registry.example:5000/team/app:1.0")
+    return name
+
+
+def push_image(runner: Runner, storage: cmd.Storage, ref: str, dest: str, tls_verify: bool | None,
+               authfile: str, creds: str, scratch: Path) -> None:
+    """Push an image (the build's result) to a registry: asked for, so a failure is an error."""
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        if creds:
+            authfile = write_auth_file([dest], creds, Path(folder))
+        try:
+            runner.run(copy_out_argv(storage, ref, dest, tls_verify, authfile))
+        except CommandError as e:
+            raise ComposerError(f"push {dest}: {e.tail(1).strip() or f'skopeo exit {e.code}'}",
+                                hint="check the registry, --tls-verify and the credentials (docs/cache.md)") from None
 
 
 # --- talking to the registry ---------------------------------------------------------------
@@ -118,10 +153,7 @@ class Remote:
         self.tags: dict[str, set[str]] = {}  # repository -> keys it holds (asked once)
         self.authfile = config.authfile
         if config.creds:
-            fd, path = tempfile.mkstemp(prefix="auth-", suffix=".json", dir=scratch)
-            with os.fdopen(fd, "w") as f:  # mode 0600: the password stays private
-                f.write(auth_document(config.cache_from or config.cache_to, config.creds))
-            self.authfile = path
+            self.authfile = write_auth_file([config.cache_from, config.cache_to], config.creds, scratch)
         self.pushed: list[str] = []
         self.pulled: list[str] = []
 

@@ -156,3 +156,14 @@ def test_recipe_cache_table_is_read_and_checked(tmp_path: Path) -> None:
                             capture_output=True, text=True, cwd=root)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "r.toml: cache.to: 'registry.example/x:latest' is not a registry repository" in result.stderr
+
+
+def test_push_ref_checks_and_argv() -> None:
+    from composer.remote import check_image_ref, copy_out_argv
+
+    assert check_image_ref("docker://127.0.0.1:5000/team/app:1", "--push") == "127.0.0.1:5000/team/app:1"
+    with pytest.raises(ComposerError, match="--push"):
+        check_image_ref("app:1", "--push")
+    argv = copy_out_argv(STORAGE, "localhost/app:1", "r.example/team/app:1", None, "")
+    assert argv[-2:] == ["containers-storage:[overlay@/var/lib/x+/run/x]localhost/app:1",
+                         "docker://r.example/team/app:1"]
