@@ -167,3 +167,42 @@ def test_push_ref_checks_and_argv() -> None:
     argv = copy_out_argv(STORAGE, "localhost/app:1", "r.example/team/app:1", None, "")
     assert argv[-2:] == ["containers-storage:[overlay@/var/lib/x+/run/x]localhost/app:1",
                          "docker://r.example/team/app:1"]
+
+
+def test_restacked_layers_are_pulled_not_built(tmp_path: Path) -> None:
+    """The builder's hooks: a layer missing locally comes from the registry when it has it
+    (restacked module layers too, from several threads); what it lacks is pushed."""
+    from composer.builder import BuildSettings, build
+    from composer.planner import plan_file
+    from tests.unit.test_builder import RecordingRunner, quiet, write_restack_recipe
+
+    plan = plan_file(write_restack_recipe(tmp_path))
+    leaves = [s.key for s in plan.steps if s.restacked]
+    assert plan.reconcile is not None and len(leaves) == 3
+
+    class Registry(RecordingRunner):
+        def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+            argv = [str(a) for a in argv]
+            if argv[0] == "skopeo" and "list-tags" in argv:
+                self.calls.append(argv)
+                return json.dumps({"Tags": [*leaves, plan.reconcile.key]})  # type: ignore[union-attr]
+            if argv[0] == "skopeo" and "inspect" in argv:
+                self.calls.append(argv)
+                tag = argv[-1].rsplit(":", 1)[1]
+                return json.dumps({"Digest": "sha256:" + "e" * 64, "Labels": {KEY_LABEL: tag}})
+            if argv[0] == "buildah" and "inspect" in argv:  # the key label of a local image
+                return argv[-1].rsplit(":", 1)[1]
+            return super().output(argv, env)
+
+    runner = Registry(cached=[plan.base.key, plan.steps[0].key])
+    registry = RegistryCache(cache_from=REPO, cache_to=REPO)
+    ctx = build(plan, BuildSettings(storage=cmd.Storage(root=str(tmp_path / "s")), cache_dir=tmp_path / "c",
+                                    archive=False, jobs=3, registry=registry), runner, quiet())
+    cache = {r.layer.name: r.cache for r in ctx.results}
+    assert cache == {"scratch": "hit", "core": "hit", "left": "pulled", "right": "pulled", "top": "pulled",
+                     "reconcile": "pulled", "finalize": "miss"}
+    assert [a[-1] for a in runner.calls if a[1] == "from"] == [cmd.cache_ref(plan.reconcile.key)]  # finalize
+    pushed = sorted(a[-1].rsplit(":", 1)[1] for a in runner.calls if a[0] == "skopeo" and a[-1].startswith("docker://")
+                    and "copy" in a)
+    assert pushed == sorted([plan.base.key, plan.steps[0].key, plan.finalize.key])
+    assert all((tmp_path / "c" / "keys" / f"{k}.json").is_file() for k in leaves)  # kept for plan --why
