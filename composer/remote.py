@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -162,7 +163,7 @@ class Remote:
             if repo in self.down:
                 return
             self.down.add(repo)
-        reason = error.tail(1).strip() or f"exit {error.code}"
+        reason = skopeo_message(error.tail(1)) or f"exit {error.code}"
         self.warn(f"warning: registry cache {repo}: {what} failed ({reason}); building locally, "
                   "without the registry for the rest of this build")
 
@@ -238,6 +239,12 @@ class Remote:
             self.tags[repo].add(key)
             self.pushed.append(key)
         return True
+
+
+def skopeo_message(line: str) -> str:
+    """The message of a skopeo log line (time="..." level=fatal msg="..."), or the line."""
+    match = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
+    return match.group(1).replace('\\"', '"') if match else line.strip()
 
 
 def local_key_label(runner: Runner, storage: cmd.Storage, key: str) -> str | None:

@@ -4,6 +4,7 @@ fails a build."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -55,15 +56,23 @@ def repo(containers: Containers, registry: Registry) -> str:
     return repo
 
 
+@contextlib.contextmanager
+def other_machine(containers: Containers, folder: Path) -> Iterator[Containers]:
+    """Another machine as far as storage goes: its own containers-storage and cache."""
+    folder.mkdir(parents=True, exist_ok=True)
+    box = Containers(folder, {**containers.env, **write_container_config(folder)}, folder / "cache")
+    try:
+        yield box
+    finally:
+        box.buildah("rm", "--all", check=False)
+        box.podman("system", "reset", "--force", check=False, timeout=300)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def machine_b(containers: Containers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]:
-    """Another machine as far as storage goes: its own containers-storage and cache."""
-    folder = tmp_path_factory.mktemp("machine-b")
-    box = Containers(folder, {**containers.env, **write_container_config(folder)}, folder / "cache")
-    yield box
-    box.buildah("rm", "--all", check=False)
-    box.podman("system", "reset", "--force", check=False, timeout=300)
-    shutil.rmtree(folder, ignore_errors=True)
+    with other_machine(containers, tmp_path_factory.mktemp("machine-b")) as box:
+        yield box
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +128,7 @@ def test_registry_down_warns_once_and_builds_locally(registry: Registry, repo: s
     finally:
         registry.start()
     assert by_module(report)["greeting"] == "miss" and by_module(report)["finalize"] == "miss"
-    warnings = [line for line in stderr.splitlines() if "registry cache" in line]
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: registry cache")]
     assert len(warnings) == 1, stderr
     assert "building locally" in warnings[0] and "Traceback" not in stderr
 
@@ -165,3 +174,25 @@ def test_push_the_image_when_built_or_later(containers: Containers, registry: Re
     unbuilt = changed_recipe(tmp_path, "count = 3", "count = 9")
     result = containers.composer("push", str(unbuilt), f"{registry.host}/core:never", HTTP, check=False)
     assert result.returncode == 1 and "not built" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_corrupted_blob_is_never_used(containers: Containers, registry: Registry, repo: str,
+                                       tmp_path: Path) -> None:
+    """Last in this file: the registry's copy of the final layer is damaged while it runs."""
+    final_key = containers.build_once(CORE)["layers"][-1]["key"]
+    manifest = json.loads(containers.run("skopeo", "inspect", "--raw", "--tls-verify=false",
+                                         f"docker://{repo}:{final_key}").stdout)
+    digest = manifest["layers"][-1]["digest"].split(":", 1)[1]
+    blob = registry.folder / "data/docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
+    original = blob.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0xFF  # same size, one byte changed
+    blob.write_bytes(bytes(damaged))
+    try:
+        with other_machine(containers, tmp_path / "machine-c") as box:
+            report, stderr = build(box, CORE, "--cache-from", repo, HTTP)
+    finally:
+        blob.write_bytes(original)
+    assert [layer["cache"] for layer in report["layers"]] == ["pulled"] * 5 + ["miss"]
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: registry cache")]
+    assert len(warnings) == 1 and f"pulling {final_key[:16]}" in warnings[0], stderr

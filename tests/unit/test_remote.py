@@ -206,3 +206,11 @@ def test_restacked_layers_are_pulled_not_built(tmp_path: Path) -> None:
                     and "copy" in a)
     assert pushed == sorted([plan.base.key, plan.steps[0].key, plan.finalize.key])
     assert all((tmp_path / "c" / "keys" / f"{k}.json").is_file() for k in leaves)  # kept for plan --why
+
+
+def test_the_warning_keeps_skopeos_message_alone() -> None:
+    from composer.remote import skopeo_message
+
+    line = 'time="2026-11-27T07:12:28Z" level=fatal msg="writing blob: \\"x\\": Digest did not match"'
+    assert skopeo_message(line) == 'writing blob: "x": Digest did not match'
+    assert skopeo_message("  plain words\n") == "plain words"
