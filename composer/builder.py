@@ -18,6 +18,7 @@ from typing import Any
 
 from composer import commands as cmd
 from composer import toolkit
+from composer.cache import mark_used
 from composer.errors import CommandError, ComposerError
 from composer.finalize import (
     CREDENTIALS_JSON,
@@ -34,6 +35,7 @@ from composer.lock import exclusive
 from composer.model import BaseKind, Layer, LayerKind, Plan, Step
 from composer.planner import replan
 from composer.progress import Progress
+from composer.remote import KEY_LABEL, RegistryCache, Remote
 from composer.runner import Runner, require_tool
 
 # The host's proxy variables (http_proxy, HTTPS_PROXY, no_proxy, ...) reach build steps
@@ -64,14 +66,16 @@ class BuildSettings:
     archive: bool = True
     jobs: int = 1  # restacked module layers built at once
     oci_archive: bool = True  # the .oci.tar besides the .oci layout folder
+    registry: RegistryCache = field(default_factory=RegistryCache)  # --cache-from/--cache-to
 
 
 @dataclass
 class LayerResult:
     layer: Layer
-    cache: str  # "hit" | "miss"
+    cache: str  # "hit" | "miss" | "pulled" (from the registry cache)
     seconds: float
     size: int | None = None
+    pushed: bool = False  # to the registry cache by this build
 
     @property
     def key(self) -> str:
@@ -81,6 +85,7 @@ class LayerResult:
         return {
             "index": self.layer.index, "kind": str(self.layer.kind), "module": self.layer.name,
             "key": self.layer.key, "cache": self.cache, "seconds": round(self.seconds, 3), "size": self.size,
+            "pushed": self.pushed,
         }
 
 
@@ -100,6 +105,7 @@ class BuildContext:
     state_dir: Path | None = None
     archive_path: Path | None = None
     started: float = field(default_factory=time.monotonic)
+    remote: Remote | None = None  # the registry cache, when the build has one
 
 
 def list_cached_keys(runner: Runner, storage: cmd.Storage) -> set[str]:
@@ -140,6 +146,10 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
                 sweep_working_containers(ctx)
                 sweep_scratch(settings.cache_dir)
         ctx.state_dir = Path(stack.enter_context(scratch_dir(ctx, "state")))
+        if settings.registry:  # registry cache hook (composer/remote.py)
+            # Its own scratch folder: the state folder is mounted into build steps.
+            auth_dir = Path(stack.enter_context(scratch_dir(ctx, "registry")))
+            ctx.remote = Remote(settings.registry, settings.storage, runner, progress.line, auth_dir)
         while True:
             try:
                 build_layers(ctx)
@@ -157,8 +167,10 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
         first: dict[str, LayerResult] = {}
         for result in ctx.results:
             first.setdefault(result.key, result)
-        ctx.results = [LayerResult(layer, first[layer.key].cache, first[layer.key].seconds)
+        ctx.results = [LayerResult(layer, first[layer.key].cache, first[layer.key].seconds,
+                                   pushed=first[layer.key].pushed)
                        for layer in plan.layers() if layer.key in first]
+    mark_used(settings.cache_dir, [r.key for r in ctx.results])
     with progress.step(f"tag {plan.image_ref}") as report:
         if plan.image_ref in ctx.tagged:
             report("up to date")
@@ -277,22 +289,32 @@ def build_reconcile(ctx: BuildContext) -> None:
         rec.apply_plan(ctx.runner, storage, ctr, rec.ReconcilePlan(analysis.writes, analysis.commands,
                                                                     analysis.deletes))
         run(cmd.run_in(storage, ctr, cmd.clean_step(plan.recipe.base.family)))
-        run(cmd.commit(storage, ctr, cmd.cache_ref(r.key)))
+        commit_layer(ctx, ctr, r.key)
     save_key_document(ctx, r.key, r.key_document)
 
 
 def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: Callable[[], None]) -> None:
     started = time.monotonic()
     if layer.key in ctx.existing:
-        report("cached")
-        ctx.results.append(LayerResult(layer, "hit", time.monotonic() - started))
+        # Registry cache hook: a layer the registry lacks is pushed, built here or not.
+        pushed = ctx.remote is not None and ctx.remote.offer(layer.key)
+        report("cached, pushed" if pushed else "cached")
+        ctx.results.append(LayerResult(layer, "hit", time.monotonic() - started, pushed=pushed))
+        return
+    if ctx.remote is not None and ctx.remote.fetch(layer.key):  # registry cache hook
+        save_key_document(ctx, layer.key, layer.key_document)
+        ctx.existing.add(layer.key)
+        seconds = time.monotonic() - started
+        ctx.results.append(LayerResult(layer, "pulled", seconds))
+        report(f"pulled in {seconds:.1f}s")
         return
     report("building…", final=False)
     make()
     ctx.existing.add(layer.key)
     seconds = time.monotonic() - started
-    ctx.results.append(LayerResult(layer, "miss", seconds))
-    report(f"built in {seconds:.1f}s")
+    pushed = ctx.remote is not None and ctx.remote.offer(layer.key)  # registry cache hook
+    ctx.results.append(LayerResult(layer, "miss", seconds, pushed=pushed))
+    report(f"built in {seconds:.1f}s" + (", pushed" if pushed else ""))
 
 
 def lock_paths(ctx: BuildContext) -> list[tuple[Path, str]]:
@@ -383,6 +405,14 @@ def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
             marker.unlink(missing_ok=True)
 
 
+def commit_layer(ctx: BuildContext, ctr: str, key: str) -> None:
+    """Commit ctr as key's cache image, labelled with its key: what a registry pull checks
+    the image against (composer/remote.py)."""
+    storage = ctx.settings.storage
+    ctx.runner.run(cmd.buildah(storage, "config", "--label", f"{KEY_LABEL}={key}", ctr))
+    ctx.runner.run(cmd.commit(storage, ctr, cmd.cache_ref(key)))
+
+
 def indent(text: str) -> str:
     return "\n".join("    | " + line for line in text.splitlines())
 
@@ -408,7 +438,7 @@ def build_base(ctx: BuildContext) -> None:
             run(cmd.from_image(storage, base.ref, ctr, pull="missing"), stream=True)
         else:
             run(cmd.from_image(storage, f"oci-archive:{base.ref}", ctr, pull="missing"), stream=True)
-        run(cmd.commit(storage, ctr, cmd.cache_ref(key)))
+        commit_layer(ctx, ctr, key)
     save_key_document(ctx, key, ctx.plan.base.key_document)
 
 
@@ -540,7 +570,7 @@ def build_module(ctx: BuildContext, step: Step) -> None:
         if packages or scripts or module.clean:
             # The mount points, package caches and logs of this step stay out of the layer.
             run(cmd.run_in(storage, ctr, cmd.clean_step(family, module.clean)))
-        run(cmd.commit(storage, ctr, cmd.cache_ref(step.key)))
+        commit_layer(ctx, ctr, step.key)
     save_key_document(ctx, step.key, step.key_document)
 
 
@@ -571,7 +601,7 @@ def build_finalize(ctx: BuildContext) -> None:
         run(cmd.from_image(storage, cmd.cache_ref(final.parent_key), ctr))
         run(cmd.buildah(storage, "copy", "--quiet", "--chown", "0:0", ctr, f"{stage}/", "/"))
         run(cmd.config_image(storage, ctr, final.image, final.labels, "composer finalize"))
-        run(cmd.commit(storage, ctr, cmd.cache_ref(final.key)))
+        commit_layer(ctx, ctr, final.key)
     save_key_document(ctx, final.key, final.key_document)
 
 
@@ -640,6 +670,7 @@ def report_document(ctx: BuildContext) -> dict[str, Any]:
             "layers": len(layers),
             "hits": sum(1 for r in ctx.results if r.cache == "hit"),
             "misses": sum(1 for r in ctx.results if r.cache == "miss"),
+            "pulled": sum(1 for r in ctx.results if r.cache == "pulled"),
             "seconds": round(time.monotonic() - ctx.started, 3),
             "size": sum(r.size or 0 for r in ctx.results),
         },

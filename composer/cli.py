@@ -307,6 +307,20 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
     }
 
 
+def registry_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--tls-verify, --creds, --authfile: registry access as the containers tools take it."""
+    for option in reversed([
+        click.option("--tls-verify/--no-tls-verify", default=None,
+                     help="Require HTTPS with a verified certificate (default: as registries.conf says)."),
+        click.option("--creds", envvar="COMPOSER_REGISTRY_CREDS", default="", metavar="USER[:PASSWORD]",
+                     help="Registry credentials (default: auth.json, as podman login writes it)."),
+        click.option("--authfile", envvar="REGISTRY_AUTH_FILE", default="", metavar="FILE",
+                     help="Registry auth file (default: ${XDG_RUNTIME_DIR}/containers/auth.json)."),
+    ]):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @recipe_arg
 @click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -321,16 +335,31 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               help="Restacked module layers to build at once (default: from the cores and memory).")
+@click.option("--cache-from", envvar="COMPOSER_CACHE_FROM", default="", metavar="REPO",
+              help="Registry repository to pull missing layers from (docs/cache.md).")
+@click.option("--cache-to", envvar="COMPOSER_CACHE_TO", default="", metavar="REPO",
+              help="Registry repository to push layers to, tagged by their keys.")
+@registry_options
+@click.option("--push", "push_ref", default="", metavar="REF",
+              help="Push the image to this registry reference when it is built (host/path:tag).")
 @pass_settings
 @global_options
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
-          no_archive: bool, oci_archive: bool, host_ca: bool, quiet: bool, jobs: int | None) -> None:
+          no_archive: bool, oci_archive: bool, host_ca: bool, quiet: bool, jobs: int | None,
+          cache_from: str, cache_to: str, tls_verify: bool | None, creds: str, authfile: str,
+          push_ref: str) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
     from composer.builder import BuildSettings, default_host_ca, default_jobs, measure_sizes, report_document
     from composer.builder import build as run_build
+    from composer.remote import RegistryCache, check_image_ref, check_repo, push_image
 
     runner = Runner(verbose=settings.verbose)
+    push_ref = check_image_ref(push_ref, "--push") if push_ref else ""
     the_plan = make_plan(settings, recipe, runner)
+    # The command line (or its environment variables) wins over the recipe's [cache].
+    registry = RegistryCache(check_repo(cache_from, "--cache-from") or the_plan.recipe.cache_from,
+                             check_repo(cache_to, "--cache-to") or the_plan.recipe.cache_to,
+                             tls_verify, authfile, creds)
     build_settings = BuildSettings(
         storage=settings.storage,
         cache_dir=settings.cache_dir,
@@ -339,6 +368,7 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
         archive=not no_archive,
         jobs=jobs or default_jobs(),
         oci_archive=oci_archive,
+        registry=registry,
     )
     progress = Progress(quiet=quiet)
     ctx = run_build(the_plan, build_settings, runner, progress)
@@ -347,8 +377,15 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
         measure_sizes(ctx)
         report_file.parent.mkdir(parents=True, exist_ok=True)
         report_file.write_text(json.dumps(report_document(ctx), indent=2) + "\n")
+    if push_ref:
+        with progress.step(f"push {push_ref}") as push_report:
+            push_image(runner, settings.storage, the_plan.image_ref, push_ref, tls_verify, authfile, creds,
+                       scratch_folder(settings))
+            push_report("done")
     hits = sum(1 for r in ctx.results if r.cache == "hit")
-    progress.line(f"{the_plan.image_ref}: {hits}/{len(ctx.results)} layers cached")
+    pulled = sum(1 for r in ctx.results if r.cache == "pulled")
+    progress.line(f"{the_plan.image_ref}: {hits}/{len(ctx.results)} layers cached"
+                  + (f", {pulled} pulled from the registry cache" if pulled else ""))
 
 
 def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
@@ -436,6 +473,90 @@ def volumes_restore(settings: Settings, recipe: Path, folder: Path, force: bool)
 
 def volume_context(settings: Settings, recipe: Path) -> tuple[Runner, cmd.Storage, Plan]:
     return Runner(verbose=settings.verbose), settings.storage, make_plan(settings, recipe)
+
+
+def scratch_folder(settings: Settings) -> Path:
+    folder = settings.cache_dir / "scratch"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@cli.command()
+@recipe_arg
+@click.argument("ref")
+@registry_options
+@pass_settings
+@global_options
+def push(settings: Settings, recipe: Path, ref: str, tls_verify: bool | None, creds: str, authfile: str) -> None:
+    """Push the image RECIPE was built into to REF (host/path:tag), without building."""
+    from composer.builder import list_cached_keys
+    from composer.remote import check_image_ref, push_image
+
+    dest = check_image_ref(ref, "REF")
+    runner = Runner(verbose=settings.verbose)
+    the_plan = make_plan(settings, recipe, runner)
+    final = the_plan.finalize.key
+    if final not in list_cached_keys(runner, settings.storage):
+        raise ComposerError(f"{recipe}: not built (its last layer {final[:16]} is not in containers-storage)",
+                            hint=f"run composer build {recipe} first, or build with --push")
+    push_image(runner, settings.storage, cmd.cache_ref(final), dest, tls_verify, authfile, creds,
+               scratch_folder(settings))
+    click.echo(f"pushed {the_plan.image_ref} to {dest}")
+
+
+@cli.group()
+def cache() -> None:
+    """The layers in containers-storage: list them, remove old ones (docs/cache.md)."""
+
+
+@cache.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_settings
+@global_options
+def cache_ls(settings: Settings, as_json: bool) -> None:
+    """Every cache layer: key, module, size, last used, the tagged images built on it."""
+    import time
+
+    from composer.cache import age_text, human_size, list_entries
+
+    entries = list_entries(Runner(verbose=settings.verbose), settings.storage, settings.cache_dir)
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        return
+    now = time.time()
+    click.echo(f"{'KEY':<16}  {'MODULE':<22} {'SIZE':>9}  {'LAST USED':<10} USED BY")
+    for e in entries:
+        click.echo(f"{e.key[:16]}  {e.module[:22]:<22} {human_size(e.size):>9}  "
+                   f"{age_text(e.last_used, now):<10} {', '.join(e.used_by) or '-'}")
+
+
+@cache.command("prune")
+@click.option("--older-than", "older_than", type=click.FloatRange(0), default=None, metavar="DAYS",
+              help="Remove layers last used more than DAYS ago.")
+@click.option("--keep", type=click.IntRange(0), default=None, metavar="N",
+              help="Keep the N last used layers of each module.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@pass_settings
+@global_options
+def cache_prune(settings: Settings, older_than: float | None, keep: int | None, dry_run: bool) -> None:
+    """Remove cache layers no tagged image is built on (by age and/or per module count)."""
+    import time
+
+    from composer.cache import human_size, list_entries, prune_candidates, remove
+
+    if older_than is None and keep is None:
+        raise ComposerError("cache prune: say what to remove", hint="give --older-than DAYS and/or --keep N")
+    runner = Runner(verbose=settings.verbose)
+    entries = list_entries(runner, settings.storage, settings.cache_dir)
+    doomed = prune_candidates(entries, older_than, keep, time.time())
+    verb = "would remove" if dry_run else "removing"
+    for e in doomed:
+        click.echo(f"{verb} {e.key[:16]}  {e.module}")
+    if not dry_run:
+        remove(runner, settings.storage, settings.cache_dir, doomed)
+    kept = len(entries) - len(doomed)
+    click.echo(f"{len(doomed)} layers {'would be ' if dry_run else ''}removed "
+               f"({human_size(sum(e.size for e in doomed))} of images), {kept} kept")
 
 
 @cli.command()

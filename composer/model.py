@@ -111,6 +111,8 @@ class Recipe:
     pod: dict[str, Any] = field(default_factory=dict, hash=False)
     layering: Layering = Layering.LINEAR
     module_dirs: tuple[Path, ...] = ()  # layers/ folders searched, first match wins (recipe.module_dirs)
+    cache_from: str = ""  # [cache] from: registry repository (docs/cache.md)
+    cache_to: str = ""  # [cache] to
     # Modules a child recipe dropped from its parent: (module, file, field), for messages.
     removed: tuple[tuple[str, str, str], ...] = ()
     # Values a child's [unset] dropped whole: (path such as "pod.network", file).

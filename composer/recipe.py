@@ -346,6 +346,9 @@ def _build(path: Path, resolved: Resolved) -> Recipe:
         if layer.module in seen:
             raise ComposerError(f"{layer.where}: module {layer.module!r} is listed twice")
         seen.add(layer.module)
+    from composer.remote import check_repo
+
+    cache = raw.get("cache", {})
     return Recipe(
         path=path,
         name=raw["name"],
@@ -361,6 +364,8 @@ def _build(path: Path, resolved: Resolved) -> Recipe:
         unset=tuple(resolved.unset.items()),
         effective={k: v for k, v in raw.items() if k != "layers"} | {"layers": raw.get("layers", [])},
         origins={_path_text(p): w for p, w in resolved.origins.items()},
+        cache_from=check_repo(cache.get("from", ""), f"{where}: cache.from"),
+        cache_to=check_repo(cache.get("to", ""), f"{where}: cache.to"),
     )
 
 

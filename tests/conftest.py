@@ -4,11 +4,15 @@ built once per session however many tests use it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,3 +166,63 @@ def copy_tree(src: Path, dest: Path, names: Sequence[str] = ()) -> Path:
     """Copy a recipe folder (recipes, layers, hooks) so a test can change it."""
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", *names))
     return dest
+
+
+@dataclass
+class Registry:
+    """A local OCI registry (Debian's docker-registry) with a config and storage of its own."""
+
+    folder: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        config = self.folder / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            "storage:\n"
+            f"  filesystem:\n    rootdirectory: {self.folder / 'data'}\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.host}\n"
+        )
+        log = (self.folder / "registry.log").open("ab")
+        self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as res:
+                    if res.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"docker-registry did not start: {(self.folder / 'registry.log').read_text()}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """One registry for the session on 127.0.0.1:<free port>; tests may stop and restart it."""
+    if shutil.which("docker-registry") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs docker-registry: run scripts/setup-host --test")
+        pytest.skip("needs docker-registry (scripts/setup-host --test)")
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    box = Registry(tmp_path_factory.mktemp("registry"), port)
+    box.start()
+    yield box
+    box.stop()
+    shutil.rmtree(box.folder, ignore_errors=True)

@@ -130,8 +130,10 @@ def test_module_layer_calls_and_contract(plan: Plan, tmp_path: Path) -> None:
     start = next(i for i, a in enumerate(runner.calls) if a[1] == "from" and a[-1] == cmd.cache_ref(step.parent_key))
     end = next(i for i, a in enumerate(runner.calls) if a[1] == "commit")
     verbs = [a[1] for a in runner.calls[start:end + 1]]
-    # from, config (history + env), install, file, options file, script, clean-up, commit
-    assert verbs == ["from", "config", "run", "copy", "copy", "run", "run", "commit"]
+    # from, config (history + env), install, file, options file, script, clean-up,
+    # key label, commit
+    assert verbs == ["from", "config", "run", "copy", "copy", "run", "run", "config", "commit"]
+    assert runner.calls[end - 1][-3:-1] == ["--label", f"io.composer.key={step.key}"]
     install = runner.calls[start + 2]
     assert install[install.index("--") + 1:] == [f"{toolkit.MOUNT}/composer-install", "jq", "figlet"]
     env = dict(a.split("=", 1) for a in (install[i + 1] for i, x in enumerate(install) if x == "--env"))
@@ -145,7 +147,7 @@ def test_module_layer_calls_and_contract(plan: Plan, tmp_path: Path) -> None:
     assert any(m.endswith(f":{cmd.STATE_MOUNT}") for m in mounts)
     options_copy = runner.calls[start + 4]
     assert options_copy[-1] == "/etc/composer/options/tool.json" and "0644" in options_copy
-    clean = runner.calls[end - 1]
+    clean = runner.calls[end - 2]
     assert cmd.BUILD_MOUNT_ROOT in clean and "--volume" not in clean  # nothing mounted while cleaning
 
 

@@ -1,0 +1,198 @@
+"""Layers shared through a real registry (docker-registry on 127.0.0.1): one storage pushes,
+a fresh one pulls instead of building; a tampered tag or a registry that is down never
+fails a build."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RECIPES, Containers, Registry, copy_tree, write_container_config
+
+pytestmark = pytest.mark.integration
+
+CORE = RECIPES / "core-test.toml"
+HTTP = "--no-tls-verify"  # the test registry speaks plain HTTP
+
+
+def by_module(report: dict) -> dict[str, str]:
+    return {layer["module"]: layer["cache"] for layer in report["layers"]}
+
+
+def build(box: Containers, recipe: Path, *extra: str) -> tuple[dict, str]:
+    """Build without export; the JSON report and what composer printed."""
+    report = box.root / "out" / "report.json"
+    result = box.composer("build", str(recipe), "--no-archive", "-o", str(box.root / "out"),
+                          "--report", str(report), *extra)
+    return json.loads(report.read_text()), result.stderr
+
+
+def greeting_count(box: Containers, image: str) -> str:
+    argv = ("run", "--rm", "--network", "none", "--entrypoint", "cat", image, "/etc/greeting/count")
+    return box.podman(*argv).stdout.strip()
+
+
+def changed_recipe(tmp_path: Path, old: str, new: str) -> Path:
+    copy = copy_tree(RECIPES, tmp_path / "recipes")
+    recipe = copy / "core-test.toml"
+    assert old in recipe.read_text()
+    recipe.write_text(recipe.read_text().replace(old, new))
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def repo(containers: Containers, registry: Registry) -> str:
+    """Storage A (the session's) builds the core recipe and pushes every layer."""
+    repo = f"{registry.host}/core-cache"
+    containers.build_once(CORE)
+    report, _ = build(containers, CORE, "--cache-to", repo, HTTP)
+    assert set(by_module(report).values()) == {"hit"}
+    assert all(layer["pushed"] for layer in report["layers"])
+    return repo
+
+
+@contextlib.contextmanager
+def other_machine(containers: Containers, folder: Path) -> Iterator[Containers]:
+    """Another machine as far as storage goes: its own containers-storage and cache."""
+    folder.mkdir(parents=True, exist_ok=True)
+    box = Containers(folder, {**containers.env, **write_container_config(folder)}, folder / "cache")
+    try:
+        yield box
+    finally:
+        box.buildah("rm", "--all", check=False)
+        box.podman("system", "reset", "--force", check=False, timeout=300)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def machine_b(containers: Containers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]:
+    with other_machine(containers, tmp_path_factory.mktemp("machine-b")) as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def pulled(repo: str, machine_b: Containers) -> dict:
+    report, _ = build(machine_b, CORE, "--cache-from", repo, HTTP)
+    return report
+
+
+def test_fresh_storage_pulls_every_layer_and_builds_none(containers: Containers, machine_b: Containers,
+                                                         pulled: dict) -> None:
+    assert [layer["cache"] for layer in pulled["layers"]] == ["pulled"] * 6
+    assert pulled["totals"]["misses"] == 0 and pulled["totals"]["pulled"] == 6
+    image = pulled["image"]
+    assert machine_b.images()[image] == containers.images()[image]  # the same image ID
+    # The pulled layers' key documents are kept, as if built here (plan --why, cache ls).
+    assert all((machine_b.cache_dir / "keys" / f"{layer['key']}.json").is_file() for layer in pulled["layers"])
+
+
+def test_changed_module_builds_from_there_and_pushes(repo: str, machine_b: Containers, pulled: dict,
+                                                     tmp_path: Path) -> None:
+    recipe = changed_recipe(tmp_path, "count = 3", "count = 4")
+    report, _ = build(machine_b, recipe, "--cache-from", repo, "--cache-to", repo, HTTP)
+    assert by_module(report) == {"debootstrap:trixie": "hit", "motd": "hit", "jq": "hit",
+                                 "greeting": "miss", "marker": "miss", "finalize": "miss"}
+    assert [layer["pushed"] for layer in report["layers"]] == [False] * 3 + [True] * 3
+    assert greeting_count(machine_b, report["image"]) == "4"
+
+
+def test_image_under_another_key_is_refused(containers: Containers, repo: str, machine_b: Containers,
+                                            pulled: dict, tmp_path: Path) -> None:
+    recipe = changed_recipe(tmp_path, "value = \"it's", "value = \"tampered it's")
+    plan = json.loads(machine_b.composer("plan", "--json", "--offline", str(recipe)).stdout)
+    marker_key = plan["layers"][-1]["key"]
+    motd_key = pulled["layers"][1]["key"]
+    # Someone pushes the motd layer's image under the tag of the changed marker layer.
+    containers.run("skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                   f"containers-storage:localhost/composer-cache:{motd_key}", f"docker://{repo}:{marker_key}")
+    report, stderr = build(machine_b, recipe, "--cache-from", repo, HTTP)
+    assert by_module(report)["marker"] == "miss"
+    assert f"{marker_key[:16]}… refused" in stderr and motd_key in stderr
+    label = machine_b.buildah("inspect", "--type", "image", "--format",
+                              '{{index .OCIv1.Config.Labels "io.composer.key"}}',
+                              f"localhost/composer-cache:{marker_key}").stdout.strip()
+    assert label == marker_key  # built here, not the impostor
+
+
+def test_registry_down_warns_once_and_builds_locally(registry: Registry, repo: str, machine_b: Containers,
+                                                     pulled: dict, tmp_path: Path) -> None:
+    recipe = changed_recipe(tmp_path, "count = 3", "count = 5")
+    registry.stop()
+    try:
+        report, stderr = build(machine_b, recipe, "--cache-from", repo, "--cache-to", repo, HTTP)
+    finally:
+        registry.start()
+    assert by_module(report)["greeting"] == "miss" and by_module(report)["finalize"] == "miss"
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: registry cache")]
+    assert len(warnings) == 1, stderr
+    assert "building locally" in warnings[0] and "Traceback" not in stderr
+
+
+def test_prune_keeps_what_the_tagged_image_uses_and_the_registry_refills(
+        repo: str, machine_b: Containers, pulled: dict, tmp_path: Path) -> None:
+    recipe = changed_recipe(tmp_path, "count = 3", "count = 7")
+    newest, _ = build(machine_b, recipe, "--cache-from", repo, HTTP)
+    image = newest["image"]
+    listing = json.loads(machine_b.composer("cache", "ls", "--json").stdout)
+    by_key = {e["key"]: e for e in listing}
+    for layer in newest["layers"]:  # every layer of the tagged image says it is in use
+        assert by_key[layer["key"]]["used_by"] == [image]
+    old_greeting = pulled["layers"][3]
+    assert old_greeting["module"] == "greeting" and by_key[old_greeting["key"]]["used_by"] == []
+    assert by_key[old_greeting["key"]]["module"] == "greeting" and by_key[old_greeting["key"]]["size"] > 0
+
+    before = machine_b.images()
+    dry = machine_b.composer("cache", "prune", "--keep", "1", "--dry-run").stdout
+    assert f"would remove {old_greeting['key'][:16]}" in dry
+    assert machine_b.images() == before  # --dry-run changes nothing
+
+    machine_b.composer("cache", "prune", "--keep", "1")
+    after = {e["key"]: e for e in json.loads(machine_b.composer("cache", "ls", "--json").stdout)}
+    assert all(layer["key"] in after for layer in newest["layers"])
+    assert old_greeting["key"] not in after
+    assert {e["module"] for e in after.values() if not e["used_by"]} <= {"greeting", "marker", "finalize"}
+    assert greeting_count(machine_b, image) == "7"
+    # What prune removed comes back from the registry, not from a build.
+    again, _ = build(machine_b, CORE, "--cache-from", repo, HTTP)
+    assert by_module(again)["greeting"] == "pulled" and again["totals"]["misses"] == 0
+
+
+def test_push_the_image_when_built_or_later(containers: Containers, registry: Registry, repo: str,
+                                            tmp_path: Path) -> None:
+    built, _ = build(containers, CORE, "--push", f"{registry.host}/core:built", HTTP)
+    containers.composer("push", str(CORE), f"{registry.host}/core:later", HTTP)
+    image_id = containers.images()[built["image"]]
+    for tag in ("built", "later"):
+        manifest = json.loads(containers.run("skopeo", "inspect", "--raw", "--tls-verify=false",
+                                             f"docker://{registry.host}/core:{tag}").stdout)
+        assert manifest["config"]["digest"].startswith(f"sha256:{image_id}")  # the same image
+    unbuilt = changed_recipe(tmp_path, "count = 3", "count = 9")
+    result = containers.composer("push", str(unbuilt), f"{registry.host}/core:never", HTTP, check=False)
+    assert result.returncode == 1 and "not built" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_corrupted_blob_is_never_used(containers: Containers, registry: Registry, repo: str,
+                                       tmp_path: Path) -> None:
+    """Last in this file: the registry's copy of the final layer is damaged while it runs."""
+    final_key = containers.build_once(CORE)["layers"][-1]["key"]
+    manifest = json.loads(containers.run("skopeo", "inspect", "--raw", "--tls-verify=false",
+                                         f"docker://{repo}:{final_key}").stdout)
+    digest = manifest["layers"][-1]["digest"].split(":", 1)[1]
+    blob = registry.folder / "data/docker/registry/v2/blobs/sha256" / digest[:2] / digest / "data"
+    original = blob.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0xFF  # same size, one byte changed
+    blob.write_bytes(bytes(damaged))
+    try:
+        with other_machine(containers, tmp_path / "machine-c") as box:
+            report, stderr = build(box, CORE, "--cache-from", repo, HTTP)
+    finally:
+        blob.write_bytes(original)
+    assert [layer["cache"] for layer in report["layers"]] == ["pulled"] * 5 + ["miss"]
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: registry cache")]
+    assert len(warnings) == 1 and f"pulling {final_key[:16]}" in warnings[0], stderr
