@@ -99,6 +99,9 @@ def test_browser_shows_the_xfce_desktop(browser_desktop: Devpod, tmp_path: Path)
     screen = vnc_screen(browser_desktop, tmp_path / "vnc.png")
     assert screen.size == image.size == GEOMETRY
     assert differing(image, screen) < 0.01, (path, tmp_path / "vnc.png")
+    # The password was in the page's address: no log of the container has it.
+    logged = browser_desktop.sh(f"grep -rl -e {PASSWORD} /var/log", check=False)
+    assert logged.stdout == "", logged.stdout
 
 
 def test_wrong_password_is_noVNCs_error_not_the_desktop(browser_desktop: Devpod, tmp_path: Path) -> None:
