@@ -7,12 +7,14 @@
 # The VNC password comes from a secret or, the first time without one, is
 # generated: 8 random characters (VNC authentication uses only 8), the
 # plaintext left for the user in ~/.vnc/password.txt, mode 0600. Options
-# from /etc/composer/options/vnc-desktop.json.
+# from /etc/composer/options/vnc-desktop.json, or novnc-desktop.json (the
+# same desktop in the browser, a drop-in replacement with the same options).
 set -eu
 # shellcheck source=../layers/base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
 conf=$root/etc/composer/options/vnc-desktop.json
+[ -f "$conf" ] || conf=$root/etc/composer/options/novnc-desktop.json
 vncpasswd=${COMPOSER_VNCPASSWD:-vncpasswd}
 
 mkdir -p "$root/run/dbus"

@@ -47,19 +47,24 @@ def session_ready(tree: str) -> bool:
     return '("xfce4-panel" ' in tree and '("xfdesktop" ' in tree
 
 
+def wait_for_desktop(pod: Devpod, programs: tuple[str, ...] = ("xvnc", "xfce4")) -> None:
+    """Until the programs run and the XFCE panel and desktop are drawn on :1."""
+    pod.wait_for(dict.fromkeys(programs, "RUNNING"))
+    deadline = time.monotonic() + 90
+    while not session_ready(x_tree(pod)):
+        if time.monotonic() > deadline:
+            log = pod.sh("cat /var/log/xfce4.log /var/log/xvnc.log", check=False).stdout
+            raise AssertionError(f"no panel and desktop on :1\n{x_tree(pod)}\n{log}")
+        time.sleep(1)
+    time.sleep(3)  # the panel and the wallpaper draw after their windows map
+
+
 @pytest.fixture(scope="module")
 def desktop(containers: Containers) -> Iterator[Devpod]:
     image = str(containers.build_once(RECIPE)["image"])
     pod = run_devpod(containers, image, ["--env", f"OPENAI_API_KEY={LEAKED}"])
     try:
-        pod.wait_for({"xvnc": "RUNNING", "xfce4": "RUNNING"})
-        deadline = time.monotonic() + 90
-        while not session_ready(x_tree(pod)):
-            if time.monotonic() > deadline:
-                log = pod.sh("cat /var/log/xfce4.log /var/log/xvnc.log", check=False).stdout
-                raise AssertionError(f"no panel and desktop on :1\n{x_tree(pod)}\n{log}")
-            time.sleep(1)
-        time.sleep(3)  # the panel and the wallpaper draw after their windows map
+        wait_for_desktop(pod)
         yield pod
     finally:
         containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)

@@ -425,6 +425,20 @@ def test_vnc_password_generated_once_then_from_secret(tree: Tree, tmp_path: Path
 
 
 @needs_jq
+def test_browser_desktop_gets_its_password_from_the_same_secret(tree: Tree, tmp_path: Path) -> None:
+    # novnc-desktop, vnc-desktop's drop-in replacement, has its own options file.
+    tree.write("etc/composer/options/novnc-desktop.json", json.dumps({"user": "devuser",
+                                                      "password_secret": "VNC_PASSWORD"}))
+    tree.secret("VNC_PASSWORD", "br0wser\n")
+    (tree.root / "tmp").mkdir()
+    proc = tree.run("25-desktop.sh", env={"COMPOSER_VNCPASSWD": str(fake_vncpasswd(tmp_path))})
+    vnc = tree.home("devuser") / ".vnc"
+    assert (vnc / "passwd").read_text() == "OBF:br0wser\n", proc.stderr
+    assert mode(vnc / "passwd") == 0o600
+    assert (tree.root / "run/user" / str(tree.uid)).is_dir()
+
+
+@needs_jq
 def test_desktop_runtime_dir_and_x11_dir_made_safely(tree: Tree, tmp_path: Path) -> None:
     tree.write("etc/composer/options/vnc-desktop.json", json.dumps({"user": "devuser",
                                                     "password_secret": "VNC_PASSWORD"}))
