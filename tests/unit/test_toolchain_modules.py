@@ -74,9 +74,13 @@ def test_seed_environment(tmp_path: Path) -> None:
     env = {s.module.name: dict(s.module.env) for s in plan.steps}
     assert env["cuda"]["CUDA_HOME"] == "/opt/cuda"
     assert env["cuda"]["LD_LIBRARY_PATH"] == "/opt/cuda/lib64"
-    # [env] values are literal and the later module's PATH wins: cuda's keeps the venv.
-    assert env["cuda"]["PATH"].split(":")[:2] == ["/opt/cuda/bin", "/opt/venv/bin"]
-    assert env["python"]["PATH"].startswith("/opt/venv/bin:")
+    # [env] values are literal and the later module's PATH wins: cuda's keeps the venv,
+    # last: root's PATH never starts with the group-writable venv (users get it first
+    # from the python module's profile script).
+    assert env["cuda"]["PATH"].split(":")[0] == "/opt/cuda/bin"
+    for module in ("cuda", "python"):
+        assert env[module]["PATH"].split(":")[-1] == "/opt/venv/bin", module
+    assert env["python"]["PATH"].startswith("/usr/local/sbin:")
     assert env["node"]["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] == "1"
 
 
