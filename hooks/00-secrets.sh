@@ -37,6 +37,7 @@ mkdir -p -m 0700 "$copy"
 if mount -t tmpfs -o mode=0700,uid=0,gid=0,size=4m composer-secrets "$copy" 2> /dev/null; then
     if cp -R "$dir"/. "$copy"/ && chmod -R go-rwx "$copy" &&
         mount --bind "$copy" "$dir" 2> /dev/null; then
+        mount -o remount,bind,ro "$dir" 2> /dev/null || true  # read-only, as it was
         log "$dir is read-only and readable by other users: covered it with a root-only copy"
         exit 0
     fi
@@ -44,7 +45,7 @@ if mount -t tmpfs -o mode=0700,uid=0,gid=0,size=4m composer-secrets "$copy" 2> /
 fi
 rmdir "$copy" 2> /dev/null || true
 
-exposed=$(find -L "$dir" -mindepth 1 -type f -perm /004 ! -path '*/..*' -exec basename {} \; | tr '\n' ' ')
+exposed=$(find -L "$dir" -mindepth 1 -type f -perm /004 ! -path '*/..*' -exec basename {} \; | tr '\n' ' ' | sed 's/ $//')
 log "refusing to start: $dir is read-only and every user can read ${exposed:-its secrets}."
 log "mount secrets root-only: podman run --secret NAME,type=mount,mode=0400; a Secret volume" \
     "with defaultMode 0400 (podman >= 4.4); or a hostPath folder of mode 0700 (docs/kube.md)"

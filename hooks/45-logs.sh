@@ -3,10 +3,11 @@
 # devuser, read them; devuser's tmux Logs window tails them), never everyone's: a
 # service may log a token, a path or a user's command. Files from an earlier run (the
 # /var/log volume) get mode 0640 and the group; each program's log is made that way
-# before supervisord opens it (it appends and keeps the mode). supervisord itself gets
-# umask 027, so a log it makes later (after a rotation) is not readable by others
-# either; its programs keep the usual umask 022. Only files root owns and that have
-# one link are changed, never through a symlink.
+# before supervisord opens it (it appends and keeps the mode). supervisord itself runs
+# with umask 027 (composer-entrypoint sets it), so a log it makes later (after a
+# rotation) is not readable by others either; its programs get the usual umask 022
+# back here. Only files root owns and that have one link are changed, never through
+# a symlink.
 set -eu
 # shellcheck source=../layers/base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
@@ -46,7 +47,6 @@ for file in "$logs"/*.log "$logs"/supervisor/* $(sed -n 's#^stdout_logfile=#'"$r
 done
 
 tmp=$(mktemp "$dir/.logs.XXXXXX")
-printf '[supervisord]\numask=027\n\n' > "$tmp"
-sed -n 's/^\[program:\(.*\)\]$/[program:\1]\numask=022\n/p' "$conf" >> "$tmp"
+sed -n 's/^\[program:\(.*\)\]$/[program:\1]\numask=022\n/p' "$conf" > "$tmp"
 chmod 0644 "$tmp"
 mv -f -T "$tmp" "$out"
