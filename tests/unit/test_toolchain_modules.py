@@ -5,8 +5,10 @@ values at plan time, and their scripts are valid POSIX sh."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,38 @@ def test_agents_tool_counts_and_syncs_templates(tmp_path: Path) -> None:
     (target / "team" / "reviewer.md").write_text("edited\n")
     subprocess.run([str(tool), "sync"], capture_output=True, check=True)
     assert (target / "team" / "reviewer.md").read_text() == "edited\n"  # never overwritten
+
+
+@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None,
+                    reason="dropping to another user needs root and setpriv")
+def test_agents_sync_as_root_copies_as_the_user() -> None:
+    """Run as root (the 60-agents hook), the copying is done as the folder's user: a
+    symlink the user planted in the folder leads nowhere root could write."""
+    box = Path(tempfile.mkdtemp(prefix="agents-", dir="/tmp"))  # nobody must reach it
+    try:
+        box.chmod(0o755)
+        script = (LAYERS / "agents" / "files" / "composer-agents").read_text()
+        conf, target, extra = box / "agents.json", box / "agents", box / "extra"
+        outside = box / "outside"  # root's folder, say /etc
+        for folder in (target, extra / "team", outside):
+            folder.mkdir(parents=True)
+        (extra / "team" / "reviewer.md").write_text("# reviewer\n")
+        (extra / "planner.md").write_text("# planner\n")
+        os.chown(target, 65534, 65534)
+        (target / "team").symlink_to(outside)  # planted by the user
+        conf.write_text(json.dumps({"target": str(target), "user": "nobody",
+                                    "extra_dir": str(extra)}))
+        tool = box / "composer-agents"
+        tool.write_text(script.replace("/etc/composer/options/agents.json", str(conf))
+                        .replace("/etc/composer/agents.count", str(box / "count"))
+                        .replace("/usr/local/share/composer/agents", str(box / "image")))
+        tool.chmod(0o755)
+        subprocess.run([str(tool), "sync"], capture_output=True, text=True, check=True)
+        assert list(outside.iterdir()) == []  # root would have written reviewer.md there
+        planner = target / "planner.md"
+        assert planner.read_text() == "# planner\n" and planner.stat().st_uid == 65534
+    finally:
+        shutil.rmtree(box)
 
 
 def test_every_shipped_option_has_a_description() -> None:
