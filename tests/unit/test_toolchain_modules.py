@@ -197,6 +197,23 @@ def test_agents_sync_as_root_copies_as_the_user() -> None:
         shutil.rmtree(box)
 
 
+@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None,
+                    reason="a shell as another user needs root and setpriv")
+def test_venv_first_for_users_last_for_root() -> None:
+    """The python module's profile script: a user's shell gets /opt/venv/bin first, root's
+    keeps the image's PATH, where the group-writable venv comes last."""
+    script = LAYERS / "python" / "files" / "venv-path.sh"
+    image_path = "/usr/local/bin:/usr/bin:/bin:/opt/venv/bin"
+    show = f'. {script}; printf %s "$PATH"'
+    as_root = subprocess.run(["env", f"PATH={image_path}", "sh", "-c", show],
+                             capture_output=True, text=True, check=True).stdout
+    as_user = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              "env", f"PATH={image_path}", "sh", "-c", show],
+                             capture_output=True, text=True, check=True).stdout
+    assert as_root == image_path
+    assert as_user == "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin"
+
+
 def test_every_shipped_option_has_a_description() -> None:
     import tomllib
 
