@@ -19,7 +19,11 @@ while IFS= read -r name; do
     case $name in
         ''|*[!A-Za-z0-9_]*|[0-9]*) continue ;;  # not a variable name: never written
     esac
-    value=$(printenv "$name") || continue
+    if [ "$name" = PATH ]; then
+        value=$image_path  # hooklib set the hooks' own PATH
+    else
+        value=$(printenv "$name") || continue
+    fi
     # Single-quoted for sh: every ' becomes '\'' so the value stays data.
     quoted=$(printf '%s' "$value" | sed "s/'/'\\\\''/g")
     printf "export %s='%s'\n" "$name" "$quoted" >> "$tmp"

@@ -25,7 +25,7 @@ while IFS="$(printf '\t')" read -r name uid gid workspace; do
     home=$root/home/$name
     if [ ! -d "$home" ]; then
         mkdir -p "$home"
-        chown "$uid:$gid" "$home"
+        chown -h "$uid:$gid" "$home"
     fi
     mkdir_owned "$uid" "$gid" "$home" .config || true
     if [ "$workspace" = "true" ]; then

@@ -1,6 +1,6 @@
 #!/bin/sh
-# sshd's start-up needs: host keys unique to this container (made once, kept
-# in the container's /etc/ssh afterwards), the privilege-separation directory
+# sshd's start-up needs: host keys unique to this devpod (made once, kept on the
+# /etc/ssh/host-keys volume afterwards), the privilege-separation directory
 # /run/sshd, the login user's authorized_keys from a secret, and password
 # login only when a password secret is given (never a built-in password).
 # Options come from /etc/composer/options/ssh.json (the ssh module's options).
@@ -11,9 +11,24 @@ set -eu
 conf=$root/etc/composer/options/ssh.json
 runconf=$root/run/composer/sshd_config.d
 
-mkdir -p "$root/etc/ssh"
-# -A makes every missing key type; -f prefixes the paths (a test tree).
-ssh-keygen -A ${root:+-f "$root"}
+# The keys live in /etc/ssh/host-keys, the ssh module's volume: made once, then
+# kept by every later start and by a redeploy that keeps the volume, so clients
+# never see the devpod's identity change. Only root can read the folder.
+keys_dir=$root/etc/ssh/host-keys
+if [ -L "$keys_dir" ]; then
+    rm -f "$keys_dir"
+fi
+mkdir -p "$keys_dir"
+chown root:root "$keys_dir"
+chmod 0700 "$keys_dir"
+for type in ed25519 ecdsa rsa; do
+    key=$keys_dir/ssh_host_${type}_key
+    if [ ! -s "$key" ] || [ ! -s "$key.pub" ] || [ -L "$key" ]; then
+        rm -f "$key" "$key.pub"
+        ssh-keygen -q -t "$type" -N '' -C "root@$(hostname 2> /dev/null || echo devpod)" -f "$key"
+        log "made SSH host key $key"
+    fi
+done
 mkdir -p "$root/run/sshd"
 chmod 0755 "$root/run/sshd"
 mkdir -p "$runconf"

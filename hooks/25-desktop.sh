@@ -58,7 +58,7 @@ mkdir -p "$run_user"
 chmod 0755 "$run_user"
 rm -rf "${run_user:?}/$uid"
 mkdir -m 0700 "$run_user/$uid"
-chown "$uid:$gid" "$run_user/$uid"
+chown -h "$uid:$gid" "$run_user/$uid"
 
 vnc=$home/.vnc
 [ -d "$home" ] && mkdir_owned "$uid" "$gid" "$home" .vnc 0700 || exit 0
@@ -71,7 +71,8 @@ if password=$(read_secret "$secret"); then
     # A generated password from an earlier start is no longer the password.
     rm -f "$vnc/password.txt"
     log "VNC password set from $secret"
-elif [ -s "$vnc/passwd" ] && [ -s "$vnc/password.txt" ]; then
+elif [ -s "$vnc/passwd" ] && [ ! -L "$vnc/passwd" ] &&
+    [ -s "$vnc/password.txt" ] && [ ! -L "$vnc/password.txt" ]; then
     log "keeping the VNC password generated earlier (~$user/.vnc/password.txt)"
 else
     password=$(LC_ALL=C tr -dc 'A-Za-z0-9' < /dev/urandom | head -c 8)

@@ -18,7 +18,14 @@ while IFS="$(printf '\t')" read -r name uid gid mode; do
         continue
     fi
     # Only what is wrong is touched (a big model cache is not rewritten at
-    # every start); -h changes a symlink itself, never its target.
-    find "$home" \( ! -user "$uid" -o ! -group "$gid" \) -exec chown -h "$uid:$gid" {} +
-    chmod "$mode" "$home"
+    # every start); -h changes a symlink itself, never its target. A file of
+    # someone else's with more than one link may be a hard link to a file
+    # outside the home (/etc/shadow): it is left alone and reported.
+    find "$home" \( ! -user "$uid" -o ! -group "$gid" \) \
+        \( -type d -o -type l -o -links 1 \) -exec chown -h "$uid:$gid" {} + || true
+    find "$home" ! -type d ! -type l -links +1 \( ! -user "$uid" -o ! -group "$gid" \) -print |
+    while IFS= read -r file; do
+        log "left alone, a hard link that is not $name's: $file"
+    done
+    chmod "$mode" "$home" || log "could not set the mode of $home"
 done

@@ -13,4 +13,8 @@ if [ "${COMPOSER_SKIP_HOOKS:-0}" != 1 ] && [ -d /etc/composer/hooks.d ]; then
     done
 fi
 [ "$#" -gt 0 ] || set -- /bin/sh
+# What the command makes itself (supervisord: the service logs, also after a rotation)
+# is not for every user to read. supervisord applies its own `umask` setting only when
+# it daemonizes, never as PID 1; its programs get theirs from the 45-logs hook.
+umask 027
 exec "$@"

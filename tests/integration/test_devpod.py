@@ -197,7 +197,7 @@ def test_ssh_key_login_on_mapped_port(devpod: Devpod, ssh_key: Path) -> None:
     assert out.stdout.split() == ["devuser", "/usr/bin/zsh"]
     # No password secret: password login is off; host keys were made at start.
     assert "passwordauthentication no" in devpod.sh("sshd -T").stdout
-    assert devpod.sh("ls /etc/ssh/ssh_host_ed25519_key").returncode == 0
+    assert devpod.sh("ls /etc/ssh/host-keys/ssh_host_ed25519_key").returncode == 0
 
 
 def test_host_keys_not_in_the_image(containers: Containers, image: str) -> None:

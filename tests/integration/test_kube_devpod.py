@@ -189,6 +189,16 @@ def test_secret_values_reach_the_credential_files(containers: Containers, played
     assert http(played.api, "/services", token=played.values["MANAGEMENT_API_TOKEN"])[0] == 200
 
 
+def test_secret_volume_is_root_only(containers: Containers, played: Played) -> None:
+    # podman 4.3 mounts the Secret read-only with 0644 files: the 00-secrets hook covers it
+    # with a root-only copy; >= 4.4 honours defaultMode 0400. Either way, users cannot read.
+    assert sh(containers, "cat /run/secrets/ANTHROPIC_API_KEY").stdout.strip() == \
+        played.values["ANTHROPIC_API_KEY"]
+    for user in ("devuser", "gemini-user"):
+        assert sh(containers, "cat /run/secrets/ANTHROPIC_API_KEY", user=user,
+                  check=False).returncode != 0, user
+
+
 def test_volume_survives_down_and_play(containers: Containers, played: Played) -> None:
     note = f"kept {uuid.uuid4().hex}"
     sh(containers, f"echo '{note}' > /home/devuser/workspace/kube-test.txt", user="devuser")

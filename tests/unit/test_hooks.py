@@ -103,8 +103,8 @@ def mode(path: Path) -> int:
 def test_every_hook_is_executable_posix_sh_named_nn() -> None:
     hooks = sorted(HOOKS.iterdir())
     assert [h.name for h in hooks] == [
-        "05-login-env.sh", "10-directories.sh", "20-ssh-hostkeys.sh", "25-desktop.sh", "30-credentials.sh",
-        "40-permissions.sh", "50-service-toggle.sh", "60-agents.sh",
+        "00-secrets.sh", "05-login-env.sh", "10-directories.sh", "20-ssh-hostkeys.sh", "25-desktop.sh",
+        "30-credentials.sh", "40-permissions.sh", "45-logs.sh", "50-service-toggle.sh", "60-agents.sh",
     ]
     for hook in [*hooks, HOOKLIB]:
         if hook != HOOKLIB:
@@ -228,6 +228,32 @@ def test_credentials_never_follow_a_planted_symlink(tree: Tree, tmp_path: Path) 
     assert sorted(p.name for p in elsewhere.iterdir()) == ["victim"]
 
 
+@needs_jq
+def test_credentials_never_write_through_a_hard_link(tree: Tree, tmp_path: Path) -> None:
+    # A user hard-links the config file to another file: the write replaces the name,
+    # the other file keeps its content.
+    victim = tree.home("openai-user") / "victim"
+    victim.write_text("untouched")
+    conf = tree.home("openai-user") / ".config/openai"
+    conf.mkdir(parents=True)
+    os.link(victim, conf / "config.json")
+    tree.secret("OPENAI_API_KEY", "o")
+    tree.run("30-credentials.sh")
+    assert victim.read_text() == "untouched"
+    assert (conf / "config.json").stat().st_nlink == 1
+    assert json.loads((conf / "config.json").read_text()) == {"api_key": "o"}
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the folder is made root's: needs root")
+def test_secrets_folder_made_root_only(tree: Tree) -> None:
+    tree.secrets.chmod(0o755)
+    tree.secret("ANTHROPIC_API_KEY", "k")
+    (tree.secrets / "ANTHROPIC_API_KEY").chmod(0o444)  # podman's --secret mode
+    tree.run("00-secrets.sh")
+    assert mode(tree.secrets) == 0o700 and tree.secrets.stat().st_uid == 0
+    assert (tree.secrets / "ANTHROPIC_API_KEY").read_text() == "k"
+
+
 # --- 10-directories / 40-permissions ----------------------------------------
 
 @needs_jq
@@ -274,6 +300,8 @@ def test_permissions_give_files_back_to_their_user(tree: Tree, tmp_path: Path) -
 
 # --- 50-service-toggle -------------------------------------------------------
 
+
+
 SUPERVISORD_CONF = """\
 [supervisord]
 nodaemon=true
@@ -290,6 +318,43 @@ command=/bin/sh -c 'sleep "$0"; exec "$@"' 5 /usr/local/bin/tmux-autostart.sh
 [include]
 files = /run/composer/supervisord.d/*.conf
 """
+
+
+@needs_jq
+@pytest.mark.skipif(os.getuid() != 0, reason="chown to another uid needs root")
+def test_permissions_leave_a_foreign_hard_link_alone(tree: Tree, tmp_path: Path) -> None:
+    # What a user could plant where the kernel does not protect hard links: a second
+    # name for a file of someone else's (think /etc/shadow).
+    outside = tmp_path / "shadow"
+    outside.write_text("secret")
+    os.chown(outside, 0, 4244)
+    outside.chmod(0o640)
+    os.link(outside, tree.home("gemini-user") / "shadow")
+    proc = tree.run("40-permissions.sh")
+    assert (outside.stat().st_uid, outside.stat().st_gid) == (0, 4244)
+    assert "left alone, a hard link that is not gemini-user's" in proc.stderr
+
+
+# --- 45-logs -------------------------------------------------------------------
+
+@pytest.mark.skipif(os.getuid() != 0, reason="log files are root's: needs root")
+def test_logs_made_private_and_programs_umask(tree: Tree, tmp_path: Path) -> None:
+    tree.write("etc/composer/supervisord.conf", SUPERVISORD_CONF.replace(
+        "[program:sshd]\n", "[program:sshd]\nstdout_logfile=/var/log/sshd.log\n"))
+    old = tree.write("var/log/management-api.log", "token=abc\n")
+    old.chmod(0o644)
+    outside = tmp_path / "outside"
+    outside.write_text("x")
+    outside.chmod(0o644)
+    (tree.root / "var/log/xvnc.log").symlink_to(outside)
+    proc = tree.run("45-logs.sh")
+    assert mode(old) == 0o640 and old.read_text() == "token=abc\n"
+    assert mode(tree.root / "var/log/sshd.log") == 0o640  # made before supervisord opens it
+    assert mode(tree.root / "var/log/supervisor") == 0o750
+    assert mode(outside) == 0o644 and "left alone (not a plain file)" in proc.stderr
+    conf = (tree.root / "run/composer/supervisord.d/45-logs.conf").read_text()
+    assert "[supervisord]" not in conf  # the entrypoint's umask 027 is supervisord's
+    assert "[program:sshd]\numask=022\n" in conf and "[program:xfce4]\numask=022\n" in conf
 
 
 def test_toggle_writes_overrides_for_known_programs(tree: Tree) -> None:
@@ -353,7 +418,7 @@ def test_ssh_hook_keys_and_no_password_without_secret(tree: Tree, tmp_path: Path
     tree.secret("SSH_AUTHORIZED_KEYS", keys + "\n")
     tree.run("20-ssh-hostkeys.sh", env={"COMPOSER_CHPASSWD": str(fake)})
 
-    hostkeys = sorted(p.name for p in (tree.root / "etc/ssh").glob("ssh_host_*_key"))
+    hostkeys = sorted(p.name for p in (tree.root / "etc/ssh/host-keys").glob("ssh_host_*_key"))
     assert "ssh_host_ed25519_key" in hostkeys and "ssh_host_rsa_key" in hostkeys
     assert (tree.root / "run/sshd").is_dir()
     auth = tree.home("devuser") / ".ssh/authorized_keys"
@@ -363,9 +428,10 @@ def test_ssh_hook_keys_and_no_password_without_secret(tree: Tree, tmp_path: Path
     assert not (tree.root / "run/composer/sshd_config.d/password.conf").exists()
 
     # Keys made once are kept.
-    before = (tree.root / "etc/ssh/ssh_host_ed25519_key").read_bytes()
+    assert mode(tree.root / "etc/ssh/host-keys") == 0o700
+    before = (tree.root / "etc/ssh/host-keys/ssh_host_ed25519_key").read_bytes()
     tree.run("20-ssh-hostkeys.sh", env={"COMPOSER_CHPASSWD": str(fake)})
-    assert (tree.root / "etc/ssh/ssh_host_ed25519_key").read_bytes() == before
+    assert (tree.root / "etc/ssh/host-keys/ssh_host_ed25519_key").read_bytes() == before
 
 
 @needs_jq

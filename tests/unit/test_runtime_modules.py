@@ -98,7 +98,10 @@ def test_users_option_defaults_reach_the_script(tmp_path: Path) -> None:
     assert users.options["helpers_for"] == ["devuser"]
     vnc = next(s for s in plan.steps if s.module.name == "vnc-desktop")
     assert vnc.options == {"display": 1, "geometry": "1920x1080", "depth": 24, "port": 5901,
-                           "user": "devuser", "password_secret": "VNC_PASSWORD"}
+                           "listen": "127.0.0.1", "user": "devuser",
+                           "password_secret": "VNC_PASSWORD"}
+    ssh = next(s for s in plan.steps if s.module.name == "ssh")
+    assert ssh.options["allow_users"] == []  # sshd AllowUsers: the `user` option alone
 
 
 def test_generated_supervisord_conf_has_the_runtime_programs(tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ values at plan time, and their scripts are valid POSIX sh."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -74,9 +76,13 @@ def test_seed_environment(tmp_path: Path) -> None:
     env = {s.module.name: dict(s.module.env) for s in plan.steps}
     assert env["cuda"]["CUDA_HOME"] == "/opt/cuda"
     assert env["cuda"]["LD_LIBRARY_PATH"] == "/opt/cuda/lib64"
-    # [env] values are literal and the later module's PATH wins: cuda's keeps the venv.
-    assert env["cuda"]["PATH"].split(":")[:2] == ["/opt/cuda/bin", "/opt/venv/bin"]
-    assert env["python"]["PATH"].startswith("/opt/venv/bin:")
+    # [env] values are literal and the later module's PATH wins: cuda's keeps the venv,
+    # last: root's PATH never starts with the group-writable venv (users get it first
+    # from the python module's profile script).
+    assert env["cuda"]["PATH"].split(":")[0] == "/opt/cuda/bin"
+    for module in ("cuda", "python"):
+        assert env[module]["PATH"].split(":")[-1] == "/opt/venv/bin", module
+    assert env["python"]["PATH"].startswith("/usr/local/sbin:")
     assert env["node"]["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] == "1"
 
 
@@ -157,6 +163,55 @@ def test_agents_tool_counts_and_syncs_templates(tmp_path: Path) -> None:
     (target / "team" / "reviewer.md").write_text("edited\n")
     subprocess.run([str(tool), "sync"], capture_output=True, check=True)
     assert (target / "team" / "reviewer.md").read_text() == "edited\n"  # never overwritten
+
+
+@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None,
+                    reason="dropping to another user needs root and setpriv")
+def test_agents_sync_as_root_copies_as_the_user() -> None:
+    """Run as root (the 60-agents hook), the copying is done as the folder's user: a
+    symlink the user planted in the folder leads nowhere root could write."""
+    box = Path(tempfile.mkdtemp(prefix="agents-", dir="/tmp"))  # nobody must reach it
+    try:
+        box.chmod(0o755)
+        script = (LAYERS / "agents" / "files" / "composer-agents").read_text()
+        conf, target, extra = box / "agents.json", box / "agents", box / "extra"
+        outside = box / "outside"  # root's folder, say /etc
+        for folder in (target, extra / "team", outside):
+            folder.mkdir(parents=True)
+        (extra / "team" / "reviewer.md").write_text("# reviewer\n")
+        (extra / "planner.md").write_text("# planner\n")
+        os.chown(target, 65534, 65534)
+        (target / "team").symlink_to(outside)  # planted by the user
+        conf.write_text(json.dumps({"target": str(target), "user": "nobody",
+                                    "extra_dir": str(extra)}))
+        tool = box / "composer-agents"
+        tool.write_text(script.replace("/etc/composer/options/agents.json", str(conf))
+                        .replace("/etc/composer/agents.count", str(box / "count"))
+                        .replace("/usr/local/share/composer/agents", str(box / "image")))
+        tool.chmod(0o755)
+        subprocess.run([str(tool), "sync"], capture_output=True, text=True, check=True)
+        assert list(outside.iterdir()) == []  # root would have written reviewer.md there
+        planner = target / "planner.md"
+        assert planner.read_text() == "# planner\n" and planner.stat().st_uid == 65534
+    finally:
+        shutil.rmtree(box)
+
+
+@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None,
+                    reason="a shell as another user needs root and setpriv")
+def test_venv_first_for_users_last_for_root() -> None:
+    """The python module's profile script: a user's shell gets /opt/venv/bin first, root's
+    keeps the image's PATH, where the group-writable venv comes last."""
+    script = LAYERS / "python" / "files" / "venv-path.sh"
+    image_path = "/usr/local/bin:/usr/bin:/bin:/opt/venv/bin"
+    show = f'. {script}; printf %s "$PATH"'
+    as_root = subprocess.run(["env", f"PATH={image_path}", "sh", "-c", show],
+                             capture_output=True, text=True, check=True).stdout
+    as_user = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              "env", f"PATH={image_path}", "sh", "-c", show],
+                             capture_output=True, text=True, check=True).stdout
+    assert as_root == image_path
+    assert as_user == "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin"
 
 
 def test_every_shipped_option_has_a_description() -> None:

@@ -3,6 +3,14 @@
 # hook against a temporary tree (COMPOSER_ROOT=/tmp/x); secrets are read from
 # $secrets_dir (COMPOSER_SECRETS_DIR, default /run/secrets) or the environment.
 
+# Hooks run as root: programs come from root's own folders only, never from a
+# folder users may write to that the image's PATH names (a venv of a group's).
+# The image's PATH stays in image_path (05-login-env hands it to login shells).
+# shellcheck disable=SC2034 # used by the hooks
+image_path=${PATH:-}
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+
 root=${COMPOSER_ROOT:-}
 secrets_dir=${COMPOSER_SECRETS_DIR:-$root/run/secrets}
 hook_name=$(basename "$0")
@@ -62,8 +70,8 @@ mkdir_owned() {
             return 1
         fi
         if [ ! -d "$_path" ]; then
-            mkdir -m "$_mode" "$_path"
-            chown "$_uid:$_gid" "$_path"
+            mkdir -m "$_mode" "$_path" || { IFS=$_old_ifs; set +f; return 1; }
+            chown -h "$_uid:$_gid" "$_path"
         fi
     done
     IFS=$_old_ifs
@@ -71,12 +79,17 @@ mkdir_owned() {
 }
 
 # write_owned UID GID PATH: write stdin to PATH, mode 0600, owned by UID:GID.
-# Written to a fresh temporary file beside it and renamed over it, so a
-# symlink at PATH is replaced, never followed.
+# Written to a fresh temporary file beside it and renamed over it (mv -T), so
+# whatever a user left at PATH -- a symlink, a hard link to another file, a
+# folder -- is replaced or refused, never followed or written through.
 write_owned() {
     _dir=$(dirname "$3")
     if [ -L "$_dir" ] || [ ! -d "$_dir" ]; then
         log "refusing to write into $_dir"
+        return 1
+    fi
+    if [ -d "$3" ] && [ ! -L "$3" ]; then
+        log "refusing to write $3: it is a folder"
         return 1
     fi
     _tmp=$(umask 077 && mktemp "$_dir/.composer.XXXXXX")
@@ -85,6 +98,9 @@ write_owned() {
         return 1
     fi
     chmod 0600 "$_tmp"
-    chown "$1:$2" "$_tmp"
-    mv -f "$_tmp" "$3"
+    chown -h "$1:$2" "$_tmp"
+    if ! mv -f -T "$_tmp" "$3"; then
+        rm -f "$_tmp"
+        return 1
+    fi
 }
