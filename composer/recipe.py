@@ -11,6 +11,8 @@ from typing import Any
 from composer.errors import ComposerError
 from composer.model import Base, BaseKind, Family, ImageConfig, Layering, LayerRef, Recipe, Secret, from_raw
 from composer.schema import display, load_schema, validate
+from composer.selfmodule import NAME as SELF_MODULE
+from composer.selfmodule import self_modules_dir
 
 DEFAULT_TAG = "latest"
 
@@ -180,7 +182,7 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]], chai
         secrets=tuple(from_raw(Secret, s) for s in raw.get("secrets", [])),
         pod=raw.get("pod", {}),
         layering=Layering(raw.get("layering", Layering.LINEAR)),
-        module_dirs=module_dirs(chain),
+        module_dirs=module_dirs(chain, with_self=SELF_MODULE in seen),
     )
 
 
@@ -188,13 +190,15 @@ def _build(path: Path, raw: dict[str, Any], origins: list[tuple[str, str]], chai
 PROJECT_LAYERS = Path(__file__).resolve().parent.parent / "layers"
 
 
-def module_dirs(chain: Sequence[Path]) -> tuple[Path, ...]:
+def module_dirs(chain: Sequence[Path], with_self: bool = False) -> tuple[Path, ...]:
     """The layers/ folders a recipe's modules are looked up in, first match wins: the one
     beside each recipe of the extends chain (the child first), then the project's own,
-    then any layers/ in the folders above those recipes (nearest first)."""
+    then any layers/ in the folders above those recipes (nearest first), then (when the
+    recipe names it) the generated folder of the `composer` module (composer/selfmodule.py)."""
     beside = [recipe.parent / "layers" for recipe in chain]
     above = [folder / "layers" for recipe in chain for folder in recipe.parent.parents]
-    found = dict.fromkeys(d for d in (*beside, PROJECT_LAYERS, *above) if d.is_dir())
+    own = self_modules_dir() if with_self else None
+    found = dict.fromkeys(d for d in (*beside, PROJECT_LAYERS, *above, *filter(None, [own])) if d.is_dir())
     return tuple(found)
 
 
