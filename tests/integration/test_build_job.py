@@ -81,8 +81,9 @@ def test_the_composer_image_builds_a_recipe_inside_a_pod(containers: Containers,
     finally:
         containers.podman("kube", "down", str(manifest), check=False)
 
-    # The image the pod built, read on the host from the storage it left (vfs).
-    flags = ["--root", str(storage / "storage"), "--runroot", str(tmp_path / "run"), "--storage-driver", "vfs"]
+    # The image the pod built, read on the host from the storage it left (the image's
+    # default driver, the kernel's overlay, on the volume).
+    flags = ["--root", str(storage / "storage"), "--runroot", str(tmp_path / "run"), "--storage-driver", "overlay"]
     work = containers.buildah(*flags, "from", "--quiet", INNER_REF).stdout.strip()
     try:
         root = Path(containers.buildah(*flags, "mount", work).stdout.strip())
