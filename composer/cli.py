@@ -1,4 +1,4 @@
-"""The composer command line: check, plan, build (and kube, volumes, schema, modules, show, diff)."""
+"""The composer command line: check, plan, build (and kube, job, volumes, schema, modules, show, diff)."""
 
 from __future__ import annotations
 
@@ -557,6 +557,52 @@ def cache_prune(settings: Settings, older_than: float | None, keep: int | None, 
     kept = len(entries) - len(doomed)
     click.echo(f"{len(doomed)} layers {'would be ' if dry_run else ''}removed "
                f"({human_size(sum(e.size for e in doomed))} of images), {kept} kept")
+
+
+@cli.command()
+@recipe_arg
+@click.option("--image", required=True, help="The image of recipes/composer.toml the Job runs (a registry ref).")
+@click.option("--cache", "cache_repo", metavar="REPO",
+              help="Registry cache to read and write: --cache-from and --cache-to.")
+@click.option("--cache-from", metavar="REPO", help="Registry cache the build reads (default: --cache).")
+@click.option("--cache-to", metavar="REPO", help="Registry cache the build writes (default: --cache).")
+@click.option("--push", "push_ref", metavar="REF", help="Push the built image here.")
+@click.option("--registry-secret", metavar="NAME", help="A dockerconfigjson Secret with the registry's credentials.")
+@click.option("--recipe-path", metavar="PATH",
+              help="RECIPE's path in the container (default: its path in this project, which the image carries).")
+@click.option("--pod", "as_pod", is_flag=True, help="Print the Pod of the Job's template (for podman kube play).")
+@click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the manifest here instead of printing it.")
+@pass_settings
+@global_options
+def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, cache_from: str | None,
+        cache_to: str | None, push_ref: str | None, registry_secret: str | None, recipe_path: str | None,
+        as_pod: bool, output_file: Path | None) -> None:
+    """Print a Kubernetes Job that builds RECIPE with composer in a cluster (docs/build-job.md)."""
+    from composer.job import JobConfig, job_name, render_job
+    from composer.recipe import load_recipe
+    from composer.selfmodule import PROJECT_ROOT
+
+    loaded = load_recipe(recipe)
+    if recipe_path is None:
+        try:
+            recipe_path = str(recipe.resolve().relative_to(PROJECT_ROOT))
+        except ValueError:
+            raise ComposerError(
+                f"{recipe}: not in this project, so not in the composer image",
+                hint="mount it in the Job and give its path there with --recipe-path",
+            ) from None
+    config = JobConfig(
+        name=job_name(loaded.name), recipe=recipe_path, image=image,
+        cache_from=cache_from or cache_repo, cache_to=cache_to or cache_repo,
+        push=push_ref, registry_secret=registry_secret,
+    )
+    text = render_job(config, as_pod=as_pod)
+    if output_file is None:
+        click.echo(text, nl=False)
+        return
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    output_file.write_text(text)
 
 
 @cli.command()

@@ -12,6 +12,8 @@ from typing import Any
 from composer.errors import ComposerError, ComposerErrors, did_you_mean
 from composer.model import Base, BaseKind, Family, ImageConfig, Layering, LayerRef, Recipe, Secret, from_raw
 from composer.schema import display, load_schema, validate
+from composer.selfmodule import NAME as SELF_MODULE
+from composer.selfmodule import self_modules_dir
 
 DEFAULT_TAG = "latest"
 
@@ -359,7 +361,7 @@ def _build(path: Path, resolved: Resolved) -> Recipe:
         secrets=tuple(from_raw(Secret, s) for s in raw.get("secrets", [])),
         pod=raw.get("pod", {}),
         layering=Layering(raw.get("layering", Layering.LINEAR)),
-        module_dirs=module_dirs(resolved.chain),
+        module_dirs=module_dirs(resolved.chain, with_self=SELF_MODULE in seen),
         removed=tuple((name, f, fld) for name, (f, fld) in resolved.removed.items()),
         unset=tuple(resolved.unset.items()),
         effective={k: v for k, v in raw.items() if k != "layers"} | {"layers": raw.get("layers", [])},
@@ -373,13 +375,15 @@ def _build(path: Path, resolved: Resolved) -> Recipe:
 PROJECT_LAYERS = Path(__file__).resolve().parent.parent / "layers"
 
 
-def module_dirs(chain: Sequence[Path]) -> tuple[Path, ...]:
+def module_dirs(chain: Sequence[Path], with_self: bool = False) -> tuple[Path, ...]:
     """The layers/ folders a recipe's modules are looked up in, first match wins: the one
-    beside each recipe of the extends chain (the child first), then the project's own.
-    Never a folder merely above a recipe: whoever can write /tmp/layers must not be able
-    to add modules to a recipe kept under /tmp."""
+    beside each recipe of the extends chain (the child first), then the project's own,
+    then (when the recipe names it) the generated folder of the `composer` module
+    (composer/selfmodule.py). Never a folder merely above a recipe: whoever can write
+    /tmp/layers must not be able to add modules to a recipe kept under /tmp."""
     beside = [recipe.parent / "layers" for recipe in chain]
-    found = dict.fromkeys(d for d in (*beside, PROJECT_LAYERS) if d.is_dir())
+    own = self_modules_dir() if with_self else None
+    found = dict.fromkeys(d for d in (*beside, PROJECT_LAYERS, *filter(None, [own])) if d.is_dir())
     return tuple(found)
 
 

@@ -1,0 +1,94 @@
+"""composer as a build job: the image of recipes/composer.toml (under the test tag) builds a
+one-module recipe inside a container, as the Pod of `composer job`'s template played by
+podman, and the image it built holds the module's file."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import RECIPES, Containers
+
+pytestmark = pytest.mark.integration
+
+INNER_RECIPE = """\
+name = "inner"
+tag = "t1"
+
+[base]
+from = "scratch"
+family = "debian"
+
+[[layers]]
+module = "note"
+"""
+NOTE_MODULE = 'name = "note"\nversion = "1.0.0"\ndescription = "one file"\n\n' \
+              '[[files]]\nsrc = "files/note"\ndest = "/etc/note"\nmode = "0644"\n'
+NOTE = "built inside the composer image\n"
+INNER_REF = "localhost/inner:t1"
+
+
+def inner_project(folder: Path) -> Path:
+    (folder / "layers" / "note" / "files").mkdir(parents=True)
+    (folder / "layers" / "note" / "module.toml").write_text(NOTE_MODULE)
+    (folder / "layers" / "note" / "files" / "note").write_text(NOTE)
+    recipe = folder / "inner.toml"
+    recipe.write_text(INNER_RECIPE)
+    return recipe
+
+
+def host_volumes(pod: dict[str, Any], work: Path, storage: Path) -> dict[str, Any]:
+    """The Job's volumes as host folders, so the test can look at what the build left; the
+    recipe comes in at /work as a team's would (docs/build-job.md)."""
+    spec = pod["spec"]
+    spec["volumes"] = [
+        {"name": "storage", "hostPath": {"path": str(storage), "type": "Directory"}},
+        {"name": "cache", "emptyDir": {}},
+        {"name": "work", "hostPath": {"path": str(work), "type": "Directory"}},
+    ]
+    spec["containers"][0]["volumeMounts"].append({"name": "work", "mountPath": "/work", "readOnly": True})
+    return pod
+
+
+def test_the_composer_image_builds_a_recipe_inside_a_pod(containers: Containers, tmp_path: Path) -> None:
+    image = containers.build_once(RECIPES / "composer-ci.toml")["image"]
+    version = containers.podman("run", "--rm", image, "composer", "--version").stdout
+    assert version.startswith("composer"), version
+
+    recipe = inner_project(tmp_path / "work")
+    text = containers.composer("job", str(recipe), "--image", image, "--recipe-path", "/work/inner.toml",
+                               "--pod").stdout
+    pod = yaml.safe_load(text)
+    assert pod["spec"]["containers"][0]["args"] == ["build", "/work/inner.toml", "--no-archive"]
+    name = f"composer-job-{uuid.uuid4().hex[:8]}"
+    pod["metadata"]["name"] = name
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(yaml.safe_dump(host_volumes(pod, tmp_path / "work", storage), sort_keys=False))
+
+    containers.podman("kube", "play", str(manifest))
+    try:
+        ctr = f"{name}-composer"
+        code = containers.podman("wait", ctr, timeout=600).stdout.strip()
+        logs = containers.podman("logs", ctr).stdout + containers.podman("logs", ctr).stderr
+        assert code == "0", f"the build in the pod exited {code}:\n{logs}"
+        assert "[1/2] note" in logs and INNER_REF in logs, logs
+    finally:
+        containers.podman("kube", "down", str(manifest), check=False)
+
+    # The image the pod built, read on the host from the storage it left (the image's
+    # default driver, the kernel's overlay, on the volume).
+    flags = ["--root", str(storage / "storage"), "--runroot", str(tmp_path / "run"), "--storage-driver", "overlay"]
+    work = containers.buildah(*flags, "from", "--quiet", INNER_REF).stdout.strip()
+    try:
+        root = Path(containers.buildah(*flags, "mount", work).stdout.strip())
+        assert (root / "etc" / "note").read_text() == NOTE
+    finally:
+        containers.buildah(*flags, "rm", work, check=False)
+        containers.buildah(*flags, "rm", "--all", check=False)
+        containers.buildah(*flags, "rmi", "--all", "--force", check=False)

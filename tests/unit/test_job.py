@@ -1,0 +1,185 @@
+"""`composer job` (the Kubernetes build Job) and the generated `composer` module."""
+
+from __future__ import annotations
+
+import runpy
+import shutil
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from composer.cli import cli, main
+from composer.job import JobConfig, build_args, job_document, job_name, pod_of_job
+from composer.planner import plan_file
+from composer.selfmodule import self_modules_dir, source_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN_DIR = ROOT / "tests" / "golden"
+REGENERATE = runpy.run_path(str(GOLDEN_DIR / "regenerate"))
+JOB_GOLDEN: dict[str, str] = REGENERATE["JOB_GOLDEN"]
+K8S_VERSION = kubernetes_validate.latest_version()
+IMAGE = "registry.example:5000/composer:latest"
+TURBOFLOW = str(ROOT / "recipes" / "turboflow.toml")
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generated module goes to a cache of the test's own, never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
+
+def job(*args: str) -> Any:
+    return CliRunner().invoke(cli, ["job", *args], catch_exceptions=False)
+
+
+def validate(document: dict[str, Any]) -> None:
+    try:
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        pytest.fail(f"{document['kind']}: {e.message} at {list(e.path)}")
+
+
+# ---- the manifest ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("golden", sorted(JOB_GOLDEN))
+def test_golden(golden: str) -> None:
+    path = GOLDEN_DIR / golden
+    assert path.exists(), f"missing {path}: run tests/golden/regenerate"
+    assert REGENERATE["render_job"](JOB_GOLDEN[golden]) == path.read_text(), (
+        f"{golden} differs from `composer job {JOB_GOLDEN[golden]}`: run tests/golden/regenerate and review the diff"
+    )
+
+
+@pytest.mark.parametrize("golden", sorted(JOB_GOLDEN))
+def test_the_job_and_its_pod_pass_the_kubernetes_schema(golden: str) -> None:
+    document = yaml.safe_load((GOLDEN_DIR / golden).read_text())
+    assert document["apiVersion"] == "batch/v1" and document["kind"] == "Job"
+    validate(document)
+    validate(pod_of_job(document))
+
+
+def test_the_schema_check_catches_a_wrong_field() -> None:
+    document = job_document(JobConfig(name="x", recipe="recipes/x.toml", image=IMAGE))
+    document["spec"]["backoffLimit"] = "never"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+
+
+def test_the_job_runs_composer_build_against_the_registry_cache() -> None:
+    result = job(TURBOFLOW, "--image", IMAGE, "--cache", "reg:5000/tf-cache", "--push", "reg:5000/tf:1")
+    assert result.exit_code == 0, result.output
+    document = yaml.safe_load(result.output)
+    spec = document["spec"]["template"]["spec"]
+    (ctr,) = spec["containers"]
+    assert ctr["image"] == IMAGE and ctr["command"] == ["composer"]
+    assert ctr["args"] == ["build", "recipes/turboflow.toml", "--no-archive", "--cache-from", "reg:5000/tf-cache",
+                           "--cache-to", "reg:5000/tf-cache", "--push", "reg:5000/tf:1"]
+    assert ctr["workingDir"] == "/opt/composer"
+    assert ctr["securityContext"] == {"privileged": True}
+    assert spec["restartPolicy"] == "Never"
+    assert document["metadata"]["name"] == "composer-build-turboflow"
+    assert {m["mountPath"] for m in ctr["volumeMounts"]} == {"/var/lib/containers", "/root/.cache/composer"}
+
+
+def test_cache_from_and_to_apart_and_without_a_cache() -> None:
+    config = JobConfig(name="n", recipe="r.toml", image=IMAGE, cache_from="a/c", cache_to=None)
+    assert build_args(config) == ["build", "r.toml", "--no-archive", "--cache-from", "a/c"]
+    assert build_args(JobConfig(name="n", recipe="r.toml", image=IMAGE)) == ["build", "r.toml", "--no-archive"]
+    result = job(TURBOFLOW, "--image", IMAGE, "--cache", "a/c", "--cache-to", "b/c")
+    args = yaml.safe_load(result.output)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[3:] == ["--cache-from", "a/c", "--cache-to", "b/c"]
+
+
+def test_registry_credentials_come_from_a_secret_never_the_manifest() -> None:
+    result = job(TURBOFLOW, "--image", IMAGE, "--registry-secret", "regcred")
+    document = yaml.safe_load(result.output)
+    spec = document["spec"]["template"]["spec"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "registry-auth"]
+    assert volume["secret"]["secretName"] == "regcred"
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert env["REGISTRY_AUTH_FILE"] == "/run/composer-registry/auth.json"
+    validate(document)
+
+
+def test_the_pod_variant_is_the_jobs_template() -> None:
+    args = [TURBOFLOW, "--image", IMAGE]
+    document = yaml.safe_load(job(*args).output)
+    pod = yaml.safe_load(job(*args, "--pod").output)
+    assert pod["kind"] == "Pod" and pod["spec"] == document["spec"]["template"]["spec"]
+    validate(pod)
+
+
+def test_a_recipe_outside_the_project_needs_its_path_in_the_container(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "team.toml"
+    recipe.write_text('name = "team"\n[base]\nfrom = "scratch"\nfamily = "debian"\n')
+    with pytest.raises(SystemExit) as exit:
+        main(["job", str(recipe), "--image", IMAGE])
+    assert exit.value.code == 1
+    error, hint = capsys.readouterr().err.strip().splitlines()
+    assert error == f"composer: error: {recipe}: not in this project, so not in the composer image"
+    assert "--recipe-path" in hint
+    ok = job(str(recipe), "--image", IMAGE, "--recipe-path", "/work/team.toml")
+    assert yaml.safe_load(ok.output)["spec"]["template"]["spec"]["containers"][0]["args"][1] == "/work/team.toml"
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("turboflow", "composer-build-turboflow"),
+    ("Team_X.2", "composer-build-team-x-2"),
+    ("x" * 80, "composer-build-" + "x" * 48),
+])
+def test_job_names_are_dns_labels(name: str, expected: str) -> None:
+    assert job_name(name) == expected
+
+
+# ---- the generated composer module -------------------------------------------------------
+
+
+def project_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    for top in ("composer", "layers", "hooks", "recipes"):
+        shutil.copytree(ROOT / top, root / top, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "pyproject.toml", root / "pyproject.toml")
+    return root
+
+
+def test_the_module_follows_the_source_and_nothing_else(tmp_path: Path) -> None:
+    root = project_copy(tmp_path)
+    first = self_modules_dir(root, tmp_path / "cache")
+    assert first is not None
+    module = first / "composer"
+    assert (module / "src" / "composer" / "cli.py").read_bytes() == (ROOT / "composer" / "cli.py").read_bytes()
+    assert (module / "src" / "layers" / "composer-tools" / "module.toml").is_file()
+    digest = source_digest(root)
+    # byte code and mtimes do not count
+    (root / "composer" / "__pycache__").mkdir()
+    (root / "composer" / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"x")
+    (root / "composer" / "cli.py").touch()
+    assert source_digest(root) == digest
+    assert self_modules_dir(root, tmp_path / "cache") == first
+    assert not list(module.rglob("*.pyc"))
+    # a change of the source is a new module folder
+    (root / "composer" / "job.py").write_text((root / "composer" / "job.py").read_text() + "\n# changed\n")
+    second = self_modules_dir(root, tmp_path / "cache")
+    assert second is not None and second != first
+    assert (second / "composer" / "src" / "composer" / "job.py").read_text().endswith("# changed\n")
+
+
+def test_the_composer_recipe_plans_with_the_generated_module() -> None:
+    plan = plan_file(ROOT / "recipes" / "composer.toml")
+    names = [step.module.name for step in plan.steps]
+    assert names == ["composer-tools", "composer"]
+    ci = plan_file(ROOT / "tests" / "recipes" / "composer-ci.toml")
+    assert [s.key for s in ci.steps] == [s.key for s in plan.steps]
+    tools_ci = plan_file(ROOT / "tests" / "recipes" / "tools-ci.toml")
+    assert ci.base.key == tools_ci.base.key, "the CI recipes share one base"
+
+
+def test_recipes_that_do_not_name_composer_do_not_generate_it(tmp_path: Path) -> None:
+    plan_file(ROOT / "recipes" / "turboflow.toml")
+    assert not (tmp_path / "xdg" / "composer" / "self").exists()
