@@ -110,6 +110,7 @@ class Recipe:
     secrets: tuple[Secret, ...] = ()
     pod: dict[str, Any] = field(default_factory=dict, hash=False)
     layering: Layering = Layering.LINEAR
+    foundation: tuple[str, ...] = ()  # restack: modules in the common parent as declared
     module_dirs: tuple[Path, ...] = ()  # layers/ folders searched, first match wins (recipe.module_dirs)
     cache_from: str = ""  # [cache] from: registry repository (docs/cache.md)
     cache_to: str = ""  # [cache] to

@@ -56,17 +56,25 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     ordered = order_layers(recipe.layers, modules, recipe)
     resolved = [resolve_layer(recipe, modules[layer.module], layer) for layer in ordered]
 
-    # Restack: the modules others build on (requires/after, transitively) form the common
-    # parent, built linearly; every other module is built on that parent alone.
+    # Restack: the modules others build on (requires/after, transitively) and those the
+    # recipe declares (`foundation`) form the common parent, built linearly; every other
+    # module is built on that parent alone.
     restack = recipe.layering is Layering.RESTACK
     users = dependents(ordered, modules)
-    foundation = [r for r in resolved if not restack or users[r[0].name]]
-    leaves = [r for r in resolved if restack and not users[r[0].name]]
+
+    def in_foundation(name: str) -> bool:
+        return not restack or bool(users[name]) or name in recipe.foundation
+
+    foundation = [r for r in resolved if in_foundation(r[0].name)]
+    leaves = [r for r in resolved if not in_foundation(r[0].name)]
     steps: list[Step] = []
     parent = base.key
     for module, options, hooks in foundation:
         document = module_document(parent, module, options, recipe.base, hooks)
-        why = f"others build on it ({names_text(users[module.name])})" if restack else ""
+        why = ""
+        if restack:
+            why = (f"others build on it ({names_text(users[module.name])})" if users[module.name]
+                   else "the recipe's foundation")
         steps.append(Step(len(steps) + 1, module, options, hooks, parent, cache_key(document), document,
                           why=why))
         parent = steps[-1].key

@@ -351,6 +351,7 @@ def _build(path: Path, resolved: Resolved) -> Recipe:
     from composer.remote import check_repo
 
     cache = raw.get("cache", {})
+    foundation = _foundation(raw, resolved, seen, where)
     return Recipe(
         path=path,
         name=raw["name"],
@@ -361,14 +362,28 @@ def _build(path: Path, resolved: Resolved) -> Recipe:
         secrets=tuple(from_raw(Secret, s) for s in raw.get("secrets", [])),
         pod=raw.get("pod", {}),
         layering=Layering(raw.get("layering", Layering.LINEAR)),
+        foundation=foundation,
         module_dirs=module_dirs(resolved.chain, with_self=SELF_MODULE in seen),
         removed=tuple((name, f, fld) for name, (f, fld) in resolved.removed.items()),
         unset=tuple(resolved.unset.items()),
-        effective={k: v for k, v in raw.items() if k != "layers"} | {"layers": raw.get("layers", [])},
+        effective=({k: v for k, v in raw.items() if k != "layers"} | {"layers": raw.get("layers", [])}
+                   | ({"foundation": list(foundation)} if "foundation" in raw else {})),
         origins={_path_text(p): w for p, w in resolved.origins.items()},
         cache_from=check_repo(cache.get("from", ""), f"{where}: cache.from"),
         cache_to=check_repo(cache.get("to", ""), f"{where}: cache.to"),
     )
+
+
+def _foundation(raw: dict[str, Any], resolved: Resolved, names: set[str], where: str) -> tuple[str, ...]:
+    """The declared foundation, less the modules a child dropped; any other name that is
+    not a layer of the recipe is a mistake (blamed on the file that declared it)."""
+    declared = raw.get("foundation", [])
+    where = resolved.origins.get(("foundation",), where)
+    for i, name in enumerate(declared):
+        if name not in names and name not in resolved.removed:
+            raise ComposerError(f"{where}: foundation[{i}]: {name!r} is not a module of the recipe"
+                                f"{did_you_mean(name, sorted(names))}")
+    return tuple(name for name in declared if name in names)
 
 
 # The modules shipped with composer: layers/ beside the composer package.

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from composer.errors import ComposerError
 from composer.kube import render_manifest
 from composer.model import Family, Plan
 from composer.modules import load_module
@@ -48,6 +49,28 @@ def test_ml_team_has_the_desktop_in_the_browser() -> None:
     assert {"cuda", "python", "ssh", "management-api"} <= set(names)
     assert set(plan.finalize.image.ports) == {"22/tcp", "6080/tcp", "9090/tcp"}
     assert "novnc" in [s.name for s in plan.finalize.services]
+
+
+def test_ml_team_builds_only_what_it_swapped_on_top_of_a_turboflow_build() -> None:
+    # turboflow declares its foundation: without gui-apps nothing here builds on cuda, yet
+    # the stack stays turboflow's, so every restacked layer is one turboflow built.
+    turboflow, ml = plan_file(REPO / "recipes" / "turboflow.toml"), plan_file(TEAMS / "ml.toml")
+    built = {layer.key for layer in turboflow.layers()}
+    new = [layer.name for layer in ml.layers() if layer.key not in built]
+    assert new == ["novnc-desktop", "reconcile", "finalize"]
+    assert [s.module.name for s in ml.steps if not s.restacked] == ["base", "users", "supervisord", "python", "cuda"]
+
+
+def test_a_foundation_entry_must_name_a_module(tmp_path: Path) -> None:
+    recipe = tmp_path / "team.toml"
+    recipe.write_text(f'extends = "{REPO / "recipes" / "turboflow.toml"}"\nname = "t"\n'
+                      'foundation = ["base", "pyton"]\nremove = ["gui-apps", "cuda"]\n')
+    with pytest.raises(ComposerError, match=r"team.toml: foundation\[1\]: 'pyton' is not a module "
+                                            r"of the recipe \(did you mean 'python'\?\)"):
+        plan_file(recipe)
+    # A module a child dropped may stay in the parent's foundation.
+    recipe.write_text(recipe.read_text().replace('foundation = ["base", "pyton"]\n', ""))
+    assert plan_file(recipe).recipe.foundation == ("base", "users", "supervisord", "python")
 
 
 def test_docs_team_is_headless_with_latex_node_ssh() -> None:
