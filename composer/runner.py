@@ -7,10 +7,9 @@ import contextlib
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-
-import sh
 
 from composer.errors import CommandError, ToolMissing
 
@@ -67,25 +66,18 @@ class Runner:
         argv = [str(a) for a in argv]
         program, full_env = self._prepare(argv, env)
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-
-        def collect(line: str) -> None:
-            tail.append(line.rstrip("\n"))
-            if stream and self.verbose:
-                self.echo("  " + line.rstrip("\n"))
-
-        try:
-            process = sh.Command(program)(
-                *argv[1:],
-                _env=full_env,
-                _out=collect,
-                _err_to_out=True,
-                _tty_out=False,
-                _in=None,
-                _bg=True,
-                _bg_exc=False,
-            )
+        # A plain pipe read line by line: starting a process costs ~2 ms this way, against
+        # ~130 ms through the sh library's polling threads (docs/benchmarks.md).
+        with subprocess.Popen([program, *argv[1:]], env=full_env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+            assert process.stdout is not None
             try:
-                process.wait()
+                for raw in process.stdout:
+                    line = raw.decode(errors="replace").rstrip("\n")
+                    tail.append(line)
+                    if stream and self.verbose:
+                        self.echo("  " + line)
+                code = process.wait()
             except KeyboardInterrupt:
                 # Interrupted (Ctrl-C, or SIGTERM: see cli.main): end the child first, so
                 # the clean-up that follows does not race a buildah still at work.
@@ -93,19 +85,16 @@ class Runner:
                     process.terminate()
                     process.wait(timeout=30)
                 raise
-        except sh.ErrorReturnCode as e:
-            raise CommandError(argv, e.exit_code, "\n".join(tail)) from None
-        except sh.SignalException as e:
-            raise CommandError(argv, -abs(e.exit_code), "\n".join(tail)) from None
+        if code != 0:
+            raise CommandError(argv, code, "\n".join(tail))
         return "\n".join(tail) + ("\n" if tail else "")
 
     def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
         """Run a read-only command and return its stdout alone (stderr kept for errors)."""
         argv = [str(a) for a in argv]
         program, full_env = self._prepare(argv, env)
-        try:
-            result = sh.Command(program)(*argv[1:], _env=full_env, _tty_out=False, _in=None)
-        except sh.ErrorReturnCode as e:
-            stderr = e.stderr.decode(errors="replace") if e.stderr else ""
-            raise CommandError(argv, e.exit_code, stderr) from None
-        return str(result)
+        result = subprocess.run([program, *argv[1:]], env=full_env, stdin=subprocess.DEVNULL,
+                                capture_output=True)
+        if result.returncode != 0:
+            raise CommandError(argv, result.returncode, result.stderr.decode(errors="replace"))
+        return result.stdout.decode(errors="replace")
