@@ -154,12 +154,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path, help="Write the raw numbers here.")
     parser.add_argument("--work", type=Path, help="Work folder to keep (default: a temp folder, removed).")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"Comma-separated, run in this order (default: {','.join(CASES)}).")
     args = parser.parse_args()
     work = args.work.resolve() if args.work else Path(tempfile.mkdtemp(prefix="composer-compare-"))
     bench = Bench(work)
     doc: dict[str, Any] = {"machine": machine(bench), "runs": args.runs, "cases": {}}
+    save = (lambda: args.json.write_text(json.dumps(doc, indent=1) + "\n")) if args.json else (lambda: None)
     try:
-        measure(bench, args.runs, doc)
+        measure(bench, args.runs, doc, args.cases.split(","), save)
     finally:
         doc["machine"]["load_end"] = list(os.getloadavg())
         if args.json:
@@ -171,114 +174,141 @@ def main() -> None:
     print_table(doc)
 
 
-def measure(bench: Bench, runs: int, doc: dict[str, Any]) -> None:
-    cases = doc["cases"]
-    log = lambda text: print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)  # noqa: E731
+CASES = ("noop", "plan", "change-last", "core-1", "noop-500", "change-middle", "core-cold", "change-first")
 
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def measure(bench: Bench, runs: int, doc: dict[str, Any], wanted: list[str], save: Callable[[], None]) -> None:
+    """The cases in wanted, in that order; the document is saved after each one."""
+    cases = doc["cases"]
     core_dir = bench.work / "core"
     if not core_dir.exists():
         shutil.copytree(ROOT / "tests" / "recipes", core_dir, ignore=shutil.ignore_patterns("__pycache__"))
     core = core_dir / "core-test.toml"
     synth = synth_recipe(bench.work / "synth", SYNTH_MODULES, "s", scripts=True)
-    log("first builds (base bootstrap included)")
+    log("first builds (base bootstrap included; nothing when --work kept them)")
     doc["first_build_seconds"] = {"core composer": bench.timed(bench.build(core))}
     core_bud = bench.containerfile(core)
     doc["first_build_seconds"]["core bud"] = bench.timed(core_bud)
     doc["first_build_seconds"]["synth composer"] = bench.timed(bench.build(synth))
     synth_bud = bench.containerfile(synth)
     doc["first_build_seconds"]["synth bud"] = bench.timed(synth_bud)
+    save()
 
-    log("no-op rebuild")
-    c, b = pairs(runs, lambda i: bench.timed(bench.build(synth)), lambda i: bench.timed(synth_bud))
-    cases["noop"] = {"composer": stats(c), "bud": stats(b)}
+    def noop() -> dict[str, Any]:
+        c, b = pairs(runs, lambda i: bench.timed(bench.build(synth)), lambda i: bench.timed(synth_bud))
+        return {"composer": stats(c), "bud": stats(b)}
 
-    for label, k in (("first", 1), ("middle", SYNTH_MODULES // 2), ("last", SYNTH_MODULES)):
-        log(f"change module {k} of {SYNTH_MODULES}")
+    def change(label: str, k: int) -> dict[str, Any]:
         data = synth.parent / "layers" / f"s{k:03d}" / "files" / "data.txt"
         text = data.read_text()
 
-        def change(i: int, data: Path = data, text: str = text, label: str = label) -> None:
+        def edit(i: int) -> None:
             data.write_text(text + f"change {label} {i} {time.monotonic()}\n")
 
         def composer_run(i: int) -> float:
-            change(i)
+            edit(i)
             return bench.timed(bench.build(synth))
 
         def bud_run(i: int) -> float:
-            change(i)
+            edit(i)
             argv = bench.containerfile(synth)  # the context holds the module's copy
             return bench.timed(argv)
 
         c, b = pairs(runs, composer_run, bud_run)
+        data.write_text(text)
         settle(bench, synth)
-        cases[f"change-{label}"] = {"k": k, "n": SYNTH_MODULES, "composer": stats(c), "bud": stats(b)}
+        return {"k": k, "n": SYNTH_MODULES, "composer": stats(c), "bud": stats(b)}
 
-    log("core recipe: one-module change (jq, 2nd of 4)")
-    jq = core_dir / "layers" / "jq" / "module.toml"
-    jq_text = jq.read_text()
-    no_export: list[float] = []
+    def core_1() -> dict[str, Any]:
+        jq = core_dir / "layers" / "jq" / "module.toml"
+        jq_text = jq.read_text()
+        no_export: list[float] = []
 
-    def jq_change(i: int) -> None:
-        jq.write_text(jq_text + f"# bench change {i} {time.monotonic()}\n")
+        def edit(i: int) -> None:
+            jq.write_text(jq_text + f"# bench change {i} {time.monotonic()}\n")
 
-    def core_composer(i: int) -> float:
-        jq_change(i)
-        seconds = bench.timed(bench.build(core))
-        jq_change(i)
-        no_export.append(bench.timed(bench.build(core, "--no-archive")))
-        return seconds
+        def composer_run(i: int) -> float:
+            edit(i)
+            seconds = bench.timed(bench.build(core))
+            edit(i)
+            no_export.append(bench.timed(bench.build(core, "--no-archive")))
+            return seconds
 
-    def core_peer(i: int) -> float:
-        jq_change(i)
-        argv = bench.containerfile(core)
-        return bench.timed(argv)
+        def bud_run(i: int) -> float:
+            edit(i)
+            argv = bench.containerfile(core)
+            return bench.timed(argv)
 
-    c, b = pairs(runs, core_composer, core_peer)
-    cases["core-1"] = {"composer": stats(c), "composer --no-archive": stats(no_export), "bud": stats(b)}
+        c, b = pairs(runs, composer_run, bud_run)
+        jq.write_text(jq_text)
+        settle(bench, core)
+        return {"composer": stats(c), "composer --no-archive": stats(no_export), "bud": stats(b)}
 
-    log("core recipe: every module layer missing")
-    motd = core_dir / "layers" / "motd" / "files" / "motd"
-    motd_text = motd.read_text()
+    def core_cold() -> dict[str, Any]:
+        motd = core_dir / "layers" / "motd" / "files" / "motd"
+        motd_text = motd.read_text()
 
-    def cold(i: int) -> None:
-        motd.write_text(motd_text + f"bench {i} {time.monotonic()}\n")
+        def edit(i: int) -> None:
+            motd.write_text(motd_text + f"bench {i} {time.monotonic()}\n")
 
-    def core_cold_composer(i: int) -> float:
-        cold(i)
-        return bench.timed(bench.build(core, "--no-archive"))
+        def composer_run(i: int) -> float:
+            edit(i)
+            return bench.timed(bench.build(core, "--no-archive"))
 
-    def core_cold_bud(i: int) -> float:
-        cold(i)
-        argv = bench.containerfile(core)
-        return bench.timed(argv)
+        def bud_run(i: int) -> float:
+            edit(i)
+            argv = bench.containerfile(core)
+            return bench.timed(argv)
 
-    c, b = pairs(runs, core_cold_composer, core_cold_bud)
-    plan = json.loads(bench.run([*bench.composer, "plan", "--json", str(core)]))
-    cases["core-cold"] = {
-        "composer": stats(c), "bud": stats(b),
-        "size composer": bench.size(f"localhost/composer-cache:{plan['finalize']['key']}"),
-        "size bud": bench.size("localhost/peer-core-test:bench"),
+        c, b = pairs(runs, composer_run, bud_run)
+        # The last run's contents differ between the two: each tool's image of its own.
+        plan = json.loads(bench.run([*bench.composer, "plan", "--json", str(core)]))
+        result = {"composer": stats(c), "bud": stats(b),
+                  "size composer": bench.size(f"localhost/composer-cache:{plan['finalize']['key']}"),
+                  "size bud": bench.size("localhost/peer-core-test:bench")}
+        motd.write_text(motd_text)
+        settle(bench, core)
+        return result
+
+    def noop_500() -> dict[str, Any]:
+        have = bench.run(["buildah", "images", "--format", "{{.Name}}"]).split().count("localhost/filler")
+        if have < FILLER_IMAGES:
+            log(f"adding {FILLER_IMAGES - have} unrelated images")
+            ctr = bench.run(["buildah", "from", "--quiet", "scratch"]).strip()
+            for i in range(have, FILLER_IMAGES):
+                bench.run(["buildah", "config", "--label", f"bench.filler={i}", ctr])
+                bench.run(["buildah", "commit", "--quiet", ctr, f"localhost/filler:{i}"])
+            bench.run(["buildah", "rm", ctr])
+        result = noop()
+        if "noop" in cases:
+            empty = cases["noop"]["composer"]["median"]
+            result["composer vs empty store"] = round(result["composer"]["median"] / empty, 2)
+        return result
+
+    def plan() -> dict[str, Any]:
+        plan100 = synth_recipe(bench.work / "plan100", PLAN_MODULES, "p", scripts=False)
+        result = {}
+        for label, recipe in (("100 modules", plan100), ("turboflow", ROOT / "recipes" / "turboflow.toml")):
+            bench.run([*bench.composer, "plan", str(recipe)])  # the schema validation cache
+            online = [bench.timed([*bench.composer, "plan", str(recipe)]) for _ in range(runs)]
+            offline = [bench.timed([*bench.composer, "plan", "--offline", str(recipe)]) for _ in range(runs)]
+            result[f"composer plan {label}"] = stats(online)
+            result[f"composer plan --offline {label}"] = stats(offline)
+        return result
+
+    run_case: dict[str, Callable[[], dict[str, Any]]] = {
+        "noop": noop, "plan": plan, "core-1": core_1, "core-cold": core_cold, "noop-500": noop_500,
+        "change-first": lambda: change("first", 1), "change-middle": lambda: change("middle", SYNTH_MODULES // 2),
+        "change-last": lambda: change("last", SYNTH_MODULES),
     }
-
-    log(f"no-op rebuild with {FILLER_IMAGES} unrelated images")
-    ctr = bench.run(["buildah", "from", "--quiet", "scratch"]).strip()
-    for i in range(FILLER_IMAGES):
-        bench.run(["buildah", "config", "--label", f"bench.filler={i}", ctr])
-        bench.run(["buildah", "commit", "--quiet", ctr, f"localhost/filler:{i}"])
-    bench.run(["buildah", "rm", ctr])
-    c, b = pairs(runs, lambda i: bench.timed(bench.build(synth)), lambda i: bench.timed(synth_bud))
-    empty = cases["noop"]["composer"]["median"]
-    cases["noop-500"] = {"composer": stats(c), "bud": stats(b),
-                         "composer vs empty store": round(statistics.median(c) / empty, 2)}
-
-    log("plan")
-    plan100 = synth_recipe(bench.work / "plan100", PLAN_MODULES, "p", scripts=False)
-    turboflow = ROOT / "recipes" / "turboflow.toml"
-    for label, recipe in (("plan-100", plan100), ("plan-tf", turboflow)):
-        bench.run([*bench.composer, "plan", str(recipe)])  # the schema validation cache
-        online = [bench.timed([*bench.composer, "plan", str(recipe)]) for _ in range(runs)]
-        offline = [bench.timed([*bench.composer, "plan", "--offline", str(recipe)]) for _ in range(runs)]
-        cases[label] = {"composer plan": stats(online), "composer plan --offline": stats(offline)}
+    for name in wanted:
+        log(name)
+        cases[name] = run_case[name]()
+        save()
 
 
 def settle(bench: Bench, recipe: Path) -> None:
