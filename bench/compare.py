@@ -3,6 +3,7 @@
 writes, from one command; prints a table of ratios and saves the raw numbers as JSON.
 
     python3 bench/compare.py [--runs 5] [--json bench/results-compare-DATE.json] [--work DIR]
+    python3 bench/compare.py --show bench/results-compare-DATE.json     (the table again)
 
 (as root; needs buildah, podman and debootstrap). Everything happens in a private
 containers-storage and podman config under the work folder (a temp folder unless --work
@@ -156,7 +157,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="Work folder to keep (default: a temp folder, removed).")
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"Comma-separated, run in this order (default: {','.join(CASES)}).")
+    parser.add_argument("--show", type=Path, help="Print the table of a saved JSON file; measure nothing.")
     args = parser.parse_args()
+    if args.show:
+        print_table(json.loads(args.show.read_text()))
+        return
     work = args.work.resolve() if args.work else Path(tempfile.mkdtemp(prefix="composer-compare-"))
     bench = Bench(work)
     doc: dict[str, Any] = {"machine": machine(bench), "runs": args.runs, "cases": {}}
@@ -333,7 +338,7 @@ def print_table(doc: dict[str, Any]) -> None:
                     print(f"{name + ' (' + extra[9:] + ')':<34} {fmt(case[extra]):>22} {'':>22} {r:>6.2f}")
         else:
             for label, s in case.items():
-                print(f"{name + ' ' + label[9:]:<34} {fmt(s):>22}")
+                print(f"{label:<34} {fmt(s):>22}")
         if "size composer" in case:
             print(f"{name + ' image size MB':<34} {case['size composer'] / 1e6:>22.1f} "
                   f"{case['size bud'] / 1e6:>22.1f} {case['size composer'] / case['size bud']:>6.2f}")
