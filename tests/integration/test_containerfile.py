@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,13 @@ def test_containerfile_builds_the_same_image(containers: Containers, tmp_path: P
     out = containers.composer("containerfile", str(recipe), "-o", str(target)).stdout
     context = tmp_path / "composer-core-test-test.context"
     assert f"-f {target} {context}" in out
-    containers.buildah("bud", "--layers", "--quiet", "--format", "docker", "--identity-label=false",
-                       "--isolation", "chroot",
-                       "-t", PEER, "-f", str(target), str(context), timeout=900)
+    # bud keeps its cache mounts (package lists, downloads) under TMPDIR: the session's folder.
+    (containers.root / "tmp").mkdir(exist_ok=True)
+    bud = ["buildah", "bud", "--layers", "--quiet", "--format", "docker", "--identity-label=false",
+           "--isolation", "chroot", "-t", PEER, "-f", str(target), str(context)]
+    result = subprocess.run(bud, env={**containers.env, "TMPDIR": str(containers.root / "tmp")},
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
 
     ours, theirs = file_tree(containers, built["image"]), file_tree(containers, PEER)
     differ = sorted(p for p in ours.keys() | theirs.keys() if ours.get(p) != theirs.get(p))
