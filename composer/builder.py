@@ -20,16 +20,7 @@ from composer import commands as cmd
 from composer import toolkit
 from composer.cache import mark_used
 from composer.errors import CommandError, ComposerError
-from composer.finalize import (
-    CREDENTIALS_JSON,
-    ENTRYPOINT_PATH,
-    ENV_NAMES,
-    SERVICES_JSON,
-    SUPERVISORD_CONF,
-    entrypoint_script,
-    services_json,
-    supervisord_conf,
-)
+from composer.finalize import write_finalize_files
 from composer.keys import canonical_json
 from composer.lock import exclusive
 from composer.model import BaseKind, Layer, LayerKind, Plan, Step
@@ -538,7 +529,7 @@ def build_module(ctx: BuildContext, step: Step) -> None:
     assert ctx.state_dir is not None
     with scratch_dir(ctx, "step") as tmp, working_container(ctx, step.key, what) as ctr:
         options_file = Path(tmp, "options.json")
-        options_file.write_text(json.dumps(step.options, indent=2, sort_keys=True) + "\n")
+        options_file.write_text(cmd.options_json(step.options))
         mounts = [
             *volumes,
             (str(toolkit.toolkit_dir()), toolkit.MOUNT, "ro"),
@@ -580,24 +571,7 @@ def build_finalize(ctx: BuildContext) -> None:
     run = ctx.runner.run
     with scratch_dir(ctx, "final") as tmp, working_container(ctx, final.key, "finalize") as ctr:
         stage = Path(tmp)
-        entry = stage / ENTRYPOINT_PATH.lstrip("/")
-        entry.parent.mkdir(parents=True)
-        entry.write_text(entrypoint_script())
-        entry.chmod(0o755)
-        conf_dir = stage / "etc/composer"
-        conf_dir.mkdir(parents=True)
-        services_file = stage / SERVICES_JSON.lstrip("/")
-        services_file.write_text(json.dumps(services_json(final.services), indent=2))
-        (stage / ENV_NAMES.lstrip("/")).write_text("".join(f"{name}\n" for name in final.env_names))
-        (stage / CREDENTIALS_JSON.lstrip("/")).write_text(json.dumps(list(final.credentials), indent=2) + "\n")
-        if final.services:
-            (stage / SUPERVISORD_CONF.lstrip("/")).write_text(supervisord_conf(final.services))
-            (stage / "var/log/supervisor").mkdir(parents=True)
-        for path in stage.rglob("*"):
-            if path.is_dir():
-                path.chmod(0o755)
-            elif path.name != entry.name:
-                path.chmod(0o644)
+        write_finalize_files(final, stage)
         run(cmd.from_image(storage, cmd.cache_ref(final.parent_key), ctr))
         run(cmd.buildah(storage, "copy", "--quiet", "--chown", "0:0", ctr, f"{stage}/", "/"))
         run(cmd.config_image(storage, ctr, final.image, final.labels, "composer finalize"))

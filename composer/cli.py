@@ -606,6 +606,30 @@ def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, ca
 
 
 @cli.command()
+@recipe_arg
+@click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where to write it (default: build/<name>-<tag>.Containerfile).")
+@pass_settings
+def containerfile(settings: Settings, recipe: Path, output_file: Path | None) -> None:
+    """Write an equivalent Containerfile of RECIPE and its build context (build nothing)."""
+    from composer.containerfile import render, write_context
+
+    the_plan = make_plan(settings, recipe)
+    name = f"{the_plan.recipe.name}-{the_plan.recipe.tag}"
+    path = output_file or Path("build") / f"{name}.Containerfile"
+    context = path.with_name(f"{name}.context")
+    result = render(the_plan)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_context(the_plan, context)
+    path.write_text(result.text)
+    click.echo(f"{path} (context {context})")
+    if result.base_hint:
+        click.echo(f"base: {result.base_hint}")
+    click.echo(f"build: buildah bud --layers --format docker --identity-label=false "
+               f"-t {the_plan.image_ref} -f {path} {context}")
+
+
+@cli.command()
 @click.argument("which", type=click.Choice(["recipe", "module"]))
 @global_options
 def schema(which: str) -> None:

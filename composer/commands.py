@@ -192,6 +192,11 @@ def clean_step(family: Family, extra: Sequence[str] = ()) -> list[str]:
     return ["/bin/sh", "-c", script, "composer-clean", *paths, BUILD_MOUNT_ROOT, *extra]
 
 
+def options_json(options: Mapping[str, object]) -> str:
+    """A module's resolved options as the file its build steps and start-up hooks read."""
+    return json.dumps(options, indent=2, sort_keys=True) + "\n"
+
+
 def options_path(module: str) -> str:
     return f"{OPTIONS_DIR}/{module}.json"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from typing import Any
 
 from composer import STEP_FORMAT
 from composer.errors import ComposerError
-from composer.model import ImageConfig, Recipe, Service, Step
+from composer.model import FinalizeStep, ImageConfig, Recipe, Service, Step
 from composer.schema import display
 
 ENTRYPOINT_PATH = "/usr/local/bin/composer-entrypoint"
@@ -216,3 +217,20 @@ def finalize_document(
             },
         },
     }
+
+
+def write_finalize_files(final: FinalizeStep, stage: Path) -> None:
+    """The files of the finalize layer, as a tree under stage (copied to / owned by root):
+    the entrypoint, services, env names, credentials and supervisord's config."""
+    entry = stage / ENTRYPOINT_PATH.lstrip("/")
+    entry.parent.mkdir(parents=True)
+    entry.write_text(entrypoint_script())
+    (stage / "etc/composer").mkdir(parents=True)
+    (stage / SERVICES_JSON.lstrip("/")).write_text(json.dumps(services_json(final.services), indent=2))
+    (stage / ENV_NAMES.lstrip("/")).write_text("".join(f"{name}\n" for name in final.env_names))
+    (stage / CREDENTIALS_JSON.lstrip("/")).write_text(json.dumps(list(final.credentials), indent=2) + "\n")
+    if final.services:
+        (stage / SUPERVISORD_CONF.lstrip("/")).write_text(supervisord_conf(final.services))
+        (stage / "var/log/supervisor").mkdir(parents=True)
+    for path in stage.rglob("*"):
+        path.chmod(0o755 if path.is_dir() or path == entry else 0o644)

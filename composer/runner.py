@@ -69,22 +69,24 @@ class Runner:
         argv = [str(a) for a in argv]
         program, full_env = self._prepare(argv, env)
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        echo = stream and self.verbose
 
         def collect(line: str) -> None:
             tail.append(line.rstrip("\n"))
-            if stream and self.verbose:
-                self.echo("  " + line.rstrip("\n"))
+            self.echo("  " + line.rstrip("\n"))
 
+        # A line callback costs ~0.11 s per process (sh's output thread polls), against
+        # ~9 ms for sh's own buffer: lines are only followed as they come when shown.
         try:
             process = sh.Command(program)(
                 *argv[1:],
                 _env=full_env,
-                _out=collect,
                 _err_to_out=True,
                 _tty_out=False,
                 _in=None,
                 _bg=True,
                 _bg_exc=False,
+                _out=collect if echo else None,  # None: sh's own buffer
             )
             try:
                 process.wait()
@@ -96,10 +98,11 @@ class Runner:
                     process.wait(timeout=30)
                 raise
         except sh.ErrorReturnCode as e:
-            raise CommandError(argv, e.exit_code, "\n".join(tail)) from None
+            raise CommandError(argv, e.exit_code, _tail(tail, e.stdout, echo)) from None
         except sh.SignalException as e:
-            raise CommandError(argv, -abs(e.exit_code), "\n".join(tail)) from None
-        return "\n".join(tail) + ("\n" if tail else "")
+            raise CommandError(argv, -abs(e.exit_code), _tail(tail, e.stdout, echo)) from None
+        text = _tail(tail, process.stdout, echo)
+        return text + ("\n" if text else "")
 
     def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
         """Run a read-only command and return its stdout alone (stderr kept for errors)."""
@@ -111,3 +114,11 @@ class Runner:
             stderr = e.stderr.decode(errors="replace") if e.stderr else ""
             raise CommandError(argv, e.exit_code, stderr) from None
         return str(result)
+
+
+def _tail(streamed: collections.deque[str], buffered: bytes | None, echo: bool) -> str:
+    """The last TAIL_LINES lines of a command's output: the streamed ones, or sh's buffer."""
+    if echo:
+        return "\n".join(streamed)
+    lines = (buffered or b"").decode(errors="replace").splitlines()
+    return "\n".join(lines[-TAIL_LINES:])

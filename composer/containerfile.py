@@ -1,0 +1,203 @@
+"""An equivalent Containerfile of a plan: the user's escape hatch and the benchmark's peer.
+
+Each module becomes one instruction group that does what `composer build` does in its
+layer (docs/containerfile.md): its env, the package install through the same
+composer-install toolkit, its files, hooks and options file, its scripts with the same
+build-step contract, the clean-up; then the finalize files and image config. Pure text
+and a build context folder: no buildah call here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from composer import commands as cmd
+from composer import toolkit
+from composer.builder import container_path
+from composer.finalize import write_finalize_files
+from composer.model import BaseKind, Family, Healthcheck, ImageConfig, Plan, Step
+
+# Fixed script every step's RUN goes through: the host CA bundle when the builder mounts
+# one (docs/containerfile.md), the module folder as working folder, then the argv.
+STEP_SCRIPT = (
+    'if [ -f "$0" ]; then for v in ' + " ".join(
+        ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE",
+         "GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO", "npm_config_cafile"))
+    + '; do export "$v=$0"; done; fi; cd "$COMPOSER_MODULE_DIR" && exec "$@"'
+)
+
+
+# The empty folders a base has under the package cache mounts (builder._debootstrap_into
+# keeps them), which `buildah bud` 1.28 removes with the cache mount.
+RESTORED = {
+    Family.DEBIAN: ("/var/lib/apt/lists/partial", "/var/cache/apt/archives/partial"),
+    Family.ARCH: cmd.PACKAGE_CACHE_MOUNTS[Family.ARCH],
+}
+
+
+@dataclass(frozen=True)
+class Containerfile:
+    text: str
+    base_ref: str  # what FROM names
+    base_hint: str  # how to get that image, for a person
+
+
+def base_reference(plan: Plan) -> tuple[str, str]:
+    """What FROM names and how a person gets that image."""
+    base = plan.base.base
+    if base.kind is BaseKind.DEBOOTSTRAP:
+        ref = cmd.cache_ref(plan.base.key)
+        return ref, (f"{ref} is the {base.source} base composer bootstraps: `composer build` of "
+                     "this recipe makes it (or give another with --build-arg BASE=...)")
+    if base.kind is BaseKind.SCRATCH:
+        return "scratch", ""
+    if base.kind is BaseKind.OCI_ARCHIVE:
+        return f"oci-archive:{base.ref}", ""
+    return base.ref, ""
+
+
+def env_value(value: str) -> str:
+    """A double-quoted ENV/LABEL value; $VAR stays live, as `buildah config --env` expands it."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def exec_form(argv: Sequence[str]) -> str:
+    return json.dumps(list(argv))
+
+
+def module_group(plan: Plan, step: Step) -> list[str]:
+    """The instructions of one module's layer."""
+    module = step.module
+    family = plan.recipe.base.family
+    name = module.name
+    lines = [f"# layer {step.index} {name} {module.version}"]
+    if module.env:
+        lines.append("ENV " + " ".join(f"{k}={env_value(v)}" for k, v in module.env))
+    step_env = {
+        **cmd.APT_ENV, **cmd.option_env(step.options),
+        "PATH": f"{toolkit.MOUNT}:{container_path(plan, step)}",
+        "COMPOSER_OPTIONS": cmd.OPTIONS_MOUNT,
+        "COMPOSER_FAMILY": str(family),
+        "COMPOSER_MODULE": name,
+        "COMPOSER_MODULE_DIR": cmd.MODULE_MOUNT,
+        "COMPOSER_LIB": toolkit.LIB,
+        "COMPOSER_STATE": cmd.STATE_MOUNT,
+        "COMPOSER_RECOMMENDS": str(module.recommends).lower(),
+        # buildah bud's layer cache (1.28) knows a RUN by its text, not by what its mounts
+        # hold: with composer's key in the text, it misses exactly when composer's cache does.
+        "COMPOSER_LAYER_KEY": step.key,
+    }
+    mounts = " \\\n    ".join([
+        f"--mount=type=bind,source=modules/{name},target={cmd.MODULE_MOUNT}",
+        f"--mount=type=bind,source=toolkit,target={toolkit.MOUNT}",
+        f"--mount=type=bind,source=options/{name}.json,target={cmd.OPTIONS_MOUNT}",
+        f"--mount=type=tmpfs,target={cmd.STATE_MOUNT}",
+        *(f"--mount=type=cache,target={t}" for t in cmd.PACKAGE_CACHE_MOUNTS[family]),
+    ])
+
+    def run(argv: Sequence[str]) -> str:
+        env = [f"{k}={v}" for k, v in step_env.items()]
+        return f"RUN {mounts} \\\n    " + exec_form(
+            ["/usr/bin/env", *env, "/bin/sh", "-c", STEP_SCRIPT, cmd.CA_MOUNT, *argv])
+
+    packages = module.packages_for(family, step.options)
+    if packages:
+        lines.append(run([f"{toolkit.MOUNT}/composer-install", *packages]))
+    for spec in module.files:
+        lines.append(copy(f"modules/{name}/{spec.src}", spec.dest, spec.mode, spec.owner))
+    for hook, _ in step.hooks:
+        lines.append(copy(f"hooks/{name}/{hook}", f"/etc/composer/hooks.d/{hook}", "0755", "0:0"))
+    lines.append(copy(f"options/{name}.json", cmd.options_path(name), "0644", "0:0"))
+    scripts = module.scripts_for(family)
+    for script in scripts:
+        first = (module.path / script.run).read_text(errors="replace").split("\n", 1)[0]
+        lines.append(run(cmd.script_argv(first, f"{cmd.MODULE_MOUNT}/{script.run}")))
+    if packages or scripts or module.clean:
+        # Its own RUN, without mounts: /run/composer can only go once nothing is mounted there.
+        # buildah 1.28 removes the folder a cache mount was on: put back the empty folders
+        # the base has there (the layer composer builds keeps them), then clean.
+        sh, c, clean_script, argv0, *paths = cmd.clean_step(family, module.clean)
+        restore = 'n=$1; shift; while [ "$n" -gt 0 ]; do mkdir -p -- "$1"; shift; n=$((n - 1)); done; '
+        lines.append("RUN " + exec_form([sh, c, restore + clean_script, argv0, str(len(RESTORED[family])),
+                                         *RESTORED[family], *paths]))
+    return lines
+
+
+def copy(src: str, dest: str, mode: str | None, owner: str | None) -> str:
+    flags = (f"--chmod={mode} " if mode else "") + (f"--chown={owner} " if owner else "")
+    return f"COPY {flags}{exec_form([src, dest])}"
+
+
+def config_lines(image: ImageConfig, labels: Sequence[tuple[str, str]]) -> list[str]:
+    """The finalize step's image config (commands.config_image) as instructions."""
+    lines = []
+    if image.env:
+        lines.append("ENV " + " ".join(f"{k}={env_value(v)}" for k, v in image.env))
+    if image.ports:
+        lines.append("EXPOSE " + " ".join(image.ports))
+    if image.volumes:
+        lines.append("VOLUME " + exec_form(image.volumes))
+    if image.user:
+        lines.append(f"USER {image.user}")
+    if image.workdir:
+        lines.append(f"WORKDIR {image.workdir}")
+    all_labels = (*image.labels, *labels)
+    if all_labels:
+        lines.append("LABEL " + " ".join(f"{env_value(k)}={env_value(v)}" for k, v in all_labels))
+    lines.append(f"ENTRYPOINT {exec_form(image.entrypoint)}")
+    lines.append(f"CMD {exec_form(image.cmd)}")
+    if image.healthcheck:
+        lines.append(healthcheck_line(image.healthcheck))
+    return lines
+
+
+def healthcheck_line(hc: Healthcheck) -> str:
+    # A zero duration is the default, and the only way to say it: bud refuses "0s".
+    durations = (("interval", hc.interval), ("timeout", hc.timeout), ("start-period", hc.start_period))
+    flags = " ".join([*(f"--{k}={v}" for k, v in durations if v.strip("0smh")), f"--retries={hc.retries}"])
+    kind, *test = hc.test
+    if kind == "NONE":
+        return "HEALTHCHECK NONE"
+    # CMD-SHELL: the shell form; CMD: the exec form (what buildah makes of the same test).
+    return f"HEALTHCHECK {flags} CMD {' '.join(test) if kind == 'CMD-SHELL' else exec_form(test)}"
+
+
+def render(plan: Plan) -> Containerfile:
+    """The Containerfile text of plan; its sources are relative to the context folder."""
+    ref, hint = base_reference(plan)
+    lines = [
+        f"# {plan.image_ref}, generated by `composer containerfile` from its recipe; build it with",
+        "#   buildah bud --layers --format docker --identity-label=false -f THIS_FILE CONTEXT_FOLDER",
+        "# (docs/containerfile.md). docker format: OCI image configs have no HEALTHCHECK.",
+    ]
+    if hint:
+        lines.append(f"# Base: {hint}.")
+    lines += [f"ARG BASE={ref}", "FROM $BASE", ""]
+    for step in plan.steps:
+        lines += [*module_group(plan, step), ""]
+    lines += ["# finalize", "COPY --chown=0:0 finalize/ /", *config_lines(plan.finalize.image, plan.finalize.labels)]
+    return Containerfile("\n".join(lines) + "\n", ref, hint)
+
+
+def write_context(plan: Plan, folder: Path) -> None:
+    """The build context the Containerfile's sources name: each module's folder, the
+    toolkit, the hooks, each module's options file and the finalize files."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    shutil.copytree(toolkit.toolkit_dir(), folder / "toolkit")
+    for step in plan.steps:
+        name = step.module.name
+        shutil.copytree(step.module.path, folder / "modules" / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        options = folder / "options" / f"{name}.json"
+        options.parent.mkdir(exist_ok=True)
+        options.write_text(cmd.options_json(step.options))
+        for hook, path in step.hooks:
+            target = folder / "hooks" / name / hook
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    write_finalize_files(plan.finalize, folder / "finalize")
