@@ -534,8 +534,7 @@ def cache_ls(settings: Settings, as_json: bool, registry_repo: str, tls_verify: 
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
         return
     now = time.time()
-    click.echo(f"{'KEY':<16}  {'MODULE':<22} {'SIZE':>9}  {'LAST USED' if not registry_repo else 'CREATED':<10} "
-               "USED BY")
+    click.echo(f"{'KEY':<16}  {'MODULE':<22} {'SIZE':>9}  {'LAST USED':<10} USED BY")
     for e in entries:
         click.echo(f"{e.key[:16]}  {e.module[:22]:<22} {human_size(e.size):>9}  "
                    f"{age_text(e.last_used, now):<10} {', '.join(e.used_by) or '-'}")
@@ -562,7 +561,7 @@ def registry_listing(settings: Settings, runner: Runner, repo: str, tls_verify: 
 
 @cache.command("prune")
 @click.option("--older-than", "older_than", type=click.FloatRange(0), default=None, metavar="DAYS",
-              help="Remove layers last used (on a registry: created) more than DAYS ago.")
+              help="Remove layers last used more than DAYS ago.")
 @click.option("--keep", type=click.IntRange(0), default=None, metavar="N",
               help="Keep the N last used layers of each module.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")

@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
-from composer.cache import Entry, module_of, prune_candidates
+from composer.cache import Entry, last_used, module_of, prune_candidates
 from composer.errors import CommandError, ComposerError
 from composer.remote import KEY_LABEL, QUERY_TIMEOUT, list_tags_argv, skopeo_message, tls_flag
 from composer.runner import Runner
@@ -21,8 +20,9 @@ KEY_TAG = re.compile(r"[0-9a-f]{64}")
 UNKNOWN = "?"
 
 
-def inspect_tag_argv(repo: str, tag: str, tls_verify: bool | None, authfile: str) -> list[str]:
-    return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "inspect", "--retry-times", "1",
+def inspect_tag_argv(repo: str, tag: str, tls_verify: bool | None, authfile: str, raw: bool = False) -> list[str]:
+    """skopeo inspect: labels, digest and layers; with raw the manifest (the layers' sizes)."""
+    return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "inspect", *(["--raw"] if raw else []), "--retry-times", "1",
             *tls_flag("tls-verify", tls_verify), *(["--authfile", authfile] if authfile else []),
             f"docker://{repo}:{tag}"]
 
@@ -34,22 +34,14 @@ def delete_argv(repo: str, digest: str, tls_verify: bool | None, authfile: str) 
             f"docker://{repo}@{digest}"]
 
 
-def created_seconds(text: str) -> float | None:
-    """Epoch seconds of skopeo's "Created" (RFC 3339 with nanoseconds), None if unreadable."""
-    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$", text or "")
-    if not match:
-        return None
-    zone = "+00:00" if match.group(2) == "Z" else match.group(2)
-    return datetime.fromisoformat(match.group(1) + zone).timestamp()
-
-
-def registry_entry(key: str, info: dict, module: str, used_by: Sequence[str]) -> Entry:
-    """A registry cache tag as a cache Entry: image_id is the manifest digest, last_used the
-    image's creation (a registry does not say when a tag was last pulled)."""
-    layers = info.get("LayersData") or []
-    size = sum(int(layer.get("Size") or 0) for layer in layers)
-    return Entry(key, module, str(info.get("Digest", "")), size, created_seconds(str(info.get("Created", ""))),
-                 tuple(sorted(used_by)), len(layers))
+def registry_entry(key: str, info: dict, manifest: dict, module: str, used_by: Sequence[str],
+                   last: float | None) -> Entry:
+    """A registry cache tag as a cache Entry: image_id is the manifest digest, size the
+    compressed layers' (skopeo inspect --raw), last_used this cache's record of the key.
+    Not the image's creation: composer's images are dated 1970 (reproducible)."""
+    size = sum(int(layer.get("size") or 0) for layer in manifest.get("layers") or ())
+    return Entry(key, module, str(info.get("Digest", "")), size, last, tuple(sorted(used_by)),
+                 len(info.get("Layers") or ()))
 
 
 class RegistryListing:
@@ -75,8 +67,9 @@ class RegistryListing:
         document = self._ask(list_tags_argv(self.repo, self.tls_verify, self.authfile), "listing its tags")
         return sorted(document.get("Tags") or ())
 
-    def inspect(self, tag: str) -> dict:
-        return self._ask(inspect_tag_argv(self.repo, tag, self.tls_verify, self.authfile), f"inspecting {tag[:16]}")
+    def inspect(self, tag: str, raw: bool = False) -> dict:
+        return self._ask(inspect_tag_argv(self.repo, tag, self.tls_verify, self.authfile, raw),
+                         f"inspecting {tag[:16]}")
 
     def entries(self, cache_dir: Path, local_users: dict[str, Sequence[str]]) -> list[Entry]:
         """Every key tag with its module (from this cache's key documents) and what uses it:
@@ -92,7 +85,8 @@ class RegistryListing:
                 continue  # not a composer cache image: not ours to list or delete
             own = set(info.get("Layers") or ())
             users = [*local_users.get(tag, ()), *(name for name, chain in images if own and own <= chain)]
-            found.append(registry_entry(tag, info, module_of(cache_dir, tag), users))
+            found.append(registry_entry(tag, info, self.inspect(tag, raw=True), module_of(cache_dir, tag), users,
+                                        last_used(cache_dir, tag)))
         return sorted(found, key=lambda e: (e.module, -(e.last_used or 0), e.key))
 
     def delete(self, entry: Entry) -> None:
@@ -108,14 +102,11 @@ class RegistryListing:
 
 def registry_candidates(entries: Sequence[Entry], older_than_days: float | None, keep: int | None,
                         now: float) -> list[Entry]:
-    """Tags to delete, by the local rules (composer/cache.py). A tag whose module this cache
-    does not know is never counted with others for --keep: only its age can remove it."""
-    known = [e for e in entries if e.module != UNKNOWN]
-    unknown = [e for e in entries if e.module == UNKNOWN]
-    doomed = prune_candidates(known, older_than_days, keep, now)
-    if older_than_days is not None:
-        doomed += prune_candidates(unknown, older_than_days, None, now)
-    return sorted(doomed, key=lambda e: e.depth, reverse=True)
+    """Tags to delete, by the local rules (composer/cache.py), among the layers this cache
+    knows (a key document or a use recorded): a registry is shared, and a layer another
+    machine built and this one never saw may be what that machine's images use."""
+    known = [e for e in entries if e.module != UNKNOWN and e.last_used is not None]
+    return prune_candidates(known, older_than_days, keep, now)
 
 
 def local_users(local: Sequence[Entry]) -> dict[str, Sequence[str]]:
