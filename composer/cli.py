@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -511,15 +512,24 @@ def cache() -> None:
 
 @cache.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--registry", "registry_repo", default="", metavar="REPO",
+              help="List the layers of this registry cache instead of containers-storage.")
+@registry_options
 @pass_settings
 @global_options
-def cache_ls(settings: Settings, as_json: bool) -> None:
+def cache_ls(settings: Settings, as_json: bool, registry_repo: str, tls_verify: bool | None, creds: str,
+             authfile: str) -> None:
     """Every cache layer: key, module, size, last used, the tagged images built on it."""
     import time
 
     from composer.cache import age_text, human_size, list_entries
 
-    entries = list_entries(Runner(verbose=settings.verbose), settings.storage, settings.cache_dir)
+    runner = Runner(verbose=settings.verbose)
+    if registry_repo:
+        with registry_listing(settings, runner, registry_repo, tls_verify, creds, authfile) as (_, entries):
+            pass
+    else:
+        entries = list_entries(runner, settings.storage, settings.cache_dir)
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
         return
@@ -530,30 +540,62 @@ def cache_ls(settings: Settings, as_json: bool) -> None:
                    f"{age_text(e.last_used, now):<10} {', '.join(e.used_by) or '-'}")
 
 
+@contextlib.contextmanager
+def registry_listing(settings: Settings, runner: Runner, repo: str, tls_verify: bool | None, creds: str,
+                     authfile: str) -> Iterator[tuple[Any, list[Any]]]:
+    """The link to a registry cache and its listing: its key tags, what uses each."""
+    import tempfile
+
+    from composer.cache import list_entries
+    from composer.remote import check_repo, write_auth_file
+    from composer.remote_prune import RegistryListing, local_users
+
+    repo = check_repo(repo, "--registry")
+    local = local_users(list_entries(runner, settings.storage, settings.cache_dir))
+    with tempfile.TemporaryDirectory(dir=scratch_folder(settings)) as folder:
+        if creds:  # a private auth file, gone with the command: never on a command line
+            authfile = write_auth_file([repo], creds, Path(folder))
+        listing = RegistryListing(runner, repo, tls_verify, authfile)
+        yield listing, listing.entries(settings.cache_dir, local)
+
+
 @cache.command("prune")
 @click.option("--older-than", "older_than", type=click.FloatRange(0), default=None, metavar="DAYS",
               help="Remove layers last used more than DAYS ago.")
 @click.option("--keep", type=click.IntRange(0), default=None, metavar="N",
               help="Keep the N last used layers of each module.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--registry", "registry_repo", default="", metavar="REPO",
+              help="Delete tags of this registry cache instead of local layers (the registry must allow deletes).")
+@registry_options
 @pass_settings
 @global_options
-def cache_prune(settings: Settings, older_than: float | None, keep: int | None, dry_run: bool) -> None:
+def cache_prune(settings: Settings, older_than: float | None, keep: int | None, dry_run: bool,
+                registry_repo: str, tls_verify: bool | None, creds: str, authfile: str) -> None:
     """Remove cache layers no tagged image is built on (by age and/or per module count)."""
     import time
 
     from composer.cache import human_size, list_entries, prune_candidates, remove
+    from composer.remote_prune import registry_candidates
 
     if older_than is None and keep is None:
         raise ComposerError("cache prune: say what to remove", hint="give --older-than DAYS and/or --keep N")
     runner = Runner(verbose=settings.verbose)
-    entries = list_entries(runner, settings.storage, settings.cache_dir)
-    doomed = prune_candidates(entries, older_than, keep, time.time())
     verb = "would remove" if dry_run else "removing"
-    for e in doomed:
-        click.echo(f"{verb} {e.key[:16]}  {e.module}")
-    if not dry_run:
-        remove(runner, settings.storage, settings.cache_dir, doomed)
+    if registry_repo:
+        with registry_listing(settings, runner, registry_repo, tls_verify, creds, authfile) as (listing, entries):
+            doomed = registry_candidates(entries, older_than, keep, time.time())
+            for e in doomed:
+                click.echo(f"{verb} {listing.repo}:{e.key[:16]}  {e.module}")
+                if not dry_run:
+                    listing.delete(e)
+    else:
+        entries = list_entries(runner, settings.storage, settings.cache_dir)
+        doomed = prune_candidates(entries, older_than, keep, time.time())
+        for e in doomed:
+            click.echo(f"{verb} {e.key[:16]}  {e.module}")
+        if not dry_run:
+            remove(runner, settings.storage, settings.cache_dir, doomed)
     kept = len(entries) - len(doomed)
     click.echo(f"{len(doomed)} layers {'would be ' if dry_run else ''}removed "
                f"({human_size(sum(e.size for e in doomed))} of images), {kept} kept")

@@ -178,7 +178,7 @@ class Remote:
             text = self.runner.output(list_tags_argv(repo, self.config.tls_verify, self.authfile))
             keys = set(json.loads(text).get("Tags") or ())
         except CommandError as e:
-            if "name unknown" in e.output or "404 (Not Found)" in e.output:
+            if unknown_repository(e.output):
                 keys = set()  # a repository nothing was pushed to yet
             else:
                 self._fail(repo, "listing its tags", e)
@@ -239,6 +239,13 @@ class Remote:
             self.tags[repo].add(key)
             self.pushed.append(key)
         return True
+
+
+def unknown_repository(output: str) -> bool:
+    """skopeo's words for a repository nothing was pushed to yet (NAME_UNKNOWN): older
+    versions give the code or the status, newer ones the registry's message."""
+    return any(words in output for words in ("name unknown", "404 (Not Found)",
+                                              "repository name not known to registry"))
 
 
 def skopeo_message(line: str) -> str:

@@ -1,9 +1,11 @@
 """composer as a build job: the image of recipes/composer.toml (under the test tag) builds a
 one-module recipe inside a container, as the Pod of `composer job`'s template played by
-podman, and the image it built holds the module's file."""
+podman, pushes its layers and the image to the test registry, and the image it built
+holds the module's file, in the pod's storage and as pulled from the registry."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import RECIPES, Containers
+from tests.conftest import RECIPES, Containers, Registry
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +32,7 @@ NOTE_MODULE = 'name = "note"\nversion = "1.0.0"\ndescription = "one file"\n\n' \
               '[[files]]\nsrc = "files/note"\ndest = "/etc/note"\nmode = "0644"\n'
 NOTE = "built inside the composer image\n"
 INNER_REF = "localhost/inner:t1"
+PULLED_REF = "localhost/inner-pulled:t1"
 
 
 def inner_project(folder: Path) -> Path:
@@ -54,16 +57,23 @@ def host_volumes(pod: dict[str, Any], work: Path, storage: Path) -> dict[str, An
     return pod
 
 
-def test_the_composer_image_builds_a_recipe_inside_a_pod(containers: Containers, tmp_path: Path) -> None:
+def test_the_composer_image_builds_a_recipe_inside_a_pod_and_pushes_it(containers: Containers, registry: Registry,
+                                                                      tmp_path: Path) -> None:
     image = containers.build_once(RECIPES / "composer-ci.toml")["image"]
     version = containers.podman("run", "--rm", image, "composer", "--version").stdout
     assert version.startswith("composer"), version
 
     recipe = inner_project(tmp_path / "work")
+    cache, pushed = f"{registry.host}/inner-cache", f"{registry.host}/inner:t1"
     text = containers.composer("job", str(recipe), "--image", image, "--recipe-path", "/work/inner.toml",
-                               "--pod").stdout
+                               "--cache", cache, "--push", pushed, "--pod").stdout
     pod = yaml.safe_load(text)
-    assert pod["spec"]["containers"][0]["args"] == ["build", "/work/inner.toml", "--no-archive"]
+    args = pod["spec"]["containers"][0]["args"]
+    assert args == ["build", "/work/inner.toml", "--no-archive", "--cache-from", cache, "--cache-to", cache,
+                    "--push", pushed]
+    # The test registry listens on the host's 127.0.0.1 and speaks plain HTTP.
+    pod["spec"]["hostNetwork"] = True
+    args.append("--no-tls-verify")
     name = f"composer-job-{uuid.uuid4().hex[:8]}"
     pod["metadata"]["name"] = name
     storage = tmp_path / "storage"
@@ -77,7 +87,8 @@ def test_the_composer_image_builds_a_recipe_inside_a_pod(containers: Containers,
         code = containers.podman("wait", ctr, timeout=600).stdout.strip()
         logs = containers.podman("logs", ctr).stdout + containers.podman("logs", ctr).stderr
         assert code == "0", f"the build in the pod exited {code}:\n{logs}"
-        assert "[1/2] note" in logs and INNER_REF in logs, logs
+        assert "[1/2] note" in logs and INNER_REF in logs and f"push {pushed}" in logs, logs
+        assert "warning" not in logs and logs.count(", pushed") == 3, logs  # every layer went to the cache
     finally:
         containers.podman("kube", "down", str(manifest), check=False)
 
@@ -88,7 +99,25 @@ def test_the_composer_image_builds_a_recipe_inside_a_pod(containers: Containers,
     try:
         root = Path(containers.buildah(*flags, "mount", work).stdout.strip())
         assert (root / "etc" / "note").read_text() == NOTE
+        listing = json.loads(containers.buildah(*flags, "images", "--json").stdout)
+        pod_image_id = next(i["id"] for i in listing if INNER_REF in (i.get("names") or ()))
     finally:
         containers.buildah(*flags, "rm", work, check=False)
         containers.buildah(*flags, "rm", "--all", check=False)
         containers.buildah(*flags, "rmi", "--all", "--force", check=False)
+
+    # What the pod pushed, read from the host: every layer under its key, and the image.
+    keys = json.loads(containers.run("skopeo", "list-tags", "--tls-verify=false", f"docker://{cache}").stdout)["Tags"]
+    assert len(keys) == 3, keys  # scratch base, note, finalize
+    containers.run("skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{pushed}",
+                   f"containers-storage:{PULLED_REF}")
+    try:
+        assert containers.images()[PULLED_REF] == pod_image_id
+        work = containers.buildah("from", "--quiet", PULLED_REF).stdout.strip()
+        try:
+            root = Path(containers.buildah("mount", work).stdout.strip())
+            assert (root / "etc" / "note").read_text() == NOTE
+        finally:
+            containers.buildah("rm", work, check=False)
+    finally:
+        containers.buildah("rmi", PULLED_REF, check=False)

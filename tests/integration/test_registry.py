@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,6 +133,93 @@ def test_registry_down_warns_once_and_builds_locally(registry: Registry, repo: s
     warnings = [line for line in stderr.splitlines() if line.startswith("warning: registry cache")]
     assert len(warnings) == 1, stderr
     assert "building locally" in warnings[0] and "Traceback" not in stderr
+
+
+def stop_when_tagged(registry: Registry, repo_name: str) -> threading.Thread:
+    """A thread that stops the registry as soon as the first tag of repo_name is written."""
+    tags = registry.folder / "data/docker/registry/v2/repositories" / repo_name / "_manifests" / "tags"
+
+    def watch() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if tags.is_dir() and any(tags.iterdir()):
+                registry.stop()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_registry_stopped_mid_build_warns_once_and_builds_locally(
+        registry: Registry, machine_b: Containers, pulled: dict, tmp_path: Path) -> None:
+    """The registry goes away after the first layer is pushed: the rest is built and kept
+    locally, one warning, and what the registry got is whole (a tag is a whole image)."""
+    recipe = changed_recipe(tmp_path, "count = 3", "count = 11")
+    repo = f"{registry.host}/midbuild-cache"
+    watcher = stop_when_tagged(registry, "midbuild-cache")
+    try:
+        report, stderr = build(machine_b, recipe, "--cache-to", repo, HTTP)
+        watcher.join(timeout=5)
+        assert not watcher.is_alive(), "the registry was never written to"
+    finally:
+        registry.start()
+    pushed = [layer["pushed"] for layer in report["layers"]]
+    assert pushed[0] and not all(pushed), pushed  # stopped after the first push, before the last
+    assert by_module(report) == {"debootstrap:trixie": "hit", "motd": "hit", "jq": "hit",
+                                 "greeting": "miss", "marker": "miss", "finalize": "miss"}
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: registry cache")]
+    assert len(warnings) == 1 and "building locally" in warnings[0], stderr
+    assert "Traceback" not in stderr
+    assert greeting_count(machine_b, report["image"]) == "11"
+    # Every tag the registry holds is a whole image whose label names its tag.
+    tags = json.loads(machine_b.run("skopeo", "list-tags", "--tls-verify=false", f"docker://{repo}").stdout)["Tags"]
+    keys = [layer["key"] for layer, was_pushed in zip(report["layers"], pushed, strict=True) if was_pushed]
+    assert sorted(tags) == sorted(keys)
+    for key in tags:
+        info = json.loads(machine_b.run("skopeo", "inspect", "--tls-verify=false", f"docker://{repo}:{key}").stdout)
+        assert info["Labels"]["io.composer.key"] == key
+
+
+def registry_tags(box: Containers, repo: str) -> set[str]:
+    return set(json.loads(box.run("skopeo", "list-tags", "--tls-verify=false", f"docker://{repo}").stdout)["Tags"])
+
+
+def test_registry_prune_keeps_what_images_use(registry: Registry, machine_b: Containers, pulled: dict,
+                                              tmp_path: Path) -> None:
+    """Three versions pushed; the first is also pushed as an image (a tag that is not a key),
+    the last is the tagged local image: only the middle one's own layers may go."""
+    repo = f"{registry.host}/prune-cache"
+    first, _ = build(machine_b, CORE, "--cache-to", repo, "--push", f"{repo}:release", HTTP)
+    middle, _ = build(machine_b, changed_recipe(tmp_path / "m", "count = 3", "count = 13"), "--cache-to", repo, HTTP)
+    last, _ = build(machine_b, changed_recipe(tmp_path / "l", "count = 3", "count = 17"), "--cache-to", repo, HTTP)
+    keys = {name: [layer["key"] for layer in report["layers"]]
+            for name, report in (("first", first), ("middle", middle), ("last", last))}
+    only_middle = set(keys["middle"]) - set(keys["first"]) - set(keys["last"])
+    assert len(only_middle) == 3  # greeting, marker, finalize
+    before = registry_tags(machine_b, repo)
+    assert before == {"release", *keys["first"], *keys["middle"], *keys["last"]}
+
+    listing = json.loads(machine_b.composer("cache", "ls", "--registry", repo, "--json", HTTP).stdout)
+    by_key = {e["key"]: e for e in listing}
+    assert set(by_key) == before - {"release"}
+    assert all(last["image"] in by_key[k]["used_by"] for k in keys["last"])
+    assert all(f"{repo}:release" in by_key[k]["used_by"] for k in keys["first"])
+    assert {by_key[k]["module"] for k in only_middle} == {"greeting", "marker", "finalize"}
+    assert all(by_key[k]["used_by"] == [] and by_key[k]["size"] > 0 for k in only_middle)
+
+    dry = machine_b.composer("cache", "prune", "--registry", repo, "--keep", "1", "--dry-run", HTTP).stdout
+    assert {line.split()[2].rsplit(":", 1)[1] for line in dry.splitlines() if line.startswith("would remove")} \
+        == {k[:16] for k in only_middle}, dry
+    assert registry_tags(machine_b, repo) == before  # --dry-run deletes nothing
+
+    machine_b.composer("cache", "prune", "--registry", repo, "--older-than", "0", HTTP)
+    assert registry_tags(machine_b, repo) == before - only_middle
+    # What stays is whole: the pushed image and the last version still copy from the registry.
+    for ref in (f"{repo}:release", f"{repo}:{keys['last'][-1]}"):
+        machine_b.run("skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
+                      f"oci:{tmp_path / 'copy'}:{ref.rsplit(':', 1)[1][:16]}")
 
 
 def test_prune_keeps_what_the_tagged_image_uses_and_the_registry_refills(

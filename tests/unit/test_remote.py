@@ -22,6 +22,7 @@ from composer.remote import (
     inspect_argv,
     pull_argv,
     push_argv,
+    unknown_repository,
 )
 from composer.runner import Runner
 
@@ -214,3 +215,14 @@ def test_the_warning_keeps_skopeos_message_alone() -> None:
     line = 'time="2026-11-27T07:12:28Z" level=fatal msg="writing blob: \\"x\\": Digest did not match"'
     assert skopeo_message(line) == 'writing blob: "x": Digest did not match'
     assert skopeo_message("  plain words\n") == "plain words"
+
+
+@pytest.mark.parametrize("output", [
+    'msg="Error listing repository tags: fetching tags list: invalid status code from registry 404 (Not Found)"',
+    'msg="... name unknown: repository name not known to registry"',
+    # skopeo 1.18 (the composer image's Debian trixie) gives only the registry's message
+    'msg="Error listing repository tags: fetching tags list: repository name not known to registry"',
+])
+def test_a_repository_nothing_was_pushed_to_is_empty_not_down(output: str) -> None:
+    assert unknown_repository(output)
+    assert not unknown_repository('msg="pinging container registry: connect: connection refused"')
