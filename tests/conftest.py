@@ -162,6 +162,24 @@ def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def private_storage(session: Containers, folder: Path) -> Iterator[Containers]:
+    """A containers-storage of its own in folder, sharing the session's composer cache
+    (key documents, downloads): for tests that kill buildah or run another builder in it,
+    so that whatever they leave never reaches the session's storage."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(session.env)
+    env.update(write_container_config(folder))
+    box = Containers(folder, env, session.cache_dir)
+    try:
+        yield box
+    finally:
+        box.podman("rm", "--all", "--force", "--time", "0", check=False)
+        box.buildah("rm", "--all", check=False)
+        box.podman("system", "reset", "--force", check=False, timeout=300)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def copy_tree(src: Path, dest: Path, names: Sequence[str] = ()) -> Path:
     """Copy a recipe folder (recipes, layers, hooks) so a test can change it."""
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", *names))

@@ -14,12 +14,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import RECIPES, Containers, copy_tree
+from tests.conftest import RECIPES, Containers, copy_tree, private_storage
 
 pytestmark = pytest.mark.integration
 
@@ -63,9 +64,18 @@ class Safety:
 
 
 @pytest.fixture(scope="module")
-def safety(containers: Containers, tmp_path_factory: pytest.TempPathFactory) -> Safety:
+def own_storage(containers: Containers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]:
+    """These tests kill buildah mid-commit: in a storage of their own, so that whatever a
+    killed process leaves there can never reach the other tests' storage."""
+    with private_storage(containers, tmp_path_factory.mktemp("safety-storage")) as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def safety(own_storage: Containers, tmp_path_factory: pytest.TempPathFactory) -> Safety:
+    containers = own_storage
     # A copy of the core recipe whose first module differs by a comment: keys of its own,
-    # so these builds never touch the layers the other tests use (the base is shared).
+    # so these builds never touch the layers the other tests use.
     tree = copy_tree(RECIPES, tmp_path_factory.mktemp("safety") / "recipes")
     motd = tree / "layers" / "motd" / "module.toml"
     motd.write_text(motd.read_text() + "\n# the build-safety copy\n")
