@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -104,9 +105,32 @@ def list_cached_keys(runner: Runner, storage: cmd.Storage) -> set[str]:
     return set(list_images(runner, storage))
 
 
+class DamagedImages(ComposerError):
+    """containers-storage holds image records without their manifest: what a buildah
+    killed in the middle of a commit leaves. Every `buildah images` fails until they go."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        super().__init__(
+            f"containers-storage holds {len(ids)} damaged image(s) ({', '.join(i[:12] for i in ids)}): "
+            "left by a buildah killed while committing",
+            hint=f"`composer build` removes them, or: buildah rmi --force {' '.join(ids)}",
+        )
+
+
+# c/storage's words for an image record whose manifest is missing, and the ID it names.
+DAMAGED_IMAGE = re.compile(r'locating item named \\?"manifest\\?" for image with ID \\?"([0-9a-f]{64})')
+
+
 def list_images(runner: Runner, storage: cmd.Storage) -> dict[str, set[str]]:
     """Cache key -> every name of that image in containers-storage (one buildah call)."""
-    text = runner.output(cmd.buildah(storage, "images", "--json"))
+    try:
+        text = runner.output(cmd.buildah(storage, "images", "--json"))
+    except CommandError as e:
+        damaged = sorted(set(DAMAGED_IMAGE.findall(e.output)))
+        if damaged:
+            raise DamagedImages(damaged) from None
+        raise
     prefix = cmd.CACHE_REPO + ":"
     found: dict[str, set[str]] = {}
     for image in json.loads(text or "[]"):
@@ -121,7 +145,7 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
     """Build every step of plan that is not cached, tag the image, write the archive."""
     require_tool("buildah")
     ctx = BuildContext(plan, settings, runner, progress)
-    images = list_images(runner, settings.storage)
+    images = images_repaired(ctx)
     ctx.existing = set(images)
     ctx.tagged = images.get(plan.finalize.key, set())
     with contextlib.ExitStack() as stack:
@@ -171,6 +195,22 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
     if settings.archive:
         write_archive(ctx)
     return ctx
+
+
+def images_repaired(ctx: BuildContext) -> dict[str, set[str]]:
+    """list_images; damaged images (a killed commit's) are removed first, under the locks
+    so that no build of ours is committing one right now."""
+    storage = ctx.settings.storage
+    try:
+        return list_images(ctx.runner, storage)
+    except DamagedImages as e:
+        with contextlib.ExitStack() as stack:
+            for path, what in lock_paths(ctx):
+                stack.enter_context(exclusive(path, ctx.progress.line, what))
+            for image_id in e.ids:
+                ctx.runner.run(cmd.buildah(storage, "rmi", "--force", image_id))
+                ctx.progress.line(f"removed damaged image {image_id[:12]} (left by a buildah killed while committing)")
+            return list_images(ctx.runner, storage)
 
 
 def build_layers(ctx: BuildContext) -> None:

@@ -315,3 +315,39 @@ def test_restacked_modules_build_on_the_common_parent_at_once(tmp_path: Path, jo
     assert len(runner.threads) == min(jobs, 3)
     assert [r.layer.name for r in ctx.results] == [
         "scratch", "core", "left", "right", "top", "reconcile", "finalize"]  # in layer order
+
+
+DAMAGED = "0123456789abcdef" * 4
+DAMAGED_STDERR = (f'Error: locating item named "manifest" for image with ID "{DAMAGED}" '
+                  "(consider removing the image to resolve the issue): file does not exist\n")
+
+
+class DamagedStorage(RecordingRunner):
+    """`buildah images` fails as c/storage does on a record whose manifest a killed commit
+    never wrote, until that image is removed."""
+
+    def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+        plain = self.plain(argv)
+        removed = any(a[1:] == ["rmi", "--force", DAMAGED] for a in self.calls)
+        if plain[1:3] == ["images", "--json"] and not removed:
+            self.calls.append(plain)
+            raise CommandError(plain, 125, DAMAGED_STDERR)
+        return super().output(argv, env)
+
+
+def test_a_damaged_image_is_removed_under_the_lock_and_the_build_goes_on(plan: Plan, tmp_path: Path) -> None:
+    runner = DamagedStorage(cached=plan.all_keys())
+    out = io.StringIO()
+    ctx = build(plan, settings(tmp_path), runner, Progress(stream=out))
+    assert [r.cache for r in ctx.results] == ["hit"] * 4
+    assert ["buildah", "rmi", "--force", DAMAGED] in runner.calls
+    assert f"removed damaged image {DAMAGED[:12]}" in out.getvalue()
+    assert (tmp_path / "storage" / "composer.lock").exists()  # removed under the storage lock
+
+
+def test_plan_names_a_damaged_image_in_one_line() -> None:
+    from composer.builder import DamagedImages, list_cached_keys
+
+    with pytest.raises(DamagedImages, match=f"damaged image.*{DAMAGED[:12]}") as caught:
+        list_cached_keys(DamagedStorage(), cmd.Storage())
+    assert caught.value.hint is not None and f"buildah rmi --force {DAMAGED}" in caught.value.hint
