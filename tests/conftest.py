@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -41,6 +41,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "integration" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(missing)} (scripts/setup-host)"))
+
+
+def tool_missing(tool: str) -> NoReturn:
+    """A tool a test needs is absent: locally the test skips with the reason; in CI
+    (CI=true), which installs every tool, it fails instead: never a silent skip there."""
+    hint = "scripts/setup-host --test installs it"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs {tool}: {hint}", pytrace=False)
+    pytest.skip(f"needs {tool} ({hint})", allow_module_level=True)
 
 
 SKIPPED: list[str] = []
@@ -233,9 +242,7 @@ class Registry:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """One registry for the session on 127.0.0.1:<free port>; tests may stop and restart it."""
     if shutil.which("docker-registry") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs docker-registry: run scripts/setup-host --test")
-        pytest.skip("needs docker-registry (scripts/setup-host --test)")
+        tool_missing("docker-registry")
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from PIL import Image, ImageChops
 
-from tests.conftest import RECIPES, Containers
+from tests.conftest import RECIPES, Containers, tool_missing
 from tests.integration.test_desktop import CAPTURE, GEOMETRY, USER, wait_for_desktop, what_is_wrong
 from tests.integration.test_devpod import Devpod, run_devpod, secret
 
@@ -35,7 +35,7 @@ PASSWORD = "n0vnc-ci"  # 8 characters: all that VNC authentication uses
 @pytest.fixture(scope="module")
 def browser_desktop(containers: Containers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devpod]:
     if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"needs {CHROMIUM} (scripts/setup-host --test)")
+        tool_missing(CHROMIUM)
     # No other test uses this image: tagged in storage is all it needs, no OCI export.
     image = str(containers.build(RECIPE, "--no-archive")["image"])
     made: list[str] = []

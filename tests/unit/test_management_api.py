@@ -33,16 +33,15 @@ from xmlrpc.server import SimpleXMLRPCDispatcher, SimpleXMLRPCRequestHandler
 
 import pytest
 
+from tests.conftest import tool_missing
+
 SERVER = Path(__file__).resolve().parents[2] / "layers" / "management-api" / "files" / "server.js"
 TOKEN = "s3cr3t-tok"
 
 # Locally a missing node skips with the reason; CI installs node (scripts/setup-host),
 # so there its absence fails the run at collection, loudly.
 if shutil.which("node") is None:
-    if os.environ.get("CI"):
-        pytest.fail("node is not installed: CI needs it for the management API tests "
-                    "(scripts/setup-host --test installs nodejs)", pytrace=False)
-    pytest.skip("node not installed", allow_module_level=True)
+    tool_missing("node")
 
 # The server's limits (LIMITS in server.js) that the tests lean on.
 HEADERS_TIMEOUT = 10.0
