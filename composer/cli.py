@@ -123,14 +123,22 @@ def cli(ctx: click.Context, root: str, runroot: str, storage_driver: str, module
 recipe_arg = click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
 
 
-def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) -> Plan:
+def load_checked(settings: Settings, recipe: Path) -> Recipe:
+    """The recipe, read and validated (schema results cached per composer version), with
+    a warning for each module two folders hold (an error with --strict)."""
     from composer import schema
-    from composer.planner import plan_loaded
     from composer.recipe import load_recipe
 
     schema.VALID_CACHE = settings.cache_dir / "valid" / __version__
     loaded = load_recipe(recipe)
     report_shadowing(settings, loaded)
+    return loaded
+
+
+def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) -> Plan:
+    from composer.planner import plan_loaded
+
+    loaded = load_checked(settings, recipe)
     digest = ""
     base = loaded.base
     if base.kind is BaseKind.IMAGE and "@" not in base.ref and runner is not None:
@@ -177,14 +185,9 @@ def image_id(runner: Runner, storage: cmd.Storage, ref: str) -> str:
 def check(settings: Settings, recipe: Path) -> None:
     """Validate RECIPE and every module it names; build nothing. Every error found is
     reported, one line each."""
-    from composer import schema
     from composer.planner import check_recipe
-    from composer.recipe import load_recipe
 
-    schema.VALID_CACHE = settings.cache_dir / "valid" / __version__
-    loaded = load_recipe(recipe)
-    report_shadowing(settings, loaded)
-    plan, errors = check_recipe(loaded, settings.modules_dirs)
+    plan, errors = check_recipe(load_checked(settings, recipe), settings.modules_dirs)
     if plan is not None and plan.recipe.pod:
         from composer.kube import pod_errors
 
