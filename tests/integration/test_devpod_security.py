@@ -203,8 +203,8 @@ def plant_attacks(pod: Devpod) -> None:
 
 
 def sensitive(pod: Devpod) -> str:
-    return pod.sh("stat -c '%n %a %U %G %h' /etc /etc/passwd /etc/shadow /root; "
-                  "sha256sum /etc/passwd /etc/shadow; ls -A /etc | sha256sum").stdout
+    return pod.sh("stat -c '%n %a %U %G %h' / /etc /etc/passwd /etc/shadow /root; "
+                  "sha256sum /etc/passwd /etc/shadow; ls -A / | sha256sum; ls -A /etc | sha256sum").stdout
 
 
 def test_hook_attacks_then_restart(containers: Containers, pod: Devpod,
@@ -225,7 +225,10 @@ def test_hook_attacks_then_restart(containers: Containers, pod: Devpod,
         "find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp"
         " -o -path /home -o -path /var/log -o -path /var/tmp \\) -prune"
         " -o -cnewer /var/tmp/before-restart -print").stdout.split()
-    assert set(changed) <= RESTART_WRITES, changed
+    # "/" itself: a podman restart moves the ctime of "/" in any container (seen with
+    # `sleep` as the entrypoint, where no hook runs); its owner, mode and entries are
+    # compared in sensitive() instead.
+    assert set(changed) - {"/"} <= RESTART_WRITES, changed
     assert fingerprint(pod) == keys
 
     logs = containers.podman("logs", pod.name)
