@@ -341,10 +341,20 @@ def from_raw(cls: type[T], raw: Mapping[str, Any], **extra: Any) -> T:
     """Build a dataclass from its validated TOML table: the dataclass's defaults fill what
     the table leaves out (the schema holds no defaults of its own), lists become tuples,
     tables of strings become (key, value) pairs, nested tables nested dataclasses."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values = {name: _convert(raw[name], hints[name]) for name in names if name in raw}
+    values = {name: _convert(raw[name], hint) for name, hint in _field_hints(cls) if name in raw}
     return cls(**values, **extra)
+
+
+_FIELD_HINTS: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _field_hints(cls: type) -> tuple[tuple[str, Any], ...]:
+    """Each field's evaluated type, once per class: get_type_hints evaluates every
+    annotation string again on each call (half of loading a module without this)."""
+    if cls not in _FIELD_HINTS:
+        hints = typing.get_type_hints(cls)
+        _FIELD_HINTS[cls] = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+    return _FIELD_HINTS[cls]
 
 
 def _convert(value: Any, hint: Any) -> Any:

@@ -10,8 +10,6 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-import sh
-
 from composer.errors import CommandError, ToolMissing, redact
 
 INSTALL_HINTS = {
@@ -66,6 +64,8 @@ class Runner:
 
         stream: show the output as it comes (long steps in verbose mode).
         """
+        import sh  # here, not at the top: sh imports asyncio, a third of a plan's start-up
+
         argv = [str(a) for a in argv]
         program, full_env = self._prepare(argv, env)
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -106,6 +106,8 @@ class Runner:
 
     def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
         """Run a read-only command and return its stdout alone (stderr kept for errors)."""
+        import sh
+
         argv = [str(a) for a in argv]
         program, full_env = self._prepare(argv, env)
         try:

@@ -65,10 +65,23 @@ def _marker(document: Any, schema: dict[str, Any]) -> Path | None:
     if VALID_CACHE is None:
         return None
     try:
-        text = json.dumps([schema, document], sort_keys=True, separators=(",", ":"))
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):  # TOML dates and times have no JSON form
         return None
-    return VALID_CACHE / hashlib.sha256(text.encode()).hexdigest()
+    return VALID_CACHE / hashlib.sha256(f"{_schema_digest(schema)}\n{text}".encode()).hexdigest()
+
+
+_SCHEMA_DIGESTS: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def _schema_digest(schema: dict[str, Any]) -> str:
+    """The schema's hash, once per schema object (the module schema is checked once per
+    module, and serialising it was a tenth of loading one)."""
+    known = _SCHEMA_DIGESTS.get(id(schema))
+    if known is None or known[0] is not schema:
+        text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+        known = _SCHEMA_DIGESTS[id(schema)] = (schema, hashlib.sha256(text.encode()).hexdigest())
+    return known[1]
 
 
 def validate(document: Any, schema: dict[str, Any], where: str, prefix: str = "") -> None:
