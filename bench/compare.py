@@ -22,6 +22,17 @@ min and max. Cases:
               changed; base and package downloads cached): time and image size
   plan-100    `composer plan` of a generated 100-module recipe (target <= 0.2 s)
   plan-tf     `composer plan` of recipes/turboflow.toml
+
+With --full (or named in --cases), recipes/turboflow.toml itself (22 GB; ~1 h on 2 cores,
+~60 GB of disk):
+
+  tf-cold     one cold build each (composer: every module layer and its first export; the
+              base bootstrap is reported apart, bud builds FROM composer's base): time, size
+  tf-last     change the last module (agents; a copy in the work folder, found first through
+              --modules-dir): composer build with its export against bud, --runs times;
+              composer's export seconds and bytes from its --report
+composer exports turboflow as the OCI layout only (--no-oci-archive): the archive beside it
+would be 11 GB more on the disk, and its tail append is measured by core-1.
 """
 
 from __future__ import annotations
@@ -78,10 +89,11 @@ class Bench:
     def build(self, recipe: Path, *extra: str) -> list[str]:
         return [*self.composer, "build", "-q", "-o", str(recipe.parent / "out"), *extra, str(recipe)]
 
-    def containerfile(self, recipe: Path) -> list[str]:
-        """Write recipe's Containerfile and context (untimed); the bud argv that builds it."""
-        target = recipe.parent / "peer" / "Containerfile"
-        self.run([*self.composer, "containerfile", "-o", str(target), str(recipe)])
+    def containerfile(self, recipe: Path, folder: Path | None = None, composer: list[str] | None = None) -> list[str]:
+        """Write recipe's Containerfile and context (untimed) into folder (default: the
+        recipe's peer/); the bud argv that builds it."""
+        target = (folder or recipe.parent / "peer") / "Containerfile"
+        self.run([*(composer or self.composer), "containerfile", "-o", str(target), str(recipe)])
         context = next(target.parent.glob("*.context"))
         return ["buildah", "bud", "--layers", "--quiet", "--format", "docker", "--identity-label=false",
                 "--isolation", "chroot", "-t", f"localhost/peer-{recipe.stem}:bench", "-f", str(target),
@@ -157,8 +169,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="Work folder to keep (default: a temp folder, removed).")
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"Comma-separated, run in this order (default: {','.join(CASES)}).")
+    parser.add_argument("--full", action="store_true",
+                        help=f"Also the turboflow cases ({','.join(FULL_CASES)}): about an hour and 60 GB.")
     parser.add_argument("--show", type=Path, help="Print the table of a saved JSON file; measure nothing.")
     args = parser.parse_args()
+    if args.full:
+        args.cases += "".join(f",{name}" for name in FULL_CASES if name not in args.cases.split(","))
     if args.show:
         print_table(json.loads(args.show.read_text()))
         return
@@ -180,6 +196,8 @@ def main() -> None:
 
 
 CASES = ("noop", "plan", "change-last", "core-1", "noop-500", "change-middle", "core-cold", "change-first")
+FULL_CASES = ("tf-cold", "tf-last")
+TURBOFLOW = ROOT / "recipes" / "turboflow.toml"
 
 
 def log(text: str) -> None:
@@ -193,6 +211,9 @@ def measure(bench: Bench, runs: int, doc: dict[str, Any], wanted: list[str], sav
     if not core_dir.exists():
         shutil.copytree(ROOT / "tests" / "recipes", core_dir, ignore=shutil.ignore_patterns("__pycache__"))
     core = core_dir / "core-test.toml"
+    if all(name in FULL_CASES for name in wanted):
+        measure_turboflow(bench, runs, doc, wanted, save)
+        return
     synth = synth_recipe(bench.work / "synth", SYNTH_MODULES, "s", scripts=True)
     log("first builds (base bootstrap included; nothing when --work kept them)")
     doc["first_build_seconds"] = {"core composer": bench.timed(bench.build(core))}
@@ -309,9 +330,75 @@ def measure(bench: Bench, runs: int, doc: dict[str, Any], wanted: list[str], sav
         "change-first": lambda: change("first", 1), "change-middle": lambda: change("middle", SYNTH_MODULES // 2),
         "change-last": lambda: change("last", SYNTH_MODULES),
     }
-    for name in wanted:
+    for name in (n for n in wanted if n not in FULL_CASES):
         log(name)
         cases[name] = run_case[name]()
+        save()
+    measure_turboflow(bench, runs, doc, [n for n in wanted if n in FULL_CASES], save)
+
+
+def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list[str],
+                      save: Callable[[], None]) -> None:
+    """The --full cases, on recipes/turboflow.toml with its last module copied into the work
+    folder (so that the bench can change it without touching the project)."""
+    if not wanted:
+        return
+    cases = doc["cases"]
+    folder = bench.work / "tf"
+    modules = folder / "modules"
+    if not modules.exists():
+        shutil.copytree(ROOT / "layers" / "agents", modules / "agents")
+    agents = modules / "agents" / "module.toml"
+    text = agents.read_text()
+    composer = [*bench.composer, "--modules-dir", str(modules)]
+    report = folder / "report.json"
+
+    def build() -> tuple[float, dict[str, Any]]:
+        seconds = bench.timed([*composer, "build", "-q", "-o", str(folder / "out"), "--no-oci-archive",
+                               "--report", str(report), str(TURBOFLOW)])
+        return seconds, json.loads(report.read_text())
+
+    def bud_argv() -> list[str]:
+        return bench.containerfile(TURBOFLOW, folder / "peer", composer)
+
+    if "tf-cold" in wanted:
+        log("tf-cold: composer")
+        seconds, rep = build()
+        base = sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "base")
+        cold: dict[str, Any] = {
+            "composer": stats([seconds - base]), "composer base bootstrap": stats([base]),
+            "composer first export": stats([rep["export"]["layout"]["seconds"]]),
+        }
+        cases["tf-cold"] = cold
+        save()  # kept if bud fails on the way
+        log("tf-cold: bud")
+        cold["bud"] = stats([bench.timed(bud_argv())])
+        cold["size composer"] = bench.size(rep["image"])
+        cold["size bud"] = bench.size("localhost/peer-turboflow:bench")
+        save()
+    if "tf-last" in wanted:
+        export: list[float] = []
+        written: list[int] = []
+
+        def edit(i: int) -> None:
+            agents.write_text(text + f"# bench change {i} {time.monotonic()}\n")
+
+        def composer_run(i: int) -> float:
+            edit(i)
+            seconds, rep = build()
+            export.append(rep["export"]["layout"]["seconds"])
+            written.append(rep["export"]["layout"]["bytes_written"])
+            return seconds
+
+        def bud_run(i: int) -> float:
+            edit(i)
+            return bench.timed(bud_argv())
+
+        log("tf-last")
+        c, b = pairs(runs, composer_run, bud_run)
+        cases["tf-last"] = {"composer": stats(c), "bud": stats(b), "composer export": stats(export),
+                            "export bytes written": written}
+        agents.write_text(text)
         save()
 
 
@@ -335,6 +422,12 @@ def print_table(doc: dict[str, Any]) -> None:
                 if extra in case:
                     r = case[extra]["median"] / case["bud"]["median"]
                     print(f"{name + ' (' + extra[9:] + ')':<34} {fmt(case[extra]):>22} {'':>22} {r:>6.2f}")
+            for extra in ("composer base bootstrap", "composer first export", "composer export"):
+                if extra in case:
+                    print(f"{name + ' ' + extra[9:]:<34} {fmt(case[extra]):>22}")
+            if "export bytes written" in case:
+                mb = statistics.median(case["export bytes written"]) / 1e6
+                print(f"{name + ' export MB written':<34} {mb:>22.1f}")
         else:
             for label, s in case.items():
                 print(f"{label:<34} {fmt(s):>22}")

@@ -96,6 +96,7 @@ class BuildContext:
     # "package lists fetched" stamp lives here, so lists are fetched once per build.
     state_dir: Path | None = None
     archive_path: Path | None = None
+    export: dict[str, Any] = field(default_factory=dict)  # what the export wrote, for the report
     started: float = field(default_factory=time.monotonic)
     remote: Remote | None = None  # the registry cache, when the build has one
 
@@ -633,8 +634,13 @@ def write_archive(ctx: BuildContext) -> None:
     layout = path.with_suffix("")  # <name>-<tag>.oci
     with ctx.progress.step(f"write oci layout {layout}") as report:
         report("writing…", final=False)  # a first export of a large image takes minutes
+        started = time.monotonic()
         result = export_layout(ctx.runner, ctx.settings.storage, cmd.cache_ref(plan.finalize.key),
                                layout, plan.image_ref)
+        ctx.export["layout"] = {"path": str(layout), "seconds": round(time.monotonic() - started, 3),
+                                "layers_written": len(result.new_layers),
+                                "layers_reused": len(result.reused_layers),
+                                "bytes_written": result.written_bytes}
         if result.up_to_date:
             report("up to date")
         else:
@@ -646,7 +652,10 @@ def write_archive(ctx: BuildContext) -> None:
     path.with_name(path.name + ".key").unlink(missing_ok=True)  # the marker of earlier versions
     with ctx.progress.step(f"write oci-archive {path}") as report:
         report("writing…", final=False)
+        started = time.monotonic()
         archive = write_oci_archive(layout, plan.image_ref, path)
+        ctx.export["archive"] = {"path": str(path), "seconds": round(time.monotonic() - started, 3),
+                                 "bytes_written": archive.written_bytes, "bytes_kept": archive.kept_bytes}
         if archive.up_to_date:
             report("up to date")
         else:
@@ -679,6 +688,7 @@ def report_document(ctx: BuildContext) -> dict[str, Any]:
         "image": ctx.plan.image_ref,
         "base": ctx.plan.base.base.source,
         "archive": str(ctx.archive_path) if ctx.archive_path else None,
+        "export": ctx.export,
         "layers": layers,
         "totals": {
             "layers": len(layers),

@@ -104,8 +104,13 @@ def test_export_writes_only_what_changed_and_round_trips(containers: Containers,
 
     # The last module changes: one new layer blob, a new config and manifest; the rest stays.
     (project / "layers" / "note" / "files" / "note").write_text("second\n")
-    changed = containers.composer("build", str(recipe), "-o", str(out))
+    report = tmp_path / "report.json"
+    changed = containers.composer("build", str(recipe), "-o", str(out), "--report", str(report))
     assert "1 layers written" in changed.stderr and "3 reused" in changed.stderr
+    export = json.loads(report.read_text())["export"]  # the same, for a script or a benchmark
+    assert (export["layout"]["layers_written"], export["layout"]["layers_reused"]) == (1, 3)
+    kept, written = export["archive"]["bytes_kept"], export["archive"]["bytes_written"]
+    assert kept > 0 and written > 0 and kept + written <= archive.stat().st_size
     after, manifest_after = blobs(layout), manifest(layout)
     old_layers = [layer["digest"] for layer in manifest_before["layers"]]
     new_layers = [layer["digest"] for layer in manifest_after["layers"]]
