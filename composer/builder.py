@@ -23,7 +23,7 @@ from composer.cache import mark_used
 from composer.errors import CommandError, ComposerError
 from composer.finalize import write_finalize_files
 from composer.keys import canonical_json
-from composer.lock import exclusive
+from composer.lock import exclusive, owned_tempdir, owner_gone
 from composer.model import BaseKind, Layer, LayerKind, Plan, Step
 from composer.planner import replan
 from composer.progress import Progress
@@ -367,18 +367,17 @@ WORKING_MARKERS = "working-containers"  # in SCRATCH: one empty file per working
 def scratch_dir(ctx: BuildContext, what: str) -> tempfile.TemporaryDirectory[str]:
     """A temporary folder for one build's files (options, the state folder) in the cache,
     so that what a killed build leaves is found and removed by the next one."""
-    folder = ctx.settings.cache_dir / SCRATCH
-    folder.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix=f"{what}-", dir=folder)
+    return owned_tempdir(ctx.settings.cache_dir / SCRATCH, what)
 
 
 def sweep_scratch(cache_dir: Path) -> None:
-    """Remove what killed builds left in the cache's scratch folder (under the cache lock:
-    no running build of this cache owns any of it)."""
+    """Remove what killed builds left in the cache's scratch folder (under the cache lock).
+    A folder whose process still runs stays: a fully cached build, `composer push` or
+    `cache prune --registry` take no lock, and their registry credentials live there."""
     folder = cache_dir / SCRATCH
     if folder.is_dir():
         for entry in folder.iterdir():
-            if entry.name != WORKING_MARKERS:  # those go with their containers
+            if entry.name != WORKING_MARKERS and owner_gone(entry.name):  # markers go with their containers
                 shutil.rmtree(entry, ignore_errors=True)
 
 

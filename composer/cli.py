@@ -547,15 +547,14 @@ def cache_ls(settings: Settings, as_json: bool, registry_repo: str, tls_verify: 
 def registry_listing(settings: Settings, runner: Runner, repo: str, tls_verify: bool | None, creds: str,
                      authfile: str) -> Iterator[tuple[Any, list[Any]]]:
     """The link to a registry cache and its listing: its key tags, what uses each."""
-    import tempfile
-
     from composer.cache import list_entries
+    from composer.lock import owned_tempdir
     from composer.remote import check_repo, write_auth_file
     from composer.remote_prune import RegistryListing, local_users
 
     repo = check_repo(repo, "--registry")
     local = local_users(list_entries(runner, settings.storage, settings.cache_dir))
-    with tempfile.TemporaryDirectory(dir=scratch_folder(settings)) as folder:
+    with owned_tempdir(scratch_folder(settings), "auth") as folder:
         if creds:  # a private auth file, gone with the command: never on a command line
             authfile = write_auth_file([repo], creds, Path(folder))
         listing = RegistryListing(runner, repo, tls_verify, authfile)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,3 +33,25 @@ def exclusive(path: Path, say: Callable[[str], None], what: str, wait: bool = Tr
         yield True
     finally:
         os.close(fd)  # closing releases the lock, also when the process is killed
+
+
+def owned_tempdir(folder: Path, what: str) -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder in folder named after this process (WHAT-PID-random): a sweep by
+    another build removes it only once this process is gone (see owner_gone)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=f"{what}-{os.getpid()}-", dir=folder)
+
+
+def owner_gone(name: str) -> bool:
+    """Whether the process an owned_tempdir folder is named after has ended (a folder
+    named otherwise, as composer named them before: yes)."""
+    match = re.match(r"[a-z]+-(\d+)-", name)
+    if match is None:
+        return True
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False

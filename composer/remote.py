@@ -19,6 +19,7 @@ from pathlib import Path
 
 from composer import commands as cmd
 from composer.errors import CommandError, ComposerError
+from composer.lock import owned_tempdir
 from composer.runner import Runner
 from composer.stack import storage_ref
 
@@ -125,7 +126,7 @@ def check_image_ref(ref: str, where: str) -> str:
 def push_image(runner: Runner, storage: cmd.Storage, ref: str, dest: str, tls_verify: bool | None,
                authfile: str, creds: str, scratch: Path) -> None:
     """Push an image (the build's result) to a registry: asked for, so a failure is an error."""
-    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+    with owned_tempdir(scratch, "push") as folder:
         if creds:
             authfile = write_auth_file([dest], creds, Path(folder))
         try:

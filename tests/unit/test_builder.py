@@ -190,6 +190,24 @@ def test_files_a_killed_build_left_in_the_cache_are_swept(plan: Plan, tmp_path: 
     assert list((scratch / "working-containers").iterdir()) == []
 
 
+def test_the_sweep_keeps_what_a_running_process_owns(plan: Plan, tmp_path: Path) -> None:
+    # A fully cached build, `composer push` or `cache prune --registry` take no lock and
+    # keep their registry credentials in the scratch folder while they run.
+    scratch = tmp_path / "cache" / "scratch"
+    alive = subprocess.Popen(["sleep", "60"])
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    try:
+        for name in (f"push-{alive.pid}-abc", f"registry-{ended.pid}-def", "step-killed"):
+            (scratch / name).mkdir(parents=True)
+            (scratch / name / "auth.json").write_text("{}")
+        build(plan, settings(tmp_path), RecordingRunner(), quiet())
+        assert sorted(p.name for p in scratch.iterdir()) == [f"push-{alive.pid}-abc", "working-containers"]
+    finally:
+        alive.kill()
+        alive.wait()
+
+
 def test_a_fully_cached_build_still_sweeps_what_a_killed_build_left(plan: Plan, tmp_path: Path) -> None:
     # A build killed after its last commit but before `buildah rm`: every layer is cached,
     # its working container is not. The marker it wrote first sends the next build to sweep.
