@@ -123,14 +123,15 @@ def cli(ctx: click.Context, root: str, runroot: str, storage_driver: str, module
 recipe_arg = click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
 
 
-def load_checked(settings: Settings, recipe: Path) -> Recipe:
+def load_checked(settings: Settings, recipe: Path, problems: list[ComposerError] | None = None) -> Recipe:
     """The recipe, read and validated (schema results cached per composer version), with
-    a warning for each module two folders hold (an error with --strict)."""
+    a warning for each module two folders hold (an error with --strict). problems: see
+    load_recipe."""
     from composer import schema
     from composer.recipe import load_recipe
 
     schema.VALID_CACHE = settings.cache_dir / "valid" / __version__
-    loaded = load_recipe(recipe)
+    loaded = load_recipe(recipe, problems)
     report_shadowing(settings, loaded)
     return loaded
 
@@ -187,11 +188,13 @@ def check(settings: Settings, recipe: Path) -> None:
     reported, one line each."""
     from composer.planner import check_recipe
 
-    plan, errors = check_recipe(load_checked(settings, recipe), settings.modules_dirs)
+    problems: list[ComposerError] = []
+    plan, errors = check_recipe(load_checked(settings, recipe, problems), settings.modules_dirs)
     if plan is not None and plan.recipe.pod:
         from composer.kube import pod_errors
 
         errors += pod_errors(plan)
+    errors = problems + errors
     if plan is None or errors:
         raise ComposerErrors(errors)
     click.echo(f"{recipe}: ok — base {plan.base.base.source}, {len(plan.steps)} layers, "

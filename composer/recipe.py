@@ -58,14 +58,24 @@ def nesting(value: Any) -> int:
     return deepest
 
 
-def load_recipe(path: Path) -> Recipe:
-    """Read, validate and resolve the recipe at path (following `extends`)."""
+def load_recipe(path: Path, problems: list[ComposerError] | None = None) -> Recipe:
+    """Read, validate and resolve the recipe at path (following `extends`).
+
+    problems: a list to collect the errors a check can look past (a bad base, a module
+    listed twice) instead of raising the first; the recipe then has a stand-in base and
+    each module once, so that its modules are checked too."""
     resolved = _resolve(path.resolve(), ())
     where = display(path)
     for required in ("name", "base"):
         if required not in resolved.raw:
             raise ComposerError(f"{where}: {required}: missing (required, here or in a parent)")
-    return _build(path.resolve(), resolved)
+    found: list[ComposerError] = []
+    recipe = _build(path.resolve(), resolved, found)
+    if found and problems is None:
+        raise found[0] if len(found) == 1 else ComposerErrors(found)
+    if problems is not None:
+        problems += found
+    return recipe
 
 
 # Keys of a child recipe that say how to change its parent; never part of the result.
@@ -329,10 +339,14 @@ def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _build(path: Path, resolved: Resolved) -> Recipe:
+def _build(path: Path, resolved: Resolved, problems: list[ComposerError]) -> Recipe:
     raw, origins = resolved.raw, resolved.layer_origins
     where = display(path)
-    base = parse_base(raw["base"], where)
+    try:
+        base = parse_base(raw["base"], where)
+    except ComposerError as e:
+        problems.append(e)
+        base = Base(BaseKind.SCRATCH, "", Family.DEBIAN)  # stands in while the rest is checked
     layers = tuple(
         LayerRef(
             module=e["module"],
@@ -346,8 +360,11 @@ def _build(path: Path, resolved: Resolved) -> Recipe:
     seen: set[str] = set()
     for layer in layers:
         if layer.module in seen:
-            raise ComposerError(f"{layer.where}: module {layer.module!r} is listed twice")
+            problems.append(ComposerError(f"{layer.where}: module {layer.module!r} is listed twice"))
         seen.add(layer.module)
+    if len(seen) < len(layers):  # each module once, as the first listed it
+        layers = tuple(layer for i, layer in enumerate(layers)
+                       if layer.module not in {earlier.module for earlier in layers[:i]})
     from composer.remote import check_repo
 
     cache = raw.get("cache", {})
@@ -415,7 +432,7 @@ def parse_base(raw: dict[str, Any], where: str) -> Base:
         family = Family.DEBIAN
     elif family_text is None:
         raise ComposerError(
-            f"{where}: base.family: required for a {kind} base",
+            f"{where}: base.family: required (only a debootstrap: base implies it; this one is {kind})",
             hint='set family = "debian" or "arch"',
         )
     else:

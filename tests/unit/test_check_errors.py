@@ -109,6 +109,21 @@ usr = "devuser"
     assert "composer: hint: its options: helpers, helpers_for, users" in hints
 
 
+def test_check_goes_past_a_bad_base_and_a_module_listed_twice(tmp_path: Path) -> None:
+    path = tmp_path / "solo.toml"
+    path.write_text('name = "solo"\n[base]\nfrom = "image:localhost/x"\n'
+                    '[[layers]]\nmodule = "motd"\n[[layers]]\nmodule = "motd"\n[[layers]]\nmodule = "motdd"\n')
+    lines = errors(check(path, ROOT / "tests" / "recipes" / "layers"))
+    family = "base.family: required (only a debootstrap: base implies it; this one is image)"
+    assert lines[:2] == [f"{tmp_path}/solo.toml: {family}",
+                         f"{tmp_path}/solo.toml: layers[1]: module 'motd' is listed twice"]
+    assert lines[2].startswith(f"{tmp_path}/solo.toml: layers[2].module: no module 'motdd'") and len(lines) == 3
+    # Every other command still stops at the first.
+    build = subprocess.run([sys.executable, "-m", "composer", "plan", "--offline", str(path)],
+                           capture_output=True, text=True)
+    assert build.returncode == 1 and build.stderr.splitlines()[0].endswith(family)
+
+
 def test_dropping_a_module_leaves_pod_ports_and_probe_dangling(tmp_path: Path) -> None:
     lines = errors(check(team(tmp_path, 'remove = ["vnc-desktop"]\n'), ROOT / "layers"))
     assert lines == [
