@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -239,8 +240,24 @@ def check_published(plan: Plan) -> None:
                 f"module of the recipe publishes{dropped_text(recipe)}",
                 hint="set pod.liveness to a published port, or drop it: [unset] pod = { liveness = true }",
             ))
+    health = recipe.image.healthcheck
+    for port in local_ports(health.test if health else ()):
+        if port not in published:
+            errors.append(ComposerError(
+                f"{dangling_where(recipe, 'image.healthcheck', 'image', 'healthcheck', 'test')}: tests port {port} "
+                f"on localhost, which no module of the recipe publishes{dropped_text(recipe)}",
+                hint="set [image.healthcheck] anew, or drop it: [unset] image = { healthcheck = true }",
+            ))
     if errors:
         raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
+
+
+LOCAL_URL = re.compile(r"\b(?:localhost|127\.0\.0\.1|\[::1\]):(\d+)\b")
+
+
+def local_ports(argv: Sequence[str]) -> list[int]:
+    """The ports a health check command reaches on localhost (http://localhost:9090/...)."""
+    return [int(port) for arg in argv for port in LOCAL_URL.findall(arg)]
 
 
 def check_aliases(recipe: Recipe) -> None:

@@ -124,6 +124,19 @@ def test_check_goes_past_a_bad_base_and_a_module_listed_twice(tmp_path: Path) ->
     assert build.returncode == 1 and build.stderr.splitlines()[0].endswith(family)
 
 
+def test_dropping_the_api_leaves_the_image_health_check_dangling(tmp_path: Path) -> None:
+    unset = '[unset]\npod = { ports = ["api"], liveness = true }\n'
+    lines = errors(check(team(tmp_path, 'remove = ["management-api"]\n' + unset), ROOT / "layers"))
+    assert lines == [
+        f"{tmp_path}/team.toml: image.healthcheck (set in recipes/turboflow.toml): tests port 9090 on localhost, "
+        "which no module of the recipe publishes (dropped from the parent: management-api by remove[0])"]
+    dropped = team(tmp_path, 'remove = ["management-api"]\n' + unset + "image = { healthcheck = true }\n")
+    assert check(dropped, ROOT / "layers").returncode == 0
+    anew = team(tmp_path, 'remove = ["management-api"]\n' + unset +
+                '[image.healthcheck]\ntest = ["CMD", "pgrep", "sshd"]\n')
+    assert check(anew, ROOT / "layers").returncode == 0
+
+
 def test_dropping_a_module_leaves_pod_ports_and_probe_dangling(tmp_path: Path) -> None:
     lines = errors(check(team(tmp_path, 'remove = ["vnc-desktop"]\n'), ROOT / "layers"))
     assert lines == [
