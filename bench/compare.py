@@ -26,11 +26,14 @@ min and max. Cases:
 With --full (or named in --cases), recipes/turboflow.toml itself (22 GB; ~1 h on 2 cores,
 ~60 GB of disk):
 
-  tf-cold     one cold build each (composer: every module layer and its first export; the
-              base bootstrap is reported apart, bud builds FROM composer's base): time, size
+  tf-cold     composer's cold build (every module layer and its first export; the base
+              bootstrap reported apart): time, size
   tf-last     change the last module (agents; a copy in the work folder, found first through
-              --modules-dir): composer build with its export against bud, --runs times;
-              composer's export seconds and bytes from its --report
+              --modules-dir), --runs times: composer build with its export (seconds and
+              bytes from its --report); then --runs no-op rebuilds
+  tf-bud      bud on composer's Containerfile, FROM composer's base: cold, then the same
+              change --runs times. composer's module layers are removed first: both images
+              and the layout do not fit 60 GB, so the runs cannot alternate with composer's
 composer exports turboflow as the OCI layout only (--no-oci-archive): the archive beside it
 would be 11 GB more on the disk, and its tail append is measured by core-1.
 """
@@ -196,7 +199,7 @@ def main() -> None:
 
 
 CASES = ("noop", "plan", "change-last", "core-1", "noop-500", "change-middle", "core-cold", "change-first")
-FULL_CASES = ("tf-cold", "tf-last")
+FULL_CASES = ("tf-cold", "tf-last", "tf-bud")
 TURBOFLOW = ROOT / "recipes" / "turboflow.toml"
 
 
@@ -340,7 +343,9 @@ def measure(bench: Bench, runs: int, doc: dict[str, Any], wanted: list[str], sav
 def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list[str],
                       save: Callable[[], None]) -> None:
     """The --full cases, on recipes/turboflow.toml with its last module copied into the work
-    folder (so that the bench can change it without touching the project)."""
+    folder (so that the bench can change it without touching the project). composer goes
+    first, then bud after composer's module layers are removed: both images side by side
+    (22 GB + bud's) and composer's layout do not fit a 60 GB disk."""
     if not wanted:
         return
     cases = doc["cases"]
@@ -354,52 +359,57 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
     composer = [*bench.composer, "--modules-dir", str(modules)]
     report = folder / "report.json"
 
+    def edit(i: int) -> None:
+        agents.write_text(text + f"# bench change {i} {time.monotonic()}\n")
+
     def build() -> tuple[float, dict[str, Any]]:
         seconds = bench.timed([*composer, "build", "-q", "-o", str(folder / "out"), "--no-oci-archive",
                                "--report", str(report), str(TURBOFLOW)])
         return seconds, json.loads(report.read_text())
 
-    def bud_argv() -> list[str]:
-        return bench.containerfile(TURBOFLOW, folder / "peer", composer)
-
     if "tf-cold" in wanted:
         log("tf-cold: composer")
         seconds, rep = build()
         base = sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "base")
-        cold: dict[str, Any] = {
+        cases["tf-cold"] = {
             "composer": stats([seconds - base]), "composer base bootstrap": stats([base]),
             "composer first export": stats([rep["export"]["layout"]["seconds"]]),
+            "size composer": bench.size(rep["image"]),
         }
-        cases["tf-cold"] = cold
-        save()  # kept if bud fails on the way
-        log("tf-cold: bud")
-        cold["bud"] = stats([bench.timed(bud_argv())])
-        cold["size composer"] = bench.size(rep["image"])
-        cold["size bud"] = bench.size("localhost/peer-turboflow:bench")
         save()
     if "tf-last" in wanted:
+        log("tf-last: composer")
         export: list[float] = []
         written: list[int] = []
-
-        def edit(i: int) -> None:
-            agents.write_text(text + f"# bench change {i} {time.monotonic()}\n")
-
-        def composer_run(i: int) -> float:
+        times: list[float] = []
+        for i in range(runs):
             edit(i)
             seconds, rep = build()
+            times.append(seconds)
             export.append(rep["export"]["layout"]["seconds"])
             written.append(rep["export"]["layout"]["bytes_written"])
-            return seconds
-
-        def bud_run(i: int) -> float:
-            edit(i)
-            return bench.timed(bud_argv())
-
-        log("tf-last")
-        c, b = pairs(runs, composer_run, bud_run)
-        cases["tf-last"] = {"composer": stats(c), "bud": stats(b), "composer export": stats(export),
-                            "export bytes written": written}
+        noop = [build()[0] for _ in range(runs)]
+        cases["tf-last"] = {"composer": stats(times), "composer export": stats(export),
+                            "export bytes written": written, "composer no-op": stats(noop)}
         agents.write_text(text)
+        save()
+    if "tf-bud" in wanted:
+        log("tf-bud: composer's module layers removed (disk), its base kept")
+        base_ref = f"localhost/composer-cache:{json.loads(report.read_text())['layers'][0]['key']}"
+        names = bench.run(["buildah", "images", "--format", "{{.Name}}:{{.Tag}}"]).split()
+        bench.run(["buildah", "rmi", "--force", *(n for n in names if n != base_ref and "composer" in n)])
+        shutil.rmtree(folder / "out", ignore_errors=True)
+        log("tf-bud: cold")
+        cold = bench.timed(bench.containerfile(TURBOFLOW, folder / "peer", composer))
+        last = []
+        for i in range(runs):
+            edit(i)
+            last.append(bench.timed(bench.containerfile(TURBOFLOW, folder / "peer", composer)))
+        agents.write_text(text)
+        cases.setdefault("tf-cold", {}).update({"bud": stats([cold]),
+                                                "size bud": bench.size("localhost/peer-turboflow:bench")})
+        cases.setdefault("tf-last", {})["bud"] = stats(last)
+        doc["tf order"] = "composer's runs first, then bud's (not alternating: disk)"
         save()
 
 
@@ -423,7 +433,7 @@ def print_table(doc: dict[str, Any]) -> None:
                 if extra in case:
                     r = case[extra]["median"] / case["bud"]["median"]
                     print(f"{name + ' (' + extra[9:] + ')':<34} {fmt(case[extra]):>22} {'':>22} {r:>6.2f}")
-            for extra in ("composer base bootstrap", "composer first export", "composer export"):
+            for extra in ("composer base bootstrap", "composer first export", "composer export", "composer no-op"):
                 if extra in case:
                     print(f"{name + ' ' + extra[9:]:<34} {fmt(case[extra]):>22}")
             if "export bytes written" in case:
@@ -431,8 +441,9 @@ def print_table(doc: dict[str, Any]) -> None:
                 print(f"{name + ' export MB written':<34} {mb:>22.1f}")
         else:
             for label, s in case.items():
-                print(f"{label:<34} {fmt(s):>22}")
-        if "size composer" in case:
+                if isinstance(s, dict):
+                    print(f"{name + ' ' + label if label.startswith('composer') else label:<34} {fmt(s):>22}")
+        if "size composer" in case and "size bud" in case:
             print(f"{name + ' image size MB':<34} {case['size composer'] / 1e6:>22.1f} "
                   f"{case['size bud'] / 1e6:>22.1f} {case['size composer'] / case['size bud']:>6.2f}")
         if "composer vs empty store" in case:
