@@ -55,6 +55,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from composer.builder import default_host_ca  # noqa: E402  (the CA bundle composer itself mounts)
+
 SYNTH_MODULES = 16
 PLAN_MODULES = 100
 FILLER_IMAGES = 500
@@ -98,8 +101,12 @@ class Bench:
         target = (folder or recipe.parent / "peer") / "Containerfile"
         self.run([*(composer or self.composer), "containerfile", "-o", str(target), str(recipe)])
         context = next(target.parent.glob("*.context"))
+        # The host's CA bundle where composer mounts it by default (docs/containerfile.md):
+        # behind a TLS-intercepting proxy, pip and curl in the steps need it.
+        ca = default_host_ca()
+        volume = ["--volume", f"{ca}:/run/composer/host-ca.crt:ro"] if ca else []
         return ["buildah", "bud", "--layers", "--quiet", "--format", "docker", "--identity-label=false",
-                "--isolation", "chroot", "-t", f"localhost/peer-{recipe.stem}:bench", "-f", str(target),
+                "--isolation", "chroot", *volume, "-t", f"localhost/peer-{recipe.stem}:bench", "-f", str(target),
                 str(context)]
 
     def size(self, image: str) -> int:
