@@ -403,8 +403,11 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
     if "tf-bud" in wanted:
         log("tf-bud: composer's module layers removed (disk), its base kept")
         base_ref = f"localhost/composer-cache:{json.loads(report.read_text())['layers'][0]['key']}"
-        names = bench.run(["buildah", "images", "--format", "{{.Name}}:{{.Tag}}"]).split()
-        bench.run(["buildah", "rmi", "--force", *(n for n in names if n != base_ref and "composer" in n)])
+        base_id = bench.run(["buildah", "images", "--quiet", "--no-trunc", base_ref]).split()[0]
+        ids = set(bench.run(["buildah", "images", "--quiet", "--no-trunc", "--all"]).split()) - {base_id}
+        bench.run(["buildah", "rm", "--all"])
+        for image in ids:  # one at a time: removing one may already have removed another
+            subprocess.run(["buildah", "rmi", "--force", image], env=bench.env, capture_output=True)
         shutil.rmtree(folder / "out", ignore_errors=True)
         log("tf-bud: cold")
         cold = bench.timed(bench.containerfile(TURBOFLOW, folder / "peer", composer))
