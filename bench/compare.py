@@ -55,8 +55,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from composer.builder import default_host_ca  # noqa: E402  (the CA bundle composer itself mounts)
 
 SYNTH_MODULES = 16
 PLAN_MODULES = 100
@@ -101,12 +99,9 @@ class Bench:
         target = (folder or recipe.parent / "peer") / "Containerfile"
         self.run([*(composer or self.composer), "containerfile", "-o", str(target), str(recipe)])
         context = next(target.parent.glob("*.context"))
-        # The host's CA bundle where composer mounts it by default (docs/containerfile.md):
-        # behind a TLS-intercepting proxy, pip and curl in the steps need it.
-        ca = default_host_ca()
-        volume = ["--volume", f"{ca}:/run/composer/host-ca.crt:ro"] if ca else []
+        # The steps mount the host's CA bundle from the context, as composer mounts it.
         return ["buildah", "bud", "--layers", "--quiet", "--format", "docker", "--identity-label=false",
-                "--isolation", "chroot", *volume, "-t", f"localhost/peer-{recipe.stem}:bench", "-f", str(target),
+                "--isolation", "chroot", "-t", f"localhost/peer-{recipe.stem}:bench", "-f", str(target),
                 str(context)]
 
     def size(self, image: str) -> int:

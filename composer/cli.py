@@ -656,18 +656,23 @@ def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, ca
 @recipe_arg
 @click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Where to write it (default: build/<name>-<tag>.Containerfile).")
+@click.option("--host-ca/--no-host-ca", default=True, show_default=True,
+              help="Copy the host's CA bundle into the context and mount it into the steps, as "
+                   "`composer build` does (behind a TLS-intercepting proxy pip and curl need it).")
 @pass_settings
-def containerfile(settings: Settings, recipe: Path, output_file: Path | None) -> None:
+def containerfile(settings: Settings, recipe: Path, output_file: Path | None, host_ca: bool) -> None:
     """Write an equivalent Containerfile of RECIPE and its build context (build nothing)."""
+    from composer.builder import default_host_ca
     from composer.containerfile import render, write_context
 
     the_plan = make_plan(settings, recipe)
     name = f"{the_plan.recipe.name}-{the_plan.recipe.tag}"
     path = output_file or Path("build") / f"{name}.Containerfile"
     context = path.with_name(f"{name}.context")
-    result = render(the_plan)
+    ca = default_host_ca() if host_ca else None
+    result = render(the_plan, host_ca=ca is not None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_context(the_plan, context)
+    write_context(the_plan, context, ca)
     path.write_text(result.text)
     click.echo(f"{path} (context {context})")
     if result.base_hint:

@@ -69,11 +69,31 @@ def test_healthcheck_leaves_zero_durations_out() -> None:
 
 def test_cli_writes_file_and_context(tmp_path: Path) -> None:
     target = tmp_path / "out" / "core.Containerfile"
-    result = CliRunner().invoke(cli, ["containerfile", str(RECIPES / "core-test.toml"), "-o", str(target)])
+    result = CliRunner().invoke(cli, ["containerfile", str(RECIPES / "core-test.toml"), "-o", str(target),
+                                      "--no-host-ca"])
     assert result.exit_code == 0, result.output
     assert target.read_text() == (GOLDEN / "core-test.Containerfile").read_text()
     assert (tmp_path / "out/composer-core-test-test.context/options/jq.json").is_file()
+    assert not (tmp_path / "out/composer-core-test-test.context/host-ca.crt").exists()
     assert "buildah bud --layers" in result.output
+
+
+def test_host_ca_is_mounted_into_steps_and_never_into_the_clean_up(tmp_path: Path) -> None:
+    # As `composer build` does by default; a `--volume` on bud's command line instead would
+    # be mounted into the clean-up too, whose `rm -rf /run/composer` then fails (busy).
+    ca = tmp_path / "bundle.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nmarker\n-----END CERTIFICATE-----\n")
+    target = tmp_path / "out" / "core.Containerfile"
+    result = CliRunner(env={"SSL_CERT_FILE": str(ca)}).invoke(
+        cli, ["containerfile", str(RECIPES / "core-test.toml"), "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out/composer-core-test-test.context/host-ca.crt").read_text() == ca.read_text()
+    mount = f"--mount=type=bind,source=host-ca.crt,target={cmd.CA_MOUNT}"
+    runs = target.read_text().split("\nRUN ")[1:]
+    steps = [r for r in runs if "COMPOSER_LAYER_KEY=" in r]
+    clean_ups = [r for r in runs if "composer-clean" in r]
+    assert steps and clean_ups
+    assert all(mount in r for r in steps) and not any("host-ca" in r for r in clean_ups)
 
 
 def test_bad_recipe_is_one_line(tmp_path: Path) -> None:
