@@ -431,7 +431,7 @@ def print_table(doc: dict[str, Any]) -> None:
     print(f"{'case':<34} {'composer':>22} {'bud':>22} {'ratio':>6}")
     for name, case in doc["cases"].items():
         fmt = lambda s: f"{s['median']:.3f} ({s['min']:.2f}-{s['max']:.2f})"  # noqa: E731
-        if "bud" in case:
+        if "bud" in case and "composer" in case:
             ratio = case["composer"]["median"] / case["bud"]["median"]
             print(f"{name:<34} {fmt(case['composer']):>22} {fmt(case['bud']):>22} {ratio:>6.2f}")
             for extra in ("composer --no-archive",):
@@ -447,7 +447,7 @@ def print_table(doc: dict[str, Any]) -> None:
         else:
             for label, s in case.items():
                 if isinstance(s, dict):
-                    print(f"{name + ' ' + label if label.startswith('composer') else label:<34} {fmt(s):>22}")
+                    print(f"{name + ' ' + label:<34} {fmt(s):>22}")
         if "size composer" in case and "size bud" in case:
             print(f"{name + ' image size MB':<34} {case['size composer'] / 1e6:>22.1f} "
                   f"{case['size bud'] / 1e6:>22.1f} {case['size composer'] / case['size bud']:>6.2f}")
