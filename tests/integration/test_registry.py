@@ -166,7 +166,9 @@ def test_registry_stopped_mid_build_warns_once_and_builds_locally(
     finally:
         registry.start()
     pushed = [layer["pushed"] for layer in report["layers"]]
-    assert pushed[0] and not all(pushed), pushed  # stopped after the first push, before the last
+    # Stopped once the first tag was written, before the last push. (That first push may
+    # itself count as failed: the registry can die between writing the tag and answering.)
+    assert not all(pushed), pushed
     assert by_module(report) == {"debootstrap:trixie": "hit", "motd": "hit", "jq": "hit",
                                  "greeting": "miss", "marker": "miss", "finalize": "miss"}
     warnings = [line for line in stderr.splitlines() if line.startswith("warning: registry cache")]
@@ -175,8 +177,8 @@ def test_registry_stopped_mid_build_warns_once_and_builds_locally(
     assert greeting_count(machine_b, report["image"]) == "11"
     # Every tag the registry holds is a whole image whose label names its tag.
     tags = json.loads(machine_b.run("skopeo", "list-tags", "--tls-verify=false", f"docker://{repo}").stdout)["Tags"]
-    keys = [layer["key"] for layer, was_pushed in zip(report["layers"], pushed, strict=True) if was_pushed]
-    assert sorted(tags) == sorted(keys)
+    confirmed = {layer["key"] for layer, was_pushed in zip(report["layers"], pushed, strict=True) if was_pushed}
+    assert tags and confirmed <= set(tags) <= {layer["key"] for layer in report["layers"]}, (tags, pushed)
     for key in tags:
         info = json.loads(machine_b.run("skopeo", "inspect", "--tls-verify=false", f"docker://{repo}:{key}").stdout)
         assert info["Labels"]["io.composer.key"] == key
