@@ -136,13 +136,15 @@ def test_registry_down_warns_once_and_builds_locally(registry: Registry, repo: s
 
 
 def stop_when_tagged(registry: Registry, repo_name: str) -> threading.Thread:
-    """A thread that stops the registry as soon as the first tag of repo_name is written."""
+    """A thread that stops the registry as soon as the first tag of repo_name is written
+    whole: its `current/link` (the folder alone appears first; a registry stopped then
+    lists a tag it cannot serve, a crash of the registry's own, not composer's push)."""
     tags = registry.folder / "data/docker/registry/v2/repositories" / repo_name / "_manifests" / "tags"
 
     def watch() -> None:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            if tags.is_dir() and any(tags.iterdir()):
+            if tags.is_dir() and any((tag / "current" / "link").is_file() for tag in tags.iterdir()):
                 registry.stop()
                 return
             time.sleep(0.02)
