@@ -31,25 +31,17 @@ sys.dont_write_bytecode = True
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Integration tests need the real tools. Locally a missing tool skips them with the
-    reason; in CI (CI=true) a missing tool is a failure, never a silent skip."""
+    """Integration tests need the real tools: collecting one without them is an error with
+    the command that installs them, never a skip (a skipped test proves nothing). Unit
+    tests alone (`pytest tests/unit`) need none of them."""
     missing = [t for t in INTEGRATION_TOOLS if shutil.which(t) is None]
-    if not missing:
-        return
-    if os.environ.get("CI"):
-        raise pytest.UsageError(f"CI needs {', '.join(missing)}: run scripts/setup-host --test")
-    for item in items:
-        if "integration" in item.keywords:
-            item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(missing)} (scripts/setup-host)"))
+    if missing and any("integration" in item.keywords for item in items):
+        raise pytest.UsageError(f"the integration tests need {', '.join(missing)}: run scripts/setup-host --test")
 
 
 def tool_missing(tool: str) -> NoReturn:
-    """A tool a test needs is absent: locally the test skips with the reason; in CI
-    (CI=true), which installs every tool, it fails instead: never a silent skip there."""
-    hint = "scripts/setup-host --test installs it"
-    if os.environ.get("CI"):
-        pytest.fail(f"CI needs {tool}: {hint}", pytrace=False)
-    pytest.skip(f"needs {tool} ({hint})", allow_module_level=True)
+    """A tool a test needs is absent: the test fails with the command that installs it."""
+    pytest.fail(f"needs {tool}: scripts/setup-host --test installs it", pytrace=False)
 
 
 SKIPPED: list[str] = []

@@ -38,8 +38,7 @@ from tests.conftest import tool_missing
 SERVER = Path(__file__).resolve().parents[2] / "layers" / "management-api" / "files" / "server.js"
 TOKEN = "s3cr3t-tok"
 
-# Locally a missing node skips with the reason; CI installs node (scripts/setup-host),
-# so there its absence fails the run at collection, loudly.
+# scripts/setup-host --test installs node; without it this module fails at collection.
 if shutil.which("node") is None:
     tool_missing("node")
 
