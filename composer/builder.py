@@ -23,7 +23,7 @@ from composer.cache import mark_used
 from composer.errors import CommandError, ComposerError
 from composer.finalize import write_finalize_files
 from composer.keys import canonical_json
-from composer.lock import exclusive, owned_tempdir, owner_gone
+from composer.lock import SCRATCH, exclusive, owned_tempdir, owner_gone
 from composer.model import BaseKind, Layer, LayerKind, Plan, Step
 from composer.planner import replan
 from composer.progress import Progress
@@ -359,7 +359,6 @@ def lock_paths(ctx: BuildContext) -> list[tuple[Path, str]]:
             (ctx.settings.cache_dir / "build.lock", f"the cache {ctx.settings.cache_dir}")]
 
 
-SCRATCH = "scratch"
 WORKING_PREFIX = "composer-work-"
 WORKING_MARKERS = "working-containers"  # in SCRATCH: one empty file per working container
 

@@ -483,9 +483,10 @@ def volume_context(settings: Settings, recipe: Path) -> tuple[Runner, cmd.Storag
 
 
 def scratch_folder(settings: Settings) -> Path:
-    folder = settings.cache_dir / "scratch"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """Where a command's own temporary folders go (owned_tempdir makes it)."""
+    from composer.lock import SCRATCH
+
+    return settings.cache_dir / SCRATCH
 
 
 @cli.command()

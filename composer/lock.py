@@ -35,6 +35,11 @@ def exclusive(path: Path, say: Callable[[str], None], what: str, wait: bool = Tr
         os.close(fd)  # closing releases the lock, also when the process is killed
 
 
+# The cache's folder of per-process temporary folders (see owned_tempdir); a build under
+# the lock sweeps the ones whose process has ended.
+SCRATCH = "scratch"
+
+
 def owned_tempdir(folder: Path, what: str) -> tempfile.TemporaryDirectory[str]:
     """A temporary folder in folder named after this process (WHAT-PID-random): a sweep by
     another build removes it only once this process is gone (see owner_gone)."""

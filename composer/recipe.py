@@ -358,13 +358,14 @@ def _build(path: Path, resolved: Resolved, problems: list[ComposerError]) -> Rec
         for i, e in enumerate(raw.get("layers", []))
     )
     seen: set[str] = set()
+    unique = []  # each module once, as the first listed it
     for layer in layers:
         if layer.module in seen:
             problems.append(ComposerError(f"{layer.where}: module {layer.module!r} is listed twice"))
-        seen.add(layer.module)
-    if len(seen) < len(layers):  # each module once, as the first listed it
-        layers = tuple(layer for i, layer in enumerate(layers)
-                       if layer.module not in {earlier.module for earlier in layers[:i]})
+        else:
+            seen.add(layer.module)
+            unique.append(layer)
+    layers = tuple(unique)
     from composer.remote import check_repo
 
     cache = raw.get("cache", {})
