@@ -89,8 +89,9 @@ def list_tags_argv(repo: str, tls_verify: bool | None, authfile: str) -> list[st
             f"docker://{repo}"]
 
 
-def inspect_argv(repo: str, key: str, tls_verify: bool | None, authfile: str) -> list[str]:
-    return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "inspect", "--retry-times", "1",
+def inspect_argv(repo: str, key: str, tls_verify: bool | None, authfile: str, raw: bool = False) -> list[str]:
+    """skopeo inspect of a tag: labels, digest and layers; with raw the manifest itself."""
+    return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "inspect", *(["--raw"] if raw else []), "--retry-times", "1",
             *tls_flag("tls-verify", tls_verify), *(["--authfile", authfile] if authfile else []),
             f"docker://{repo}:{key}"]
 

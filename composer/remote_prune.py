@@ -12,19 +12,12 @@ from pathlib import Path
 
 from composer.cache import Entry, last_used, module_of, prune_candidates
 from composer.errors import CommandError, ComposerError
-from composer.remote import KEY_LABEL, QUERY_TIMEOUT, list_tags_argv, skopeo_message, tls_flag
+from composer.remote import KEY_LABEL, QUERY_TIMEOUT, inspect_argv, list_tags_argv, skopeo_message, tls_flag
 from composer.runner import Runner
 
 # A cache tag is a key: the sha256 of the layer's key document.
 KEY_TAG = re.compile(r"[0-9a-f]{64}")
 UNKNOWN = "?"
-
-
-def inspect_tag_argv(repo: str, tag: str, tls_verify: bool | None, authfile: str, raw: bool = False) -> list[str]:
-    """skopeo inspect: labels, digest and layers; with raw the manifest (the layers' sizes)."""
-    return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "inspect", *(["--raw"] if raw else []), "--retry-times", "1",
-            *tls_flag("tls-verify", tls_verify), *(["--authfile", authfile] if authfile else []),
-            f"docker://{repo}:{tag}"]
 
 
 def delete_argv(repo: str, digest: str, tls_verify: bool | None, authfile: str) -> list[str]:
@@ -68,7 +61,7 @@ class RegistryListing:
         return sorted(document.get("Tags") or ())
 
     def inspect(self, tag: str, raw: bool = False) -> dict:
-        return self._ask(inspect_tag_argv(self.repo, tag, self.tls_verify, self.authfile, raw),
+        return self._ask(inspect_argv(self.repo, tag, self.tls_verify, self.authfile, raw),
                          f"inspecting {tag[:16]}")
 
     def entries(self, cache_dir: Path, local_users: dict[str, Sequence[str]]) -> list[Entry]:
