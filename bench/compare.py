@@ -54,6 +54,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.conftest import write_container_config  # noqa: E402  (the tests' private podman config)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SYNTH_MODULES = 16
@@ -65,15 +68,8 @@ class Bench:
     def __init__(self, work: Path) -> None:
         self.work = work
         (work / "tmp").mkdir(parents=True, exist_ok=True)
-        (work / "storage.conf").write_text(
-            f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/root"\nrunroot = "{work}/run"\n')
-        (work / "containers.conf").write_text(
-            '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
-            f'[engine]\nruntime = "runc"\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n'
-            f'tmp_dir = "{work}/podman-tmp"\nlock_type = "file"\n'
-            f'[network]\nnetwork_config_dir = "{work}/networks"\n')
-        self.env = dict(os.environ, CONTAINERS_STORAGE_CONF=str(work / "storage.conf"),
-                        CONTAINERS_CONF=str(work / "containers.conf"), TMPDIR=str(work / "tmp"))
+        # The tests' private storage and podman config; bud's cache mounts under TMPDIR.
+        self.env = dict(os.environ, **write_container_config(work), TMPDIR=str(work / "tmp"))
         # As on a user's machine: Python caches composer's byte code between runs.
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.composer = [sys.executable, "-m", "composer", "--cache-dir", str(work / "cache")]
