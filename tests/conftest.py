@@ -111,6 +111,13 @@ class Containers:
     def buildah(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.run("buildah", *args, **kw)
 
+    def destroy(self) -> None:
+        """Remove every container and image of this storage, then its folder."""
+        self.podman("rm", "--all", "--force", "--time", "0", check=False)
+        self.buildah("rm", "--all", check=False)
+        self.podman("system", "reset", "--force", check=False, timeout=300)
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def images(self) -> dict[str, str]:
         """name -> image ID for every tagged image in the storage."""
         listing = json.loads(self.buildah("images", "--json").stdout or "[]")
@@ -157,10 +164,7 @@ def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]
     box = Containers(folder, env, folder / "cache")
     yield box
     if not keep:
-        box.podman("rm", "--all", "--force", "--time", "0", check=False)
-        box.buildah("rm", "--all", check=False)
-        box.podman("system", "reset", "--force", check=False, timeout=300)
-        shutil.rmtree(folder, ignore_errors=True)
+        box.destroy()
 
 
 @contextlib.contextmanager
@@ -175,10 +179,7 @@ def private_storage(session: Containers, folder: Path) -> Iterator[Containers]:
     try:
         yield box
     finally:
-        box.podman("rm", "--all", "--force", "--time", "0", check=False)
-        box.buildah("rm", "--all", check=False)
-        box.podman("system", "reset", "--force", check=False, timeout=300)
-        shutil.rmtree(folder, ignore_errors=True)
+        box.destroy()
 
 
 def copy_tree(src: Path, dest: Path, names: Sequence[str] = ()) -> Path:
