@@ -11,7 +11,7 @@ every method, interleaved, each into its own output kept from the previous run:
   skopeo-layout    skopeo copy containers-storage:IMG oci:DIR:TAG    (into the kept layout)
   raw-layout       buildah push --disable-compression IMG oci:DIR    (asks for an uncompressed
                    layout; buildah 1.28 compresses anyway: oci: does not accept uncompressed layers)
-  composer         composer.export.export_layout                     (into the kept layout)
+  composer         composer.emit.oci.export_layout                     (into the kept layout)
   composer+tar     ...and write_oci_archive (kept prefix of the .oci.tar, rest appended)
   composer-first   export_layout into an empty folder (a first export)
   tar-whole        the layout as a whole new tar (no kept prefix)
@@ -41,8 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from composer import export  # noqa: E402
 from composer.commands import Storage  # noqa: E402
+from composer.emit import oci as export  # noqa: E402
 from composer.runner import Runner  # noqa: E402
 
 DEFAULT_LAYERS = ("/usr/bin", "/usr/lib/gcc", "/usr/lib/python3.11")
@@ -227,7 +227,7 @@ def main() -> None:
     conf = work / "storage.conf"
     conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/root"\nrunroot = "{work}/run"\n')
     env = dict(os.environ, CONTAINERS_STORAGE_CONF=str(conf))
-    os.environ["CONTAINERS_STORAGE_CONF"] = str(conf)  # for composer.export's own buildah calls
+    os.environ["CONTAINERS_STORAGE_CONF"] = str(conf)  # for composer.emit.oci's own buildah calls
     out = work / "out"
     out.mkdir()
     try:

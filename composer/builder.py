@@ -19,16 +19,16 @@ from typing import Any
 
 from composer import commands as cmd
 from composer import toolkit
-from composer.cache import mark_used
+from composer.cache.local import mark_used
+from composer.cache.registry import KEY_LABEL, RegistryCache, Remote
 from composer.errors import CommandError, ComposerError
 from composer.finalize import write_finalize_files
 from composer.keys import canonical_json
-from composer.lock import SCRATCH, exclusive, owned_tempdir, owner_gone
 from composer.model import BaseKind, Layer, LayerKind, Plan, Step
 from composer.planner import replan
 from composer.progress import Progress
-from composer.remote import KEY_LABEL, RegistryCache, Remote
 from composer.runner import Runner, require_tool
+from composer.scratch import SCRATCH, exclusive, owned_tempdir, owner_gone
 
 # The host's proxy variables (http_proxy, HTTPS_PROXY, no_proxy, ...) reach build steps
 # without composer naming them: `buildah run` passes those of its own environment into the
@@ -288,8 +288,8 @@ def record_conflicts(cache_dir: Path, conflicts: dict[str, str]) -> None:
 def build_reconcile(ctx: BuildContext) -> None:
     """Stack the restacked module layers on their common parent (no layer is rebuilt or
     recompressed), then commit one layer that merges what they each changed."""
-    from composer import reconcile as rec
-    from composer.stack import layer_changes, stack_image
+    from composer.restack import reconcile as rec
+    from composer.restack.stack import layer_changes, stack_image
 
     plan, storage, run = ctx.plan, ctx.settings.storage, ctx.runner.run
     r = plan.reconcile
@@ -625,7 +625,7 @@ def archive_path(plan: Plan, output_dir: Path) -> Path:
 def write_archive(ctx: BuildContext) -> None:
     """The image as an OCI layout folder, and the OCI archive of it unless turned off; each
     export compresses and writes only the layers the previous one did not have."""
-    from composer.export import export_layout, write_oci_archive
+    from composer.emit.oci import export_layout, write_oci_archive
 
     plan = ctx.plan
     path = archive_path(plan, ctx.settings.output_dir)

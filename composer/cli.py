@@ -151,7 +151,7 @@ def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) ->
         conflicts = known_conflicts(settings.cache_dir)
     the_plan = plan_loaded(loaded, settings.modules_dirs, digest, conflicts)
     if the_plan.recipe.pod:
-        from composer.kube import pod_config
+        from composer.emit.kube import pod_config
 
         pod_config(the_plan)  # [pod] is checked now, not first when a manifest is rendered
     return the_plan
@@ -191,7 +191,7 @@ def check(settings: Settings, recipe: Path) -> None:
     problems: list[ComposerError] = []
     plan, errors = check_recipe(load_checked(settings, recipe, problems), settings.modules_dirs)
     if plan is not None and plan.recipe.pod:
-        from composer.kube import pod_errors
+        from composer.emit.kube import pod_errors
 
         errors += pod_errors(plan)
     errors = problems + errors
@@ -358,7 +358,7 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
     from composer.builder import BuildSettings, default_host_ca, default_jobs, measure_sizes, report_document
     from composer.builder import build as run_build
-    from composer.remote import RegistryCache, check_image_ref, check_repo, push_image
+    from composer.cache.registry import RegistryCache, check_image_ref, check_repo, push_image
 
     runner = Runner(verbose=settings.verbose)
     push_ref = check_image_ref(push_ref, "--push") if push_ref else ""
@@ -397,7 +397,7 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
 
 def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
     """The kube manifest beside the archive; left alone when its inputs are unchanged."""
-    from composer import kube
+    from composer.emit import kube
     from composer.keys import cache_key, file_digest
 
     path = kube.manifest_path(plan, output_dir)
@@ -436,7 +436,7 @@ def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
 def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: bool,
          secrets_dir: str, no_devices: bool) -> None:
     """Print the podman-kube manifest (Pod + Secret template) of RECIPE; build nothing."""
-    from composer.kube import render_manifest
+    from composer.emit.kube import render_manifest
 
     text = render_manifest(make_plan(settings, recipe), rootless=rootless,
                            secrets_dir=secrets_dir, devices=not no_devices)
@@ -484,7 +484,7 @@ def volume_context(settings: Settings, recipe: Path) -> tuple[Runner, cmd.Storag
 
 def scratch_folder(settings: Settings) -> Path:
     """Where a command's own temporary folders go (owned_tempdir makes it)."""
-    from composer.lock import SCRATCH
+    from composer.scratch import SCRATCH
 
     return settings.cache_dir / SCRATCH
 
@@ -498,7 +498,7 @@ def scratch_folder(settings: Settings) -> Path:
 def push(settings: Settings, recipe: Path, ref: str, tls_verify: bool | None, creds: str, authfile: str) -> None:
     """Push the image RECIPE was built into to REF (host/path:tag), without building."""
     from composer.builder import list_cached_keys
-    from composer.remote import check_image_ref, push_image
+    from composer.cache.registry import check_image_ref, push_image
 
     dest = check_image_ref(ref, "REF")
     runner = Runner(verbose=settings.verbose)
@@ -529,7 +529,7 @@ def cache_ls(settings: Settings, as_json: bool, registry_repo: str, tls_verify: 
     """Every cache layer: key, module, size, last used, the tagged images built on it."""
     import time
 
-    from composer.cache import age_text, human_size, list_entries
+    from composer.cache.local import age_text, human_size, list_entries
 
     runner = Runner(verbose=settings.verbose)
     if registry_repo:
@@ -551,10 +551,10 @@ def cache_ls(settings: Settings, as_json: bool, registry_repo: str, tls_verify: 
 def registry_listing(settings: Settings, runner: Runner, repo: str, tls_verify: bool | None, creds: str,
                      authfile: str) -> Iterator[tuple[Any, list[Any]]]:
     """The link to a registry cache and its listing: its key tags, what uses each."""
-    from composer.cache import list_entries
-    from composer.lock import owned_tempdir
-    from composer.remote import check_repo, write_auth_file
-    from composer.remote_prune import RegistryListing, local_users
+    from composer.cache.local import list_entries
+    from composer.cache.prune import RegistryListing, local_users
+    from composer.cache.registry import check_repo, write_auth_file
+    from composer.scratch import owned_tempdir
 
     repo = check_repo(repo, "--registry")
     local = local_users(list_entries(runner, settings.storage, settings.cache_dir))
@@ -581,8 +581,8 @@ def cache_prune(settings: Settings, older_than: float | None, keep: int | None, 
     """Remove cache layers no tagged image is built on (by age and/or per module count)."""
     import time
 
-    from composer.cache import human_size, list_entries, prune_candidates, remove
-    from composer.remote_prune import registry_candidates
+    from composer.cache.local import human_size, list_entries, prune_candidates, remove
+    from composer.cache.prune import registry_candidates
 
     if older_than is None and keep is None:
         raise ComposerError("cache prune: say what to remove", hint="give --older-than DAYS and/or --keep N")
@@ -627,7 +627,7 @@ def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, ca
         cache_to: str | None, push_ref: str | None, registry_secret: str | None, recipe_path: str | None,
         as_pod: bool, output_file: Path | None) -> None:
     """Print a Kubernetes Job that builds RECIPE with composer in a cluster (docs/build-job.md)."""
-    from composer.job import JobConfig, job_name, render_job
+    from composer.emit.job import JobConfig, job_name, render_job
     from composer.recipe import load_recipe
     from composer.selfmodule import PROJECT_ROOT
 
@@ -664,7 +664,7 @@ def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, ca
 def containerfile(settings: Settings, recipe: Path, output_file: Path | None, host_ca: bool) -> None:
     """Write an equivalent Containerfile of RECIPE and its build context (build nothing)."""
     from composer.builder import default_host_ca
-    from composer.containerfile import render, write_context
+    from composer.emit.containerfile import render, write_context
 
     the_plan = make_plan(settings, recipe)
     name = f"{the_plan.recipe.name}-{the_plan.recipe.tag}"

@@ -265,9 +265,7 @@ def reconcile_step(parent: str, members: tuple[str, ...]) -> ReconcileStep:
 
 def reconciler_digest() -> str:
     """The reconcile layer is made by composer's own code: a change to it is a new layer."""
-    from composer import reconcile
-
-    return file_digest(Path(reconcile.__file__))
+    return file_digest(Path(__file__).parent / "restack" / "reconcile.py")
 
 
 def base_step(base: Base, digest: str = "") -> BaseStep:

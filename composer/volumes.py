@@ -53,7 +53,7 @@ class Saved:
 
 def recipe_volumes(plan: Plan) -> tuple[Volume, ...]:
     """The named volumes the recipe's Pod claims (not /dev/shm, the secrets or devices)."""
-    from composer.kube import pod_config
+    from composer.emit.kube import pod_config
 
     found = tuple(Volume(*entry) for entry in pod_config(plan).volumes)
     if not found:

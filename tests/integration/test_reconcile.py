@@ -23,7 +23,7 @@ import pytest
 
 from composer import commands as cmd
 from composer.model import Family
-from composer.reconcile import Analysis, analyse, apply_plan, reconcile_plan
+from composer.restack.reconcile import Analysis, analyse, apply_plan, reconcile_plan
 from composer.runner import Runner
 from tests.conftest import RECIPES, Containers
 

@@ -16,8 +16,8 @@ import pytest
 
 from composer import commands
 from composer.errors import ComposerError
+from composer.restack.stack import layer_changes, list_changes, stack_image
 from composer.runner import Runner
-from composer.stack import layer_changes, list_changes, stack_image
 from tests.conftest import Containers
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from composer.cache import DAY, Entry, last_used, mark_used, module_of, prune_candidates
+from composer.cache.local import DAY, Entry, last_used, mark_used, module_of, prune_candidates
 from composer.cli import cli
 
 NOW = 1_800_000_000.0

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from composer import commands as cmd
 from composer.cli import cli
-from composer.containerfile import healthcheck_line, render, write_context
+from composer.emit.containerfile import healthcheck_line, render, write_context
 from composer.model import Healthcheck
 from composer.planner import plan_file
 

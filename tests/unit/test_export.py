@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from composer import export
+from composer.emit import oci as export
+from composer.emit.oci import Descriptor, Entry, Image, Member
 from composer.errors import ComposerError
-from composer.export import Descriptor, Entry, Image, Member
 
 GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
 TAR = "application/vnd.oci.image.layer.v1.tar"

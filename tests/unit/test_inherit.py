@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from composer.emit.kube import pod_errors
 from composer.errors import ComposerError
-from composer.kube import pod_errors
 from composer.planner import plan_loaded
 from composer.recipe import load_recipe
 

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from composer.cli import cli, main
-from composer.job import JobConfig, build_args, job_document, job_name, pod_of_job
+from composer.emit.job import JobConfig, build_args, job_document, job_name, pod_of_job
 from composer.planner import plan_file
 from composer.selfmodule import self_modules_dir, source_digest
 
@@ -164,10 +164,10 @@ def test_the_module_follows_the_source_and_nothing_else(tmp_path: Path) -> None:
     assert self_modules_dir(root, tmp_path / "cache") == first
     assert not list(module.rglob("*.pyc"))
     # a change of the source is a new module folder
-    (root / "composer" / "job.py").write_text((root / "composer" / "job.py").read_text() + "\n# changed\n")
+    (root / "composer" / "emit" / "job.py").write_text((root / "composer" / "emit" / "job.py").read_text() + "\n# changed\n")
     second = self_modules_dir(root, tmp_path / "cache")
     assert second is not None and second != first
-    assert (second / "composer" / "src" / "composer" / "job.py").read_text().endswith("# changed\n")
+    assert (second / "composer" / "src" / "composer" / "emit" / "job.py").read_text().endswith("# changed\n")
 
 
 def test_the_composer_recipe_plans_with_the_generated_module() -> None:

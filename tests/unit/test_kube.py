@@ -16,8 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from composer.cli import cli
-from composer.errors import ComposerError
-from composer.kube import (
+from composer.emit.kube import (
     PodConfig,
     PortMap,
     manifest_path,
@@ -26,6 +25,7 @@ from composer.kube import (
     rootless_manifest_path,
     seconds,
 )
+from composer.errors import ComposerError
 from composer.planner import plan_file
 from composer.schema import load_schema
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.reconcile import (
+from composer.restack.reconcile import (
     Conflict,
     analyse,
     format_alternatives,

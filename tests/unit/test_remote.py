@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from composer import commands as cmd
-from composer.errors import CommandError, ComposerError
-from composer.remote import (
+from composer.cache.registry import (
     KEY_LABEL,
     RegistryCache,
     Remote,
@@ -24,6 +23,7 @@ from composer.remote import (
     push_argv,
     unknown_repository,
 )
+from composer.errors import CommandError, ComposerError
 from composer.runner import Runner
 
 REPO = "registry.example:5000/team-cache"
@@ -160,7 +160,7 @@ def test_recipe_cache_table_is_read_and_checked(tmp_path: Path) -> None:
 
 
 def test_push_ref_checks_and_argv() -> None:
-    from composer.remote import check_image_ref, copy_out_argv
+    from composer.cache.registry import check_image_ref, copy_out_argv
 
     assert check_image_ref("docker://127.0.0.1:5000/team/app:1", "--push") == "127.0.0.1:5000/team/app:1"
     with pytest.raises(ComposerError, match="--push"):
@@ -210,7 +210,7 @@ def test_restacked_layers_are_pulled_not_built(tmp_path: Path) -> None:
 
 
 def test_the_warning_keeps_skopeos_message_alone() -> None:
-    from composer.remote import skopeo_message
+    from composer.cache.registry import skopeo_message
 
     line = 'time="2026-11-27T07:12:28Z" level=fatal msg="writing blob: \\"x\\": Digest did not match"'
     assert skopeo_message(line) == 'writing blob: "x": Digest did not match'

@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from composer.cache import DAY, Entry
-from composer.remote_prune import delete_argv, registry_candidates, registry_entry
+from composer.cache.local import DAY, Entry
+from composer.cache.prune import delete_argv, registry_candidates, registry_entry
 
 NOW = 1_800_000_000.0
 

@@ -14,7 +14,7 @@ import pytest
 
 from composer.commands import Storage
 from composer.errors import ComposerError
-from composer.stack import (
+from composer.restack.stack import (
     Change,
     DigestCache,
     ImageDocs,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from composer.emit.kube import render_manifest
 from composer.errors import ComposerError
-from composer.kube import render_manifest
 from composer.model import Family, Plan
 from composer.modules import load_module
 from composer.planner import plan_file

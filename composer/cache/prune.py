@@ -10,9 +10,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from composer.cache import Entry, last_used, module_of, prune_candidates
+from composer.cache.local import Entry, last_used, module_of, prune_candidates
+from composer.cache.registry import KEY_LABEL, QUERY_TIMEOUT, inspect_argv, list_tags_argv, skopeo_message, tls_flag
 from composer.errors import CommandError, ComposerError
-from composer.remote import KEY_LABEL, QUERY_TIMEOUT, inspect_argv, list_tags_argv, skopeo_message, tls_flag
 from composer.runner import Runner
 
 # A cache tag is a key: the sha256 of the layer's key document.

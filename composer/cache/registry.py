@@ -19,9 +19,9 @@ from pathlib import Path
 
 from composer import commands as cmd
 from composer.errors import CommandError, ComposerError
-from composer.lock import owned_tempdir
+from composer.restack.stack import storage_ref
 from composer.runner import Runner
-from composer.stack import storage_ref
+from composer.scratch import owned_tempdir
 
 # Every cache image carries its key in this label (set when it is committed), so a pulled
 # image can be checked against the tag it was found under.
