@@ -29,15 +29,8 @@ from composer.planner import replan
 from composer.progress import Progress
 from composer.runner import Runner, require_tool
 from composer.scratch import SCRATCH, exclusive, owned_tempdir, owner_gone
+from composer.step import CA_VARS, Copy, ModuleStep, Run, Source, module_step
 
-# The host's proxy variables (http_proxy, HTTPS_PROXY, no_proxy, ...) reach build steps
-# without composer naming them: `buildah run` passes those of its own environment into the
-# container (buildah from --http-proxy, on by default). Never as `--env NAME=VALUE`: a
-# proxy URL may hold a password, and argv is what every user of the host sees in `ps`.
-CA_VARS = (
-    "SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-    "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO", "npm_config_cafile",
-)
 HOST_CA_CANDIDATES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 
@@ -514,92 +507,63 @@ def _empty_folder(folder: Path, keep: tuple[str, ...]) -> None:
             entry.unlink()
 
 
-def build_env(ctx: BuildContext) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
-    """Environment and mounts every build step gets: CA bundle and package caches (the
-    proxies come from buildah's own environment, see above)."""
-    env: dict[str, str] = {}
-    volumes: list[tuple[str, str, str]] = []
-    if ctx.settings.host_ca is not None:
-        volumes.append((str(ctx.settings.host_ca.resolve()), cmd.CA_MOUNT, "ro"))
-        env.update({k: cmd.CA_MOUNT for k in CA_VARS})
-    family = ctx.plan.recipe.base.family
-    cache_root = ctx.settings.cache_dir / "packages" / ctx.plan.base.key[:16]
-    for target in cmd.PACKAGE_CACHE_MOUNTS[family]:
-        host = cache_root / target.strip("/").replace("/", "_")
-        (host / "partial").mkdir(parents=True, exist_ok=True)
-        volumes.append((str(host.resolve()), target, ""))
-    return env, volumes
-
-
-def step_env(ctx: BuildContext, step: Step, base_env: dict[str, str]) -> dict[str, str]:
-    """The build-step contract (docs/format.md): what every package install and script sees."""
+def mount_sources(ctx: BuildContext, options_file: Path) -> dict[Source, str | None]:
+    """Where each kind of mount of a module step comes from on this host (docs/format.md)."""
+    assert ctx.state_dir is not None
+    host_ca = ctx.settings.host_ca
     return {
-        **base_env, **cmd.APT_ENV, **cmd.option_env(step.options),
-        "PATH": f"{toolkit.MOUNT}:{container_path(ctx.plan, step)}",
-        "COMPOSER_OPTIONS": cmd.OPTIONS_MOUNT,
-        "COMPOSER_FAMILY": str(ctx.plan.recipe.base.family),
-        "COMPOSER_MODULE": step.module.name,
-        "COMPOSER_MODULE_DIR": cmd.MODULE_MOUNT,
-        "COMPOSER_LIB": toolkit.LIB,
-        "COMPOSER_STATE": cmd.STATE_MOUNT,
-        "COMPOSER_RECOMMENDS": str(step.module.recommends).lower(),
+        Source.MODULE: None,  # per step: the module's own folder
+        Source.TOOLKIT: str(toolkit.toolkit_dir()),
+        Source.OPTIONS: str(options_file),
+        Source.STATE: str(ctx.state_dir),
+        Source.PACKAGE_CACHE: None,  # per target: a folder of the base's package cache
+        Source.HOST_CA: str(host_ca.resolve()) if host_ca is not None else None,
     }
 
 
-def container_path(plan: Plan, step: Step) -> str:
-    """PATH inside the step's container: the base's, changed by each module up to this one
-    (a module's PATH may refer to the one before it as $PATH, as buildah config expands it)."""
-    path = cmd.DEFAULT_PATH
-    for earlier in plan.steps[: step.index]:
-        value = dict(earlier.module.env).get("PATH")
-        if value is not None:
-            path = value.replace("${PATH}", path).replace("$PATH", path)
-    return path
+def package_cache(ctx: BuildContext, target: str) -> Path:
+    """The host folder behind a package cache mount, shared by the builds on one base."""
+    host = ctx.settings.cache_dir / "packages" / ctx.plan.base.key[:16] / target.strip("/").replace("/", "_")
+    (host / "partial").mkdir(parents=True, exist_ok=True)
+    return host.resolve()
+
+
+def volumes(ctx: BuildContext, step: Step, spec: ModuleStep, options_file: Path) -> list[tuple[str, str, str]]:
+    """The step's mounts as `buildah run --volume` triples."""
+    sources = mount_sources(ctx, options_file)
+    out = []
+    for mount in spec.mounts:
+        if mount.source is Source.MODULE:
+            host = str(step.module.path.resolve())
+        elif mount.source is Source.PACKAGE_CACHE:
+            host = str(package_cache(ctx, mount.target))
+        else:
+            host = sources[mount.source] or ""
+        out.append((host, mount.target, "ro" if mount.read_only else ""))
+    return out
 
 
 def build_module(ctx: BuildContext, step: Step) -> None:
-    module = step.module
-    family = ctx.plan.recipe.base.family
+    spec = module_step(ctx.plan, step, ctx.settings.host_ca is not None)
     storage = ctx.settings.storage
     run = ctx.runner.run
-    what = f"layer {step.index} {module.name}"
-    base_env, volumes = build_env(ctx)
-    env = step_env(ctx, step, base_env)
-    assert ctx.state_dir is not None
+    env = {**spec.env, **({k: cmd.CA_MOUNT for k in CA_VARS} if ctx.settings.host_ca is not None else {})}
+    what = f"layer {step.index} {step.module.name}"
     with scratch_dir(ctx, "step") as tmp, working_container(ctx, step.key, what) as ctr:
         options_file = Path(tmp, "options.json")
         options_file.write_text(cmd.options_json(step.options))
-        mounts = [
-            *volumes,
-            (str(toolkit.toolkit_dir()), toolkit.MOUNT, "ro"),
-            (str(ctx.state_dir), cmd.STATE_MOUNT, ""),
-            (str(module.path.resolve()), cmd.MODULE_MOUNT, "ro"),
-            (str(options_file), cmd.OPTIONS_MOUNT, "ro"),
-        ]
+        mounts = volumes(ctx, step, spec, options_file)
         run(cmd.from_image(storage, cmd.cache_ref(step.parent_key), ctr))
-        created_by = f"composer layer {step.index} {module.name} {module.version}"
         # One call: the history line and the module's env, which later steps see.
-        run(cmd.config_env(storage, ctr, module.env, created_by))
-
-        def inside(argv: list[str]) -> None:
-            run(cmd.run_in(storage, ctr, argv, env, mounts, cmd.MODULE_MOUNT), stream=True)
-
-        packages = module.packages_for(family, step.options)
-        if packages:
-            inside([f"{toolkit.MOUNT}/composer-install", *packages])
-        for spec in module.files:
-            run(cmd.copy_in(storage, ctr, str(module.path / spec.src), spec.dest, spec.mode, spec.owner))
-        for name, path in step.hooks:
-            run(cmd.copy_in(storage, ctr, str(path), f"/etc/composer/hooks.d/{name}", "0755", "0:0"))
-        # The start-up hooks read a module's options here (docs/format.md).
-        run(cmd.copy_in(storage, ctr, str(options_file), cmd.options_path(module.name), "0644", "0:0"))
-        scripts = module.scripts_for(family)
-        for script in scripts:
-            first = (module.path / script.run).read_text(errors="replace").split("\n", 1)[0]
-            inside(cmd.script_argv(first, f"{cmd.MODULE_MOUNT}/{script.run}"))
-        if packages or scripts or module.clean:
-            # The mount points, package caches and logs of this step stay out of the layer.
-            run(cmd.run_in(storage, ctr, cmd.clean_step(family, module.clean)))
+        run(cmd.config_env(storage, ctr, spec.image_env, spec.history))
+        for action in spec.actions:
+            if isinstance(action, Run):
+                run(cmd.run_in(storage, ctr, list(action.argv), env, mounts, cmd.MODULE_MOUNT), stream=True)
+            elif isinstance(action, Copy):
+                origin = options_file if action.origin is None else action.origin
+                run(cmd.copy_in(storage, ctr, str(origin), action.dest, action.mode, action.owner))
+            else:
+                run(cmd.run_in(storage, ctr, list(action.argv)))
         commit_layer(ctx, ctr, step.key)
     save_key_document(ctx, step.key, step.key_document)
 

@@ -16,16 +16,14 @@ from pathlib import Path
 
 from composer import commands as cmd
 from composer import toolkit
-from composer.builder import container_path
 from composer.finalize import write_finalize_files
 from composer.model import BaseKind, Family, Healthcheck, ImageConfig, Plan, Step
+from composer.step import CA_VARS, Copy, Mount, Run, Source, module_step
 
 # Fixed script every step's RUN goes through: the host CA bundle when the builder mounts
 # one (docs/containerfile.md), the module folder as working folder, then the argv.
 STEP_SCRIPT = (
-    'if [ -f "$0" ]; then for v in ' + " ".join(
-        ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE",
-         "GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO", "npm_config_cafile"))
+    'if [ -f "$0" ]; then for v in ' + " ".join(CA_VARS)
     + '; do export "$v=$0"; done; fi; cd "$COMPOSER_MODULE_DIR" && exec "$@"'
 )
 
@@ -75,61 +73,48 @@ HOST_CA = "host-ca.crt"
 def module_group(plan: Plan, step: Step, host_ca: bool = False) -> list[str]:
     """The instructions of one module's layer; host_ca: mount the context's HOST_CA in each
     step (its mount point goes with /run/composer in the clean-up, as in composer's layer)."""
-    module = step.module
+    spec = module_step(plan, step, host_ca)
     family = plan.recipe.base.family
-    name = module.name
-    lines = [f"# layer {step.index} {name} {module.version}"]
-    if module.env:
-        lines.append("ENV " + " ".join(f"{k}={env_value(v)}" for k, v in module.env))
-    step_env = {
-        **cmd.APT_ENV, **cmd.option_env(step.options),
-        "PATH": f"{toolkit.MOUNT}:{container_path(plan, step)}",
-        "COMPOSER_OPTIONS": cmd.OPTIONS_MOUNT,
-        "COMPOSER_FAMILY": str(family),
-        "COMPOSER_MODULE": name,
-        "COMPOSER_MODULE_DIR": cmd.MODULE_MOUNT,
-        "COMPOSER_LIB": toolkit.LIB,
-        "COMPOSER_STATE": cmd.STATE_MOUNT,
-        "COMPOSER_RECOMMENDS": str(module.recommends).lower(),
-        # buildah bud's layer cache (1.28) knows a RUN by its text, not by what its mounts
-        # hold: with composer's key in the text, it misses exactly when composer's cache does.
-        "COMPOSER_LAYER_KEY": step.key,
-    }
-    mounts = " \\\n    ".join([
-        f"--mount=type=bind,source=modules/{name},target={cmd.MODULE_MOUNT}",
-        f"--mount=type=bind,source=toolkit,target={toolkit.MOUNT}",
-        f"--mount=type=bind,source=options/{name}.json,target={cmd.OPTIONS_MOUNT}",
-        f"--mount=type=tmpfs,target={cmd.STATE_MOUNT}",
-        *(f"--mount=type=cache,target={t}" for t in cmd.PACKAGE_CACHE_MOUNTS[family]),
-        *([f"--mount=type=bind,source={HOST_CA},target={cmd.CA_MOUNT}"] if host_ca else []),
-    ])
-
-    def run(argv: Sequence[str]) -> str:
-        env = [f"{k}={v}" for k, v in step_env.items()]
-        return f"RUN {mounts} \\\n    " + exec_form(
-            ["/usr/bin/env", *env, "/bin/sh", "-c", STEP_SCRIPT, cmd.CA_MOUNT, *argv])
-
-    packages = module.packages_for(family, step.options)
-    if packages:
-        lines.append(run([f"{toolkit.MOUNT}/composer-install", *packages]))
-    for spec in module.files:
-        lines.append(copy(f"modules/{name}/{spec.src}", spec.dest, spec.mode, spec.owner))
-    for hook, _ in step.hooks:
-        lines.append(copy(f"hooks/{name}/{hook}", f"/etc/composer/hooks.d/{hook}", "0755", "0:0"))
-    lines.append(copy(f"options/{name}.json", cmd.options_path(name), "0644", "0:0"))
-    scripts = module.scripts_for(family)
-    for script in scripts:
-        first = (module.path / script.run).read_text(errors="replace").split("\n", 1)[0]
-        lines.append(run(cmd.script_argv(first, f"{cmd.MODULE_MOUNT}/{script.run}")))
-    if packages or scripts or module.clean:
-        # Its own RUN, without mounts: /run/composer can only go once nothing is mounted there.
-        # buildah 1.28 removes the folder a cache mount was on: put back the empty folders
-        # the base has there (the layer composer builds keeps them), then clean.
-        sh, c, clean_script, argv0, *paths = cmd.clean_step(family, module.clean)
-        restore = 'n=$1; shift; while [ "$n" -gt 0 ]; do mkdir -p -- "$1"; shift; n=$((n - 1)); done; '
-        lines.append("RUN " + exec_form([sh, c, restore + clean_script, argv0, str(len(RESTORED[family])),
-                                         *RESTORED[family], *paths]))
+    lines = [f"# layer {step.index} {step.module.name} {step.module.version}"]
+    if spec.image_env:
+        lines.append("ENV " + " ".join(f"{k}={env_value(v)}" for k, v in spec.image_env))
+    # buildah bud's layer cache (1.28) knows a RUN by its text, not by what its mounts
+    # hold: with composer's key in the text, it misses exactly when composer's cache does.
+    env = [f"{k}={v}" for k, v in {**spec.env, "COMPOSER_LAYER_KEY": step.key}.items()]
+    mounts = " \\\n    ".join(mount_flag(mount, step) for mount in spec.mounts)
+    for action in spec.actions:
+        if isinstance(action, Run):
+            lines.append(f"RUN {mounts} \\\n    " + exec_form(
+                ["/usr/bin/env", *env, "/bin/sh", "-c", STEP_SCRIPT, cmd.CA_MOUNT, *action.argv]))
+        elif isinstance(action, Copy):
+            lines.append(copy(action.context, action.dest, action.mode, action.owner))
+        else:
+            # Its own RUN, without mounts: /run/composer can only go once nothing is mounted there.
+            # buildah 1.28 removes the folder a cache mount was on: put back the empty folders
+            # the base has there (the layer composer builds keeps them), then clean.
+            sh, c, clean_script, argv0, *paths = action.argv
+            restore = 'n=$1; shift; while [ "$n" -gt 0 ]; do mkdir -p -- "$1"; shift; n=$((n - 1)); done; '
+            lines.append("RUN " + exec_form([sh, c, restore + clean_script, argv0, str(len(RESTORED[family])),
+                                             *RESTORED[family], *paths]))
     return lines
+
+
+def mount_flag(mount: Mount, step: Step) -> str:
+    """A step's mount as a RUN --mount flag over the build context (write_context)."""
+    target = f"target={mount.target}"
+    match mount.source:
+        case Source.MODULE:
+            return f"--mount=type=bind,source=modules/{step.module.name},{target}"
+        case Source.TOOLKIT:
+            return f"--mount=type=bind,source=toolkit,{target}"
+        case Source.OPTIONS:
+            return f"--mount=type=bind,source=options/{step.module.name}.json,{target}"
+        case Source.STATE:
+            return f"--mount=type=tmpfs,{target}"
+        case Source.PACKAGE_CACHE:
+            return f"--mount=type=cache,{target}"
+        case Source.HOST_CA:
+            return f"--mount=type=bind,source={HOST_CA},{target}"
 
 
 def copy(src: str, dest: str, mode: str | None, owner: str | None) -> str:

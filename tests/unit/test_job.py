@@ -164,7 +164,8 @@ def test_the_module_follows_the_source_and_nothing_else(tmp_path: Path) -> None:
     assert self_modules_dir(root, tmp_path / "cache") == first
     assert not list(module.rglob("*.pyc"))
     # a change of the source is a new module folder
-    (root / "composer" / "emit" / "job.py").write_text((root / "composer" / "emit" / "job.py").read_text() + "\n# changed\n")
+    job = root / "composer" / "emit" / "job.py"
+    job.write_text(job.read_text() + "\n# changed\n")
     second = self_modules_dir(root, tmp_path / "cache")
     assert second is not None and second != first
     assert (second / "composer" / "src" / "composer" / "emit" / "job.py").read_text().endswith("# changed\n")
