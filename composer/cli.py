@@ -16,6 +16,7 @@ import click
 
 from composer import __version__
 from composer import commands as cmd
+from composer.emit.output import write_output
 from composer.errors import CommandError, ComposerError, ComposerErrors, redact
 from composer.model import BaseKind, Layering, Plan, Recipe
 from composer.progress import Progress
@@ -283,6 +284,7 @@ def show_diff(settings: Settings, a: Path, b: Path, as_json: bool) -> None:
 @click.argument("b", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_settings
+@global_options
 def diff(settings: Settings, a: Path, b: Path, as_json: bool) -> None:
     """Compare the plans of recipes A and B: shared layers, A's first divergent layer and why."""
     show_diff(settings, a, b, as_json)
@@ -440,11 +442,7 @@ def kube(settings: Settings, recipe: Path, output_file: Path | None, rootless: b
 
     text = render_manifest(make_plan(settings, recipe), rootless=rootless,
                            secrets_dir=secrets_dir, devices=not no_devices)
-    if output_file is None:
-        click.echo(text, nl=False)
-        return
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    output_file.write_text(text)
+    write_output(text, output_file)
 
 
 @cli.group()
@@ -646,11 +644,7 @@ def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, ca
         push=push_ref, registry_secret=registry_secret,
     )
     text = render_job(config, as_pod=as_pod)
-    if output_file is None:
-        click.echo(text, nl=False)
-        return
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    output_file.write_text(text)
+    write_output(text, output_file)
 
 
 @cli.command()
@@ -661,8 +655,12 @@ def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, ca
               help="Copy the host's CA bundle into the context and mount it into the steps, as "
                    "`composer build` does (behind a TLS-intercepting proxy pip and curl need it).")
 @pass_settings
+@global_options
 def containerfile(settings: Settings, recipe: Path, output_file: Path | None, host_ca: bool) -> None:
     """Write an equivalent Containerfile of RECIPE and its build context (build nothing)."""
+    if output_file is not None and str(output_file) == "-":
+        raise ComposerError("-o -: a Containerfile is written beside its build context folder, not to stdout",
+                            hint="give a file name, e.g. -o build/x.Containerfile")
     from composer.builder import default_host_ca
     from composer.emit.containerfile import render, write_context
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from composer.emit.kube import dump
+from composer.emit.output import dump
 
 # Where the image of recipes/composer.toml keeps composer's source, shipped recipes included.
 PROJECT_IN_IMAGE = "/opt/composer"

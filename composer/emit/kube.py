@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from composer.emit.output import dump
 from composer.errors import ComposerError, ComposerErrors
 from composer.model import Healthcheck, Plan, Recipe
 from composer.schema import display
@@ -131,13 +132,6 @@ def render_manifest(
         # First: podman 4.3 plays documents in order and looks the Secret up for the Pod.
         parts += ["---\n", secret_comment(plan.recipe), secret_yaml(plan.recipe)]
     return "".join([*parts, "---\n", dump(pod_document(plan, config))])
-
-
-def dump(document: dict[str, Any]) -> str:
-    import yaml  # here, not at the top: a fully cached build renders nothing
-
-    # Insertion order is the order written here, so output is stable; no line folding.
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
 
 
 # ---- [pod] -> PodConfig ---------------------------------------------------------------

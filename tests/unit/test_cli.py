@@ -73,3 +73,22 @@ def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
     result = run("kube", "tests/recipes/core-test.toml", "-o", str(blocker / "x.yaml"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("composer: error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_every_recipe_command_takes_the_global_options_after_its_name(tmp_path: Path) -> None:
+    recipe = str(RECIPES / "core-test.toml")
+    for args in (["diff", recipe, recipe], ["containerfile", recipe, "-o", str(tmp_path / "x.Containerfile")],
+                 ["kube", recipe], ["check", recipe], ["plan", "--offline", recipe]):
+        result = CliRunner().invoke(cli, [*args, "--strict"])
+        assert result.exit_code == 0, (args, result.output)
+
+
+def test_dash_output_is_stdout_and_never_a_file_named_dash(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    recipe = str(RECIPES / "core-test.toml")
+    kube = CliRunner().invoke(cli, ["kube", recipe, "-o", "-"])
+    assert kube.exit_code == 0 and kube.output.startswith("#") and "kind: Pod" in kube.output
+    result = CliRunner().invoke(cli, ["containerfile", recipe, "-o", "-"])
+    assert result.exit_code == 1
+    assert str(result.exception).startswith("-o -: a Containerfile is written beside its build context folder")
+    assert not (tmp_path / "-").exists() and not list(tmp_path.iterdir())
