@@ -19,8 +19,9 @@ from typing import Any
 
 from composer import commands as cmd
 from composer import toolkit
+from composer.cache import SharedCache, open_shared_cache
 from composer.cache.local import mark_used
-from composer.cache.registry import KEY_LABEL, RegistryCache, Remote
+from composer.cache.registry import KEY_LABEL, RegistryCache
 from composer.errors import CommandError, ComposerError
 from composer.finalize import write_finalize_files
 from composer.keys import canonical_json
@@ -91,7 +92,7 @@ class BuildContext:
     archive_path: Path | None = None
     export: dict[str, Any] = field(default_factory=dict)  # what the export wrote, for the report
     started: float = field(default_factory=time.monotonic)
-    remote: Remote | None = None  # the registry cache, when the build has one
+    remote: SharedCache | None = None  # the registry cache, when the build has one
 
 
 def list_cached_keys(runner: Runner, storage: cmd.Storage) -> set[str]:
@@ -155,10 +156,10 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
                 sweep_working_containers(ctx)
                 sweep_scratch(settings.cache_dir)
         ctx.state_dir = Path(stack.enter_context(scratch_dir(ctx, "state")))
-        if settings.registry:  # registry cache hook (composer/remote.py)
+        if settings.registry:
             # Its own scratch folder: the state folder is mounted into build steps.
             auth_dir = Path(stack.enter_context(scratch_dir(ctx, "registry")))
-            ctx.remote = Remote(settings.registry, settings.storage, runner, progress.line, auth_dir)
+            ctx.remote = open_shared_cache(settings.registry, settings.storage, runner, progress.line, auth_dir)
         while True:
             try:
                 build_layers(ctx)
@@ -326,7 +327,7 @@ def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: C
         report("cached, pushed" if pushed else "cached")
         ctx.results.append(LayerResult(layer, "hit", time.monotonic() - started, pushed=pushed))
         return
-    if ctx.remote is not None and ctx.remote.fetch(layer.key):  # registry cache hook
+    if ctx.remote is not None and ctx.remote.fetch(layer.key):
         save_key_document(ctx, layer.key, layer.key_document)
         ctx.existing.add(layer.key)
         seconds = time.monotonic() - started
@@ -337,7 +338,7 @@ def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: C
     make()
     ctx.existing.add(layer.key)
     seconds = time.monotonic() - started
-    pushed = ctx.remote is not None and ctx.remote.offer(layer.key)  # registry cache hook
+    pushed = ctx.remote is not None and ctx.remote.offer(layer.key)
     ctx.results.append(LayerResult(layer, "miss", seconds, pushed=pushed))
     report(f"built in {seconds:.1f}s" + (", pushed" if pushed else ""))
 
@@ -430,7 +431,7 @@ def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
 
 def commit_layer(ctx: BuildContext, ctr: str, key: str) -> None:
     """Commit ctr as key's cache image, labelled with its key: what a registry pull checks
-    the image against (composer/remote.py)."""
+    the image against (composer/cache/registry.py)."""
     storage = ctx.settings.storage
     ctx.runner.run(cmd.buildah(storage, "config", "--label", f"{KEY_LABEL}={key}", ctr))
     ctx.runner.run(cmd.commit(storage, ctr, cmd.cache_ref(key)))

@@ -360,7 +360,8 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
     from composer.builder import BuildSettings, default_host_ca, default_jobs, measure_sizes, report_document
     from composer.builder import build as run_build
-    from composer.cache.registry import RegistryCache, check_image_ref, check_repo, push_image
+    from composer.cache.registry import RegistryCache, push_image
+    from composer.refs import check_image_ref, check_repo
 
     runner = Runner(verbose=settings.verbose)
     push_ref = check_image_ref(push_ref, "--push") if push_ref else ""
@@ -496,7 +497,8 @@ def scratch_folder(settings: Settings) -> Path:
 def push(settings: Settings, recipe: Path, ref: str, tls_verify: bool | None, creds: str, authfile: str) -> None:
     """Push the image RECIPE was built into to REF (host/path:tag), without building."""
     from composer.builder import list_cached_keys
-    from composer.cache.registry import check_image_ref, push_image
+    from composer.cache.registry import push_image
+    from composer.refs import check_image_ref
 
     dest = check_image_ref(ref, "REF")
     runner = Runner(verbose=settings.verbose)
@@ -551,7 +553,8 @@ def registry_listing(settings: Settings, runner: Runner, repo: str, tls_verify: 
     """The link to a registry cache and its listing: its key tags, what uses each."""
     from composer.cache.local import list_entries
     from composer.cache.prune import RegistryListing, local_users
-    from composer.cache.registry import check_repo, write_auth_file
+    from composer.cache.registry import write_auth_file
+    from composer.refs import check_repo
     from composer.scratch import owned_tempdir
 
     repo = check_repo(repo, "--registry")

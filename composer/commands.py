@@ -44,6 +44,15 @@ def cache_ref(key: str) -> str:
     return f"{CACHE_REPO}:{key}"
 
 
+def storage_ref(storage: Storage, ref: str) -> str:
+    """A containers-storage: reference in storage (skopeo has no --root flags)."""
+    if not storage.root:
+        return f"containers-storage:{ref}"
+    driver = f"{storage.driver}@" if storage.driver else ""
+    runroot = f"+{storage.runroot}" if storage.runroot else ""
+    return f"containers-storage:[{driver}{storage.root}{runroot}]{ref}"
+
+
 def buildah(storage: Storage, *args: str) -> list[str]:
     return ["buildah", *storage.flags(), *args]
 

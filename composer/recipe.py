@@ -366,7 +366,7 @@ def _build(path: Path, resolved: Resolved, problems: list[ComposerError]) -> Rec
             seen.add(layer.module)
             unique.append(layer)
     layers = tuple(unique)
-    from composer.cache.registry import check_repo
+    from composer.refs import check_repo
 
     cache = raw.get("cache", {})
     foundation = _foundation(raw, resolved, seen, where)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from composer import commands as cmd
 from composer.errors import CommandError, ComposerError
-from composer.restack.stack import storage_ref
 from composer.runner import Runner
 from composer.scratch import owned_tempdir
 
@@ -44,18 +43,6 @@ class RegistryCache:
 
     def __bool__(self) -> bool:
         return bool(self.cache_from or self.cache_to)
-
-
-def check_repo(repo: str, where: str) -> str:
-    """A repository without tag or digest: host[:port]/path."""
-    if not repo:
-        return repo
-    name = repo.removeprefix("docker://")
-    last = name.rsplit("/", 1)[-1]
-    if "/" not in name or "@" in name or ":" in last:
-        raise ComposerError(f"{where}: {repo!r} is not a registry repository like "
-                            "registry.example:5000/team-cache (no tag, no digest)")
-    return name
 
 
 def registry_host(repo: str) -> str:
@@ -101,7 +88,7 @@ def pull_argv(storage: cmd.Storage, repo: str, key: str, digest: str, tls_verify
     """Copy the manifest with this digest (the one whose label was checked) to the cache tag."""
     return ["skopeo", "--command-timeout", COPY_TIMEOUT, "copy", "--quiet", "--retry-times", "2",
             *tls_flag("src-tls-verify", tls_verify), *(["--src-authfile", authfile] if authfile else []),
-            f"docker://{repo}@{digest}", storage_ref(storage, cmd.cache_ref(key))]
+            f"docker://{repo}@{digest}", cmd.storage_ref(storage, cmd.cache_ref(key))]
 
 
 def push_argv(storage: cmd.Storage, repo: str, key: str, tls_verify: bool | None, authfile: str) -> list[str]:
@@ -113,15 +100,7 @@ def copy_out_argv(storage: cmd.Storage, ref: str, dest: str, tls_verify: bool | 
     """Copy an image of containers-storage to dest (registry/repo:tag)."""
     return ["skopeo", *(["--command-timeout", timeout] if timeout else []), "copy", "--quiet",
             "--retry-times", "2", *tls_flag("dest-tls-verify", tls_verify),
-            *(["--dest-authfile", authfile] if authfile else []), storage_ref(storage, ref), f"docker://{dest}"]
-
-
-def check_image_ref(ref: str, where: str) -> str:
-    """A registry image reference to push to: host[:port]/path[:tag]."""
-    name = ref.removeprefix("docker://")
-    if "/" not in name or "@" in name or not name.split("/", 1)[0]:
-        raise ComposerError(f"{where}: {ref!r} is not a registry image like registry.example:5000/team/app:1.0")
-    return name
+            *(["--dest-authfile", authfile] if authfile else []), cmd.storage_ref(storage, ref), f"docker://{dest}"]
 
 
 def push_image(runner: Runner, storage: cmd.Storage, ref: str, dest: str, tls_verify: bool | None,

@@ -202,15 +202,6 @@ def stack_documents(parent: ImageDocs, modules: Sequence[ImageDocs]) -> Stacked:
 # --- talking to containers-storage ----------------------------------------------------
 
 
-def storage_ref(storage: commands.Storage, ref: str) -> str:
-    """A containers-storage: reference in storage (skopeo has no --root flags)."""
-    if not storage.root:
-        return f"containers-storage:{ref}"
-    driver = f"{storage.driver}@" if storage.driver else ""
-    runroot = f"+{storage.runroot}" if storage.runroot else ""
-    return f"containers-storage:[{driver}{storage.root}{runroot}]{ref}"
-
-
 def inspect_docs(runner: Runner, storage: commands.Storage, ref: str) -> ImageDocs:
     """One buildah call: the image's raw manifest and config as stored."""
     try:
@@ -243,7 +234,7 @@ def materialise(runner: Runner, storage: commands.Storage, stacked: Stacked, tar
         (folder / "version").write_text(DIR_VERSION)
         (folder / "manifest.json").write_bytes(stacked.manifest)
         (folder / stacked.image_id).write_bytes(stacked.config)
-        argv = ["skopeo", "copy", "--quiet", f"dir:{folder}", storage_ref(storage, target_ref)]
+        argv = ["skopeo", "copy", "--quiet", f"dir:{folder}", commands.storage_ref(storage, target_ref)]
         try:
             runner.run(argv)
         except CommandError as e:

@@ -1,4 +1,4 @@
-"""The pure parts of composer/reconcile.py: three-way merges of the files package managers
+"""The pure parts of composer/restack/reconcile.py: three-way merges of the files package managers
 share, conflicts, trigger decisions, and the scan of a top-layer folder.
 
 The fixtures under data/reconcile/ were recorded from real trixie builds (see its

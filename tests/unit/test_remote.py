@@ -17,13 +17,13 @@ from composer.cache.registry import (
     KEY_LABEL,
     RegistryCache,
     Remote,
-    check_repo,
     inspect_argv,
     pull_argv,
     push_argv,
     unknown_repository,
 )
 from composer.errors import CommandError, ComposerError
+from composer.refs import check_repo
 from composer.runner import Runner
 
 REPO = "registry.example:5000/team-cache"
@@ -160,7 +160,8 @@ def test_recipe_cache_table_is_read_and_checked(tmp_path: Path) -> None:
 
 
 def test_push_ref_checks_and_argv() -> None:
-    from composer.cache.registry import check_image_ref, copy_out_argv
+    from composer.cache.registry import copy_out_argv
+    from composer.refs import check_image_ref
 
     assert check_image_ref("docker://127.0.0.1:5000/team/app:1", "--push") == "127.0.0.1:5000/team/app:1"
     with pytest.raises(ComposerError, match="--push"):

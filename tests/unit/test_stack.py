@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from composer.commands import Storage
+from composer.commands import storage_ref as cmd_storage_ref
 from composer.errors import ComposerError
 from composer.restack.stack import (
     Change,
@@ -20,7 +21,6 @@ from composer.restack.stack import (
     ImageDocs,
     list_changes,
     stack_documents,
-    storage_ref,
 )
 
 DATA = Path(__file__).parent / "data" / "stack"
@@ -116,8 +116,8 @@ def test_no_modules_is_an_error() -> None:
 
 
 def test_storage_ref_names_a_private_storage() -> None:
-    assert storage_ref(Storage(), "x") == "containers-storage:x"
-    assert storage_ref(Storage("/r", "/rr", "overlay"), "x") == "containers-storage:[overlay@/r+/rr]x"
+    assert cmd_storage_ref(Storage(), "x") == "containers-storage:x"
+    assert cmd_storage_ref(Storage("/r", "/rr", "overlay"), "x") == "containers-storage:[overlay@/r+/rr]x"
 
 
 def make_layer(root: Path) -> None:
