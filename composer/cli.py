@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from composer import __version__
 from composer import commands as cmd
 from composer.emit.output import write_output
 from composer.errors import CommandError, ComposerError, ComposerErrors, redact
-from composer.model import BaseKind, Layering, Plan, Recipe
+from composer.model import BaseKind, Layering, Plan, Pod, Recipe
 from composer.progress import Progress
 from composer.runner import Runner
 from composer.schema import display
@@ -151,10 +152,10 @@ def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) ->
 
         conflicts = known_conflicts(settings.cache_dir)
     the_plan = plan_loaded(loaded, settings.modules_dirs, digest, conflicts)
-    if the_plan.recipe.pod:
-        from composer.emit.kube import pod_config
+    if the_plan.recipe.pod != Pod():  # a recipe without [pod] has no Pod to check
+        from composer.pod import check_pod
 
-        pod_config(the_plan)  # [pod] is checked now, not first when a manifest is rendered
+        check_pod(the_plan)  # now, not first when a manifest is rendered
     return the_plan
 
 
@@ -191,8 +192,8 @@ def check(settings: Settings, recipe: Path) -> None:
 
     problems: list[ComposerError] = []
     plan, errors = check_recipe(load_checked(settings, recipe, problems), settings.modules_dirs)
-    if plan is not None and plan.recipe.pod:
-        from composer.emit.kube import pod_errors
+    if plan is not None and plan.recipe.pod != Pod():
+        from composer.pod import pod_errors
 
         errors += pod_errors(plan)
     errors = problems + errors
@@ -400,6 +401,7 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
 
 def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
     """The kube manifest beside the archive; left alone when its inputs are unchanged."""
+    from composer import pod
     from composer.emit import kube
     from composer.keys import cache_key, file_digest
 
@@ -408,9 +410,9 @@ def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
     inputs = {
         "final": plan.finalize.key,
         "image": plan.image_ref,
-        "pod": plan.recipe.pod,
+        "pod": dataclasses.asdict(plan.recipe.pod),
         "secrets": [[s.name, s.description] for s in plan.recipe.secrets],
-        "renderer": file_digest(Path(kube.__file__)),
+        "renderer": [file_digest(Path(kube.__file__)), file_digest(Path(pod.__file__))],
     }
     key = cache_key(inputs)
     if path.is_file() and marker.is_file() and marker.read_text().strip() == key:

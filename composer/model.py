@@ -79,6 +79,69 @@ class Secret:
     description: str = ""
 
 
+DEFAULT_SECRETS_PATH = "/run/secrets"
+
+
+@dataclass(frozen=True)
+class PodPort:
+    container: int
+    host: int | None = None
+    name: str = ""
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class PodVolume:
+    """A named volume: `name = "/path"` (the shorthand) or `name = { path, claim }`."""
+
+    path: str
+    claim: str = ""  # "": <recipe name>-<volume name>
+
+
+@dataclass(frozen=True)
+class Resources:
+    limits: tuple[tuple[str, str], ...] = ()
+    requests: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class LivenessProbe:
+    """An httpGet probe as the recipe gives it; unset timing comes from the image's health
+    check when the manifest is rendered (emit/kube.py)."""
+
+    path: str = "/health"
+    port: int = 9090
+    interval: str = ""
+    timeout: str = ""
+    retries: int | None = None
+    start_period: str = ""
+
+
+@dataclass(frozen=True)
+class Pod:
+    """The recipe's [pod]: the Pod of the kube manifest (docs/kube.md)."""
+
+    hostname: str = ""
+    network: str = ""
+    aliases: tuple[str, ...] = ()
+    shm_size: str = ""
+    capabilities: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    gpus: int = 0
+    ports: tuple[PodPort, ...] = ()
+    volumes: tuple[tuple[str, PodVolume], ...] = ()
+    resources: Resources = Resources()
+    secrets_path: str = DEFAULT_SECRETS_PATH
+    liveness: bool | LivenessProbe = False
+
+    @property
+    def probe(self) -> LivenessProbe | None:
+        """The liveness probe (`liveness = true`: the defaults), None without one."""
+        if self.liveness is False:
+            return None
+        return self.liveness if isinstance(self.liveness, LivenessProbe) else LivenessProbe()
+
+
 @dataclass(frozen=True)
 class LayerRef:
     """One `[[layers]]` entry of a recipe: a module name and its raw options."""
@@ -103,12 +166,13 @@ class LayerRef:
 class Recipe:
     path: Path
     name: str
-    tag: str
     base: Base
     layers: tuple[LayerRef, ...]
-    image: ImageConfig
+    tag: str = "latest"
+    description: str = ""
+    image: ImageConfig = ImageConfig()
     secrets: tuple[Secret, ...] = ()
-    pod: dict[str, Any] = field(default_factory=dict, hash=False)
+    pod: Pod = Pod()
     layering: Layering = Layering.LINEAR
     foundation: tuple[str, ...] = ()  # restack: modules in the common parent as declared
     module_dirs: tuple[Path, ...] = ()  # layers/ folders searched, first match wins (recipe.module_dirs)
@@ -360,8 +424,12 @@ def _field_hints(cls: type) -> tuple[tuple[str, Any], ...]:
 def _convert(value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
+        if value is None:
+            return None
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return None if value is None else _convert(value, inner[0])
+        # `bool | Table`: a table is the dataclass, anything else the plain type
+        tables = [a for a in inner if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        return _convert(value, tables[0] if tables and isinstance(value, Mapping) else inner[0])
     if origin is tuple:
         args = typing.get_args(hint)
         item = args[0]
@@ -372,7 +440,8 @@ def _convert(value: Any, hint: Any) -> Any:
             return tuple(_convert(v, item) for v in value)
         return tuple(_convert(v, a) for v, a in zip(value, args, strict=True))
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return from_raw(hint, value)
+        # A table given as one value is its first field (`logs = "/var/log"` is { path = ... }).
+        return from_raw(hint, value if isinstance(value, Mapping) else {dataclasses.fields(hint)[0].name: value})
     if isinstance(hint, type) and issubclass(hint, StrEnum):
         return hint(value)
     return value

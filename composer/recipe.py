@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from composer.errors import ComposerError, ComposerErrors, did_you_mean
-from composer.model import Base, BaseKind, Family, ImageConfig, Layering, LayerRef, Recipe, Secret, from_raw
+from composer.model import Base, BaseKind, Family, LayerRef, Recipe, from_raw
+from composer.refs import check_repo
 from composer.schema import display, load_schema, validate
 from composer.selfmodule import NAME as SELF_MODULE
 from composer.selfmodule import self_modules_dir
-
-DEFAULT_TAG = "latest"
-
 
 # Recipes and module files are small; anything larger is a mistake (or an attack).
 MAX_TOML_BYTES = 1 << 20
@@ -366,20 +364,16 @@ def _build(path: Path, resolved: Resolved, problems: list[ComposerError]) -> Rec
             seen.add(layer.module)
             unique.append(layer)
     layers = tuple(unique)
-    from composer.refs import check_repo
-
     cache = raw.get("cache", {})
     foundation = _foundation(raw, resolved, seen, where)
-    return Recipe(
+    # The tables that map onto the model as written; the rest is worked out above.
+    tables = ("name", "tag", "description", "image", "secrets", "pod", "layering")
+    loaded: dict[str, Any] = {k: raw[k] for k in tables if k in raw}
+    return from_raw(
+        Recipe, loaded,
         path=path,
-        name=raw["name"],
-        tag=raw.get("tag", DEFAULT_TAG),
         base=base,
         layers=layers,
-        image=from_raw(ImageConfig, raw.get("image", {})),
-        secrets=tuple(from_raw(Secret, s) for s in raw.get("secrets", [])),
-        pod=raw.get("pod", {}),
-        layering=Layering(raw.get("layering", Layering.LINEAR)),
         foundation=foundation,
         module_dirs=module_dirs(resolved.chain, with_self=SELF_MODULE in seen),
         removed=tuple((name, f, fld) for name, (f, fld) in resolved.removed.items()),

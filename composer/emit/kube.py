@@ -10,40 +10,22 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from composer.emit.output import dump
-from composer.errors import ComposerError, ComposerErrors
-from composer.model import Healthcheck, Plan, Recipe
-from composer.schema import display
+from composer.errors import ComposerError
+from composer.model import DEFAULT_SECRETS_PATH, LivenessProbe, Plan, PodPort, Recipe
+from composer.pod import SECRETS_VOLUME, check_pod
 
 CONTAINER_NAME = "devpod"
-DEFAULT_SECRETS_PATH = "/run/secrets"
 # The start-up hooks read /run/secrets/<NAME> unless this variable names another folder.
 SECRETS_DIR_ENV = "COMPOSER_SECRETS_DIR"
-SECRETS_VOLUME = "secrets"
-# Volume keys composer uses itself: podman 4.3 turns the emptyDir and the secret volume
-# into named volumes <name>-shm and <name>-secrets, the claims' namespace.
-RESERVED_VOLUMES = ("shm", SECRETS_VOLUME)
 GPU_RESOURCE = "nvidia.com/gpu"
-LIVENESS_DEFAULTS = {"path": "/health", "port": 9090, "interval": "30s"}
-# Folders of device nodes: a hostPath CharDevice must name a node, and bind-mounting the
-# folder does not grant access to the nodes in it (the device cgroup still denies them).
-DEVICE_FOLDERS = ("/dev/dri", "/dev/snd", "/dev/input", "/dev/bus/usb", "/dev/net")
-K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DEFAULT_INTERVAL = "30s"  # a liveness probe's period when neither it nor the health check has one
 DURATION = re.compile(r"^([0-9]+)(ms|s|m|h)$")
 SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-
-
-@dataclass(frozen=True)
-class PortMap:
-    container: int
-    host: int | None = None
-    name: str = ""
-    protocol: str = "TCP"
 
 
 @dataclass(frozen=True)
@@ -68,7 +50,7 @@ class PodConfig:
     capabilities: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
     gpus: int = 0
-    ports: tuple[PortMap, ...] = ()
+    ports: tuple[PodPort, ...] = ()
     volumes: tuple[tuple[str, str, str], ...] = ()  # (volume name, claim name, mount path)
     limits: tuple[tuple[str, str], ...] = ()
     requests: tuple[tuple[str, str], ...] = ()
@@ -84,7 +66,7 @@ class Dropped:
 
     network: str = ""
     aliases: tuple[str, ...] = ()
-    ports: tuple[PortMap, ...] = ()
+    ports: tuple[PodPort, ...] = ()
     limits: tuple[tuple[str, str], ...] = ()
     requests: tuple[tuple[str, str], ...] = ()
     devices: tuple[str, ...] = ()
@@ -138,131 +120,27 @@ def render_manifest(
 
 
 def pod_config(plan: Plan) -> PodConfig:
-    """Read the recipe's [pod] section into a PodConfig; errors name file and field
-    (every problem of [pod] at once, see pod_errors)."""
-    errors = pod_errors(plan)
-    if errors:
-        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
+    """The recipe's [pod] resolved against the plan into what is rendered; every problem of
+    [pod] first, at once (composer/pod.py)."""
+    check_pod(plan)
     recipe = plan.recipe
-    raw = recipe.pod
+    pod = recipe.pod
     return PodConfig(
         name=recipe.name,
-        hostname=raw.get("hostname", ""),
-        network=raw.get("network", ""),
-        aliases=tuple(raw.get("aliases", ())),
-        shm_size=raw.get("shm_size", ""),
-        capabilities=tuple(raw.get("capabilities", ())),
-        devices=tuple(raw.get("devices", ())),
-        gpus=raw.get("gpus", 0),
-        ports=tuple(
-            PortMap(p["container"], p.get("host"), p.get("name", ""), p.get("protocol", "TCP"))
-            for p in raw.get("ports", ())
-        ),
-        volumes=parse_volumes(recipe.name, raw.get("volumes", {}), ""),
-        limits=tuple(raw.get("resources", {}).get("limits", {}).items()),
-        requests=tuple(raw.get("resources", {}).get("requests", {}).items()),
-        secrets_path=raw.get("secrets_path", DEFAULT_SECRETS_PATH),
-        liveness=parse_liveness(plan, raw.get("liveness", False), ""),
+        hostname=pod.hostname,
+        network=pod.network,
+        aliases=pod.aliases,
+        shm_size=pod.shm_size,
+        capabilities=pod.capabilities,
+        devices=pod.devices,
+        gpus=pod.gpus,
+        ports=pod.ports,
+        volumes=tuple((name, v.claim or f"{recipe.name}-{name}", v.path) for name, v in pod.volumes),
+        limits=pod.resources.limits,
+        requests=pod.resources.requests,
+        secrets_path=pod.secrets_path,
+        liveness=liveness(plan, pod.probe),
     )
-
-
-def pod_errors(plan: Plan) -> list[ComposerError]:
-    """Every problem of the recipe's [pod] against the plan, each naming the file that set
-    the value: names, devices, volumes, the liveness probe, and what a dropped module left
-    behind (a mapped port or a probe port nothing publishes any more, aliases without a
-    network)."""
-    recipe = plan.recipe
-    raw = recipe.pod
-    checks = [
-        lambda: check_k8s_name(recipe.name, f"{recipe.origin('name')}: name", "the Pod's name"),
-        lambda: parse_devices(raw.get("devices", ()), recipe.origin("pod", "devices")),
-        lambda: parse_volumes(recipe.name, raw.get("volumes", {}), recipe.origin("pod", "volumes")),
-        lambda: parse_liveness(plan, raw.get("liveness", False), recipe.origin("pod", "liveness")),
-        lambda: check_published(plan),
-        lambda: check_aliases(recipe),
-    ]
-    errors: list[ComposerError] = []
-    for check in checks:
-        try:
-            check()
-        except ComposerErrors as e:
-            errors += e.errors
-        except ComposerError as e:
-            errors.append(e)
-    return errors
-
-
-def dangling_where(recipe: Recipe, field_name: str, *path: str) -> str:
-    """'file: field' for a value nothing serves any more: the recipe that dropped modules
-    is blamed (its edit left the value behind), naming the file that set the value."""
-    origin = recipe.origin(*path)
-    if not recipe.removed or origin == display(recipe.path):
-        return f"{origin}: {field_name}"
-    return f"{display(recipe.path)}: {field_name} (set in {origin})"
-
-
-def dropped_text(recipe: Recipe) -> str:
-    if not recipe.removed:
-        return ""
-    return " (dropped from the parent: " + ", ".join(f"{m} by {fld}" for m, _, fld in recipe.removed) + ")"
-
-
-def check_published(plan: Plan) -> None:
-    """When a child recipe dropped modules: each mapped pod port and the liveness probe's
-    port is still one the image publishes (a module's ports or [image].ports), else the
-    dropped module most likely served it. (Without dropped modules a pod may map a port
-    its image does not declare.)"""
-    recipe = plan.recipe
-    if not recipe.removed:
-        return
-    published = {int(p.partition("/")[0]) for p in plan.finalize.image.ports}
-    errors = []
-    for i, port in enumerate(recipe.pod.get("ports", ())):
-        if port["container"] not in published:
-            label = port.get("name") or port["container"]
-            errors.append(ComposerError(
-                f"{dangling_where(recipe, f'pod.ports[{i}]', 'pod', 'ports')}: container port {port['container']} "
-                f"is published by no module of the recipe nor [image].ports{dropped_text(recipe)}",
-                hint=f"drop it: [unset] pod = {{ ports = [{label!r}] }}".replace("'", '"'),
-            ))
-    liveness = recipe.pod.get("liveness", False)
-    if liveness is not False:
-        port = (liveness if isinstance(liveness, dict) else {}).get("port", LIVENESS_DEFAULTS["port"])
-        if port not in published:
-            errors.append(ComposerError(
-                f"{dangling_where(recipe, 'pod.liveness', 'pod', 'liveness')}: probes port {port}, which no "
-                f"module of the recipe publishes{dropped_text(recipe)}",
-                hint="set pod.liveness to a published port, or drop it: [unset] pod = { liveness = true }",
-            ))
-    health = recipe.image.healthcheck
-    for port in local_ports(health.test if health else ()):
-        if port not in published:
-            errors.append(ComposerError(
-                f"{dangling_where(recipe, 'image.healthcheck', 'image', 'healthcheck', 'test')}: tests port {port} "
-                f"on localhost, which no module of the recipe publishes{dropped_text(recipe)}",
-                hint="set [image.healthcheck] anew, or drop it: [unset] image = { healthcheck = true }",
-            ))
-    if errors:
-        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
-
-
-LOCAL_URL = re.compile(r"\b(?:localhost|127\.0\.0\.1|\[::1\]):(\d+)\b")
-
-
-def local_ports(argv: Sequence[str]) -> list[int]:
-    """The ports a health check command reaches on localhost (http://localhost:9090/...)."""
-    return [int(port) for arg in argv for port in LOCAL_URL.findall(arg)]
-
-
-def check_aliases(recipe: Recipe) -> None:
-    if not recipe.pod.get("aliases") or recipe.pod.get("network"):
-        return
-    unset_by = dict(recipe.unset).get("pod.network")
-    origin = recipe.origin("pod", "aliases")
-    where = (f"{unset_by}: unset.pod.network: leaves pod.aliases (set in {origin}) without a network"
-             if unset_by and unset_by != origin else f"{origin}: pod.aliases")
-    raise ComposerError(f"{where}: aliases need a pod.network",
-                        hint="drop them too: [unset] pod = { aliases = true }")
 
 
 def rootless_config(config: PodConfig) -> tuple[PodConfig, Dropped]:
@@ -305,69 +183,23 @@ def check_secrets_dir(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
-def check_k8s_name(name: str, where: str, what: str) -> None:
-    if len(name) > 63 or not K8S_NAME.match(name):
-        raise ComposerError(
-            f"{where}: {name!r} is not a valid Kubernetes name for {what}",
-            hint="use lower-case letters, digits and '-', at most 63 characters",
-        )
-
-
-def parse_devices(raw: Any, where: str) -> tuple[str, ...]:
-    for i, path in enumerate(raw):
-        # Known folders everywhere; any other folder when it is one on this host.
-        if path.rstrip("/") in DEVICE_FOLDERS or Path(path).is_dir():
-            raise ComposerError(
-                f"{where}: pod.devices[{i}]: {path} is a folder of device nodes, not a device",
-                hint=f"list its nodes instead (e.g. {path.rstrip('/')}/renderD128); see docs/kube.md",
-            )
-    return tuple(raw)
-
-
-def parse_volumes(
-    recipe_name: str, raw: dict[str, Any], where: str
-) -> tuple[tuple[str, str, str], ...]:
-    """Named volumes: `name = "/path"` claims `<recipe>-<name>`; a table may name the claim."""
-    out: list[tuple[str, str, str]] = []
-    for name, value in raw.items():
-        check_k8s_name(name, f"{where}: pod.volumes.{name}", "a volume")
-        if name in RESERVED_VOLUMES:
-            raise ComposerError(
-                f"{where}: pod.volumes.{name}: the name {name!r} is composer's own",
-                hint="choose another volume name",
-            )
-        if isinstance(value, str):
-            out.append((name, f"{recipe_name}-{name}", value))
-        else:
-            out.append((name, value.get("claim", f"{recipe_name}-{name}"), value["path"]))
-    return tuple(out)
-
-
-def parse_liveness(plan: Plan, raw: bool | dict[str, Any], where: str) -> Liveness | None:
+def liveness(plan: Plan, probe: LivenessProbe | None) -> Liveness | None:
     """The httpGet probe; its timing defaults to the image's health check, then 30 s."""
-    if raw is False:
+    if probe is None:
         return None
-    check_curl(plan, where)
-    table = raw if isinstance(raw, dict) else {}
     health = plan.finalize.image.healthcheck
-    interval = table.get("interval") or (health.interval if health else None)
+    interval = probe.interval or (health.interval if health else None)
+    timeout = probe.timeout or (health.timeout if health else None)
+    start = probe.start_period or (health.start_period if health else None)
+    retries = probe.retries if probe.retries is not None else (health.retries if health else None)
     return Liveness(
-        path=table.get("path", LIVENESS_DEFAULTS["path"]),
-        port=table.get("port", LIVENESS_DEFAULTS["port"]),
-        period=seconds(interval or str(LIVENESS_DEFAULTS["interval"])),
-        **health_timing(health, table),
+        path=probe.path,
+        port=probe.port,
+        period=seconds(interval or DEFAULT_INTERVAL),
+        timeout=seconds(timeout) if timeout else None,
+        failure_threshold=retries or None,
+        initial_delay=(seconds(start) or None) if start else None,
     )
-
-
-def health_timing(health: Healthcheck | None, table: dict[str, Any]) -> dict[str, Any]:
-    timeout = table.get("timeout") or (health.timeout if health else None)
-    start = table.get("start_period") or (health.start_period if health else None)
-    retries = table.get("retries", health.retries if health else None)
-    return {
-        "timeout": seconds(timeout) if timeout else None,
-        "failure_threshold": retries or None,
-        "initial_delay": (seconds(start) or None) if start else None,
-    }
 
 
 def seconds(duration: str) -> int:
@@ -377,19 +209,6 @@ def seconds(duration: str) -> int:
         raise ValueError(f"not a duration: {duration!r}")  # the schema lets none through
     value = int(match.group(1)) * SECONDS[match.group(2)]
     return max(1, math.ceil(value)) if value else 0
-
-
-def check_curl(plan: Plan, where: str) -> None:
-    """podman runs an httpGet probe with curl inside the container: the image needs it."""
-    family = plan.recipe.base.family
-    if any("curl" in step.module.packages_for(family) for step in plan.steps):
-        return
-    raise ComposerError(
-        f"{where}: pod.liveness: podman runs the httpGet liveness probe with curl in the "
-        f"container, but no module of the recipe installs curl for family '{family}'",
-        hint=f"add a module whose [packages].{family} lists curl (e.g. base), "
-        "or set pod.liveness = false",
-    )
 
 
 # ---- PodConfig -> documents -----------------------------------------------------------
@@ -444,7 +263,7 @@ def container(plan: Plan, config: PodConfig) -> dict[str, Any]:
     return out
 
 
-def container_ports(image_ports: tuple[str, ...], maps: tuple[PortMap, ...]) -> list[dict[str, Any]]:
+def container_ports(image_ports: tuple[str, ...], maps: tuple[PodPort, ...]) -> list[dict[str, Any]]:
     """The recipe's mappings (with hostPort), then image ports it does not map (no hostPort)."""
     out: list[dict[str, Any]] = []
     for p in maps:

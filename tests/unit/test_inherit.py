@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from composer.emit.kube import pod_errors
 from composer.errors import ComposerError
+from composer.model import Pod, PodVolume
 from composer.planner import plan_loaded
+from composer.pod import pod_errors
 from composer.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -43,10 +44,11 @@ helpers = ["as-zai"]
     assert "ANTHROPIC_API_KEY" in {s.name for s in recipe.secrets}
     assert "/home/devuser/models" not in recipe.image.volumes and "/var/log" in recipe.image.volumes
     assert dict(recipe.image.env) == {"LANG": "C.UTF-8"}
-    assert [p["name"] for p in recipe.pod["ports"]] == ["ssh"]  # by name and by container port
-    assert "model-cache" not in recipe.pod["volumes"] and "logs" in recipe.pod["volumes"]
+    assert [p.name for p in recipe.pod.ports] == ["ssh"]  # by name and by container port
+    volumes = dict(recipe.pod.volumes)
+    assert "model-cache" not in volumes and "logs" in volumes
     for gone in ("devices", "network", "aliases", "hostname"):
-        assert gone not in recipe.pod
+        assert getattr(recipe.pod, gone) == getattr(Pod(), gone)
     users = next(layer for layer in recipe.layers if layer.module == "users")
     assert users.options["helpers"] == {"as-gemini": "gemini-user", "as-openai": "openai-user"}
 
@@ -59,13 +61,13 @@ pod = { volumes = true }
 [pod.volumes]
 work = "/home/devuser/workspace"
 """))
-    assert recipe.pod["volumes"] == {"work": "/home/devuser/workspace"}
+    assert recipe.pod.volumes == (("work", PodVolume("/home/devuser/workspace")),)
 
 
 def test_without_unset_a_merge_keeps_inherited_entries(tmp_path: Path) -> None:
     """The issue's complaint, kept as the documented rule: merging never drops."""
     recipe = load_recipe(child(tmp_path, "secrets = []\n[pod.volumes]\nwork = \"/w\"\n"))
-    assert len(recipe.secrets) == 9 and "model-cache" in recipe.pod["volumes"]
+    assert len(recipe.secrets) == 9 and "model-cache" in dict(recipe.pod.volumes)
 
 
 @pytest.mark.parametrize(("text", "message"), [

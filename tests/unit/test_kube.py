@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from composer.cli import cli
 from composer.emit.kube import (
     PodConfig,
-    PortMap,
     manifest_path,
     render_manifest,
     rootless_config,
@@ -26,6 +25,7 @@ from composer.emit.kube import (
     seconds,
 )
 from composer.errors import ComposerError
+from composer.model import PodPort
 from composer.planner import plan_file
 from composer.schema import load_schema
 
@@ -339,7 +339,7 @@ FULL_POD = """\
 def test_rootless_config_is_a_pure_transformation() -> None:
     config = PodConfig(
         name="p", network="net", aliases=("a",), devices=("/dev/fuse",), gpus=2,
-        ports=(PortMap(22, 2222, "ssh"), PortMap(53, None, "", "UDP")),
+        ports=(PodPort(22, 2222, "ssh"), PodPort(53, None, "", "UDP")),
         limits=(("memory", "1Gi"),), requests=(("cpu", "1"),), capabilities=("SYS_ADMIN",),
         volumes=(("work", "p-work", "/work"),), shm_size="1Gi", hostname="h",
     )

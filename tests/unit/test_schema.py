@@ -8,13 +8,33 @@ from typing import Any
 
 import pytest
 
-from composer.model import Base, Credential, FileSpec, Healthcheck, ImageConfig, Module, ScriptSpec, Secret, Service
-from composer.recipe import DEFAULT_TAG
+from composer.model import (
+    Base,
+    Credential,
+    FileSpec,
+    Healthcheck,
+    ImageConfig,
+    LivenessProbe,
+    Module,
+    Pod,
+    PodPort,
+    PodVolume,
+    Recipe,
+    Resources,
+    ScriptSpec,
+    Secret,
+    Service,
+)
 from composer.schema import load_schema
 
 MODULE = load_schema("module")["properties"]
 RECIPE = load_schema("recipe")["properties"]
 RECIPE_DEFS = load_schema("recipe")["$defs"]
+POD = RECIPE["pod"]["properties"]
+# Recipe fields worked out while loading (extends, origins), not read from a key of their own
+RECIPE_DERIVED = {"path", "module_dirs", "cache_from", "cache_to", "removed", "unset", "effective", "origins"}
+# Recipe keys that shape other fields instead of being one: the extends machinery and [cache]
+RECIPE_INSTRUCTIONS = {"extends", "remove", "replace", "only", "unset", "cache"}
 
 # (dataclass, its schema object, dataclass fields that are no key of the TOML table,
 #  TOML keys stored under another name)
@@ -29,6 +49,12 @@ PAIRS = [
     (ImageConfig, RECIPE["image"], set(), {}),
     (Secret, RECIPE["secrets"]["items"], set(), {}),
     (Base, RECIPE["base"], {"kind", "ref"}, {}),
+    (Recipe, {"properties": {k: v for k, v in RECIPE.items() if k not in RECIPE_INSTRUCTIONS}}, RECIPE_DERIVED, {}),
+    (Pod, RECIPE["pod"], set(), {}),
+    (PodPort, POD["ports"]["items"], set(), {}),
+    (PodVolume, POD["volumes"]["additionalProperties"]["oneOf"][1], set(), {}),
+    (Resources, POD["resources"], set(), {}),
+    (LivenessProbe, POD["liveness"]["oneOf"][1], set(), {}),
 ]
 
 
@@ -56,5 +82,12 @@ def test_fields_match_and_defaults_live_in_one_place(
                 list(default) if isinstance(default, tuple) else default), name
 
 
-def test_recipe_tag_default() -> None:
-    assert RECIPE["tag"].get("default", DEFAULT_TAG) == DEFAULT_TAG
+def test_pod_shorthands_load_as_their_tables() -> None:
+    """`name = "/path"` is { path = "/path" }; `liveness = true` the probe's defaults."""
+    from composer.model import from_raw
+
+    pod = from_raw(Pod, {"volumes": {"a": "/a", "b": {"path": "/b", "claim": "c"}}, "liveness": True})
+    assert pod.volumes == (("a", PodVolume("/a")), ("b", PodVolume("/b", "c")))
+    assert pod.probe == LivenessProbe()
+    assert from_raw(Pod, {}).probe is None
+    assert from_raw(Pod, {"liveness": {"port": 1}}).probe == LivenessProbe(port=1)
