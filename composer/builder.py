@@ -211,13 +211,11 @@ def images_repaired(ctx: BuildContext) -> dict[str, set[str]]:
 def build_layers(ctx: BuildContext) -> None:
     """Every layer of the plan, in order, each cached or built. Restacked module layers
     do not depend on each other: up to settings.jobs of them build at once."""
-    steps = {s.key: s for s in ctx.plan.steps}
     layers = ctx.plan.layers()
     last = len(layers) - 1
 
     def one(layer: Layer) -> None:
-        label = f"[{layer.index}/{last}] {'base ' if layer.kind is LayerKind.BASE else ''}{layer.name}"
-        with ctx.progress.step(label) as report:
+        with ctx.progress.step(f"[{layer.index}/{last}] {layer.label}") as report:
             if layer.kind is LayerKind.BASE:
                 make = lambda: build_base(ctx)  # noqa: E731
             elif layer.kind is LayerKind.RECONCILE:
@@ -225,10 +223,11 @@ def build_layers(ctx: BuildContext) -> None:
             elif layer.kind is LayerKind.FINALIZE:
                 make = lambda: build_finalize(ctx)  # noqa: E731
             else:
-                make = lambda step=steps[layer.key]: build_module(ctx, step)  # type: ignore[misc]  # noqa: E731
+                assert layer.step is not None
+                make = lambda step=layer.step: build_module(ctx, step)  # type: ignore[misc]  # noqa: E731
             _layer(ctx, layer, report, make)
 
-    together = [x for x in layers if x.key in steps and steps[x.key].restacked] if ctx.settings.jobs > 1 else []
+    together = [x for x in layers if x.restacked] if ctx.settings.jobs > 1 else []
     for layer in layers:
         if layer in together[1:]:
             continue  # built together with the first restacked one

@@ -19,7 +19,7 @@ from composer import __version__
 from composer import commands as cmd
 from composer.emit.output import write_output
 from composer.errors import CommandError, ComposerError, ComposerErrors, redact
-from composer.model import BaseKind, Layering, Plan, Pod, Recipe
+from composer.model import BaseKind, Layering, LayerKind, Plan, Pod, Recipe
 from composer.progress import Progress
 from composer.runner import Runner
 from composer.schema import display
@@ -241,14 +241,12 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bo
         click.echo(json.dumps(document, indent=2))
         return
     click.echo(f"{document['image']}  (base {document['base']['source']})")
-    steps = {s.key: s for s in the_plan.steps}
     restack = the_plan.recipe.layering is Layering.RESTACK
     for layer in the_plan.layers():
         status = "unknown" if cached is None else "cached" if layer.key in cached else "missing"
-        step = steps.get(layer.key)
         how = ""
-        if restack and step is not None:
-            how = f"  {'restacked' if step.restacked else 'linear'}: {step.why}"
+        if restack and layer.step is not None:
+            how = f"  {'restacked' if layer.restacked else 'linear'}: {layer.step.why}"
         click.echo(f"  {layer.index:>2}  {layer.name:<20} {layer.key[:16]}  {status:<8}{how}".rstrip())
     if why and cached is not None:
         from composer.explain import explain
@@ -297,24 +295,31 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
             return "unknown"
         return "cached" if key in cached else "missing"
 
-    return {
+    document: dict[str, Any] = {
         "recipe": plan.recipe.name,
         "image": plan.image_ref,
         "family": str(plan.recipe.base.family),
-        "base": {"source": plan.base.base.source, "key": plan.base.key, "status": status(plan.base.key)},
-        "layering": str(plan.recipe.layering),
-        "layers": [
-            {"module": s.module.name, "version": s.module.version, "folder": display(s.module.path),
-             "options": s.options, "key": s.key, "parent": s.parent_key,
-             "status": status(s.key), "restacked": s.restacked, "why": s.why}
-            for s in plan.steps
-        ],
-        "reconcile": None if plan.reconcile is None else {
-            "key": plan.reconcile.key, "parent": plan.reconcile.parent_key, "status": status(plan.reconcile.key),
-            "members": [s.module.name for s in plan.steps if s.restacked]},
-        "finalize": {"key": plan.finalize.key, "status": status(plan.finalize.key),
-                     "services": [s.name for s in plan.finalize.services]},
     }
+    modules: list[dict[str, Any]] = []
+    reconcile: dict[str, Any] | None = None
+    for layer in plan.layers():
+        if layer.kind is LayerKind.BASE:
+            document["base"] = {"source": layer.name, "key": layer.key, "status": status(layer.key)}
+            document["layering"] = str(plan.recipe.layering)
+        elif layer.step is not None:
+            s = layer.step
+            modules.append({"module": s.module.name, "version": s.module.version, "folder": display(s.module.path),
+                            "options": s.options, "key": s.key, "parent": s.parent_key,
+                            "status": status(s.key), "restacked": s.restacked, "why": s.why})
+        elif layer.kind is LayerKind.RECONCILE:
+            reconcile = {"key": layer.key, "parent": layer.parent_key, "status": status(layer.key),
+                         "members": [m["module"] for m in modules if m["restacked"]]}
+        else:
+            document["layers"] = modules
+            document["reconcile"] = reconcile
+            document["finalize"] = {"key": layer.key, "status": status(layer.key),
+                                    "services": [s.name for s in plan.finalize.services]}
+    return document
 
 
 def registry_options(f: Callable[..., Any]) -> Callable[..., Any]:

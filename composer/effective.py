@@ -81,12 +81,6 @@ def toml_value(value: Any) -> str:
 # ---- comparing two plans ----------------------------------------------------------------
 
 
-def _name(layer: Layer) -> str:
-    """How a layer is named and matched across plans: a module by its name, the base by
-    its source (a module may be called "base" too)."""
-    return f"base {layer.name}" if layer.kind is LayerKind.BASE else layer.name
-
-
 def _match(layer: Layer) -> str:
     """Layers of the same role in two plans: the base, the reconcile layer and finalize
     by kind, a module by name."""
@@ -100,11 +94,11 @@ def diff_document(a: Plan, b: Plan) -> dict[str, Any]:
     b_keys = {layer.key for layer in b_layers}
     b_by_name = {_match(layer): layer for layer in b_layers}
     a_layers = a.layers()
-    shared = [_name(layer) for layer in a_layers if layer.key in b_keys]
+    shared = [layer.label for layer in a_layers if layer.key in b_keys]
     first = next((layer for layer in a_layers if layer.key not in b_keys), None)
     divergent = None
     if first is not None:
-        divergent = {"index": first.index, "layer": _name(first), "why": divergence(first, b_by_name, b_keys)}
+        divergent = {"index": first.index, "layer": first.label, "why": divergence(first, b_by_name, b_keys)}
     a_modules = [s.module.name for s in a.steps]
     b_modules = [s.module.name for s in b.steps]
     options = {}
@@ -131,7 +125,7 @@ def divergence(layer: Layer, b_by_name: dict[str, Layer], b_keys: set[str]) -> l
     """Why a layer of A is not one of B's: what differs from B's layer of the same name."""
     other = b_by_name.get(_match(layer))
     if other is None:
-        return [f"{_name(layer)} is not in B"]
+        return [f"{layer.label} is not in B"]
     reasons = differences(other.key_document, layer.key_document)
     if layer.parent_key and layer.parent_key not in b_keys:
         reasons.append("it is built on a layer B does not have")

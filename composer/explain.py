@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from composer.model import LayerKind, Plan
+from composer.model import Plan
 
 
 def stored_documents(cache_dir: Path) -> list[dict[str, Any]]:
@@ -74,7 +74,7 @@ def missing_reasons(plan: Plan, cached: set[str], cache_dir: Path) -> dict[str, 
         upstream = ""
         parent = by_key.get(layer.parent_key)
         while parent is not None and parent.key not in cached:
-            upstream = f"{parent.index} {'base' if parent.kind is LayerKind.BASE else parent.name}"
+            upstream = f"{parent.index} {parent.label}"
             parent = by_key.get(parent.parent_key)
         reasons = ["never built with this cache"] if previous is None else differences(previous, document)
         if upstream:
@@ -90,11 +90,10 @@ def explain(plan: Plan, cached: set[str], cache_dir: Path) -> list[str]:
     reasons = missing_reasons(plan, cached, cache_dir)
     lines: list[str] = []
     for layer in plan.layers():
-        name = "base" if layer.kind is LayerKind.BASE else layer.name
         why = reasons.get(layer.key)
         if why is None:
             continue
-        head = f"[{layer.index}] {name}: missing"
+        head = f"[{layer.index}] {layer.label}: missing"
         if len(why) == 1 and why[0].startswith("an earlier layer changed"):
             lines.append(f"{head} because {why[0]}")
         elif why[0] == "never built with this cache":

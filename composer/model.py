@@ -314,6 +314,17 @@ class Layer:
     key: str
     parent_key: str
     key_document: dict[str, Any] = field(hash=False, compare=False)
+    step: Step | None = field(default=None, compare=False)  # a module layer's step
+
+    @property
+    def label(self) -> str:
+        """How the layer is named to a person and matched across plans: a module by its
+        name, the base by its source (a module may be called "base" too)."""
+        return f"base {self.name}" if self.kind is LayerKind.BASE else self.name
+
+    @property
+    def restacked(self) -> bool:
+        return self.step is not None and self.step.restacked
 
 
 @dataclass(frozen=True)
@@ -385,7 +396,7 @@ class Plan:
         out = [Layer(0, LayerKind.BASE, self.base.base.source, self.base.key, "", self.base.key_document)]
         last_restacked = max((i for i, s in enumerate(self.steps) if s.restacked), default=None)
         for i, s in enumerate(self.steps):
-            out.append(Layer(len(out), LayerKind.MODULE, s.module.name, s.key, s.parent_key, s.key_document))
+            out.append(Layer(len(out), LayerKind.MODULE, s.module.name, s.key, s.parent_key, s.key_document, s))
             if i == last_restacked and self.reconcile is not None:
                 r = self.reconcile
                 out.append(Layer(len(out), LayerKind.RECONCILE, "reconcile", r.key, r.parent_key, r.key_document))

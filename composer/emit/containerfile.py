@@ -168,8 +168,9 @@ def render(plan: Plan, host_ca: bool = False) -> Containerfile:
     if hint:
         lines.append(f"# Base: {hint}.")
     lines += [f"ARG BASE={ref}", "FROM $BASE", ""]
-    for step in plan.steps:
-        lines += [*module_group(plan, step, host_ca), ""]
+    for layer in plan.layers():
+        if layer.step is not None:  # the base is FROM; the reconcile layer is composer's own
+            lines += [*module_group(plan, layer.step, host_ca), ""]
     lines += ["# finalize", "COPY --chown=0:0 finalize/ /", *config_lines(plan.finalize.image, plan.finalize.labels)]
     return Containerfile("\n".join(lines) + "\n", ref, hint)
 

@@ -56,4 +56,4 @@ def test_explain_points_at_the_changed_module(tmp_path: Path) -> None:
 
 def test_explain_without_history(tmp_path: Path) -> None:
     plan = plan_file(RECIPES / "core-test.toml")
-    assert explain(plan, set(), tmp_path)[0] == "[0] base: missing, never built with this cache"
+    assert explain(plan, set(), tmp_path)[0] == "[0] base debootstrap:trixie: missing, never built with this cache"
