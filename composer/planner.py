@@ -400,8 +400,8 @@ def resolve_hooks(module: Module, layer: LayerRef) -> tuple[tuple[str, Path], ..
         path = next((d / name for d in dirs if (d / name).is_file()), None)
         if path is None:
             raise ComposerError(
-                f"{module.path / 'module.toml'}: hooks[{i}]: {name!r} not found in "
-                f"{' or '.join(str(d) for d in dirs)} (used by {layer.where})"
+                f"{display(module.path / 'module.toml')}: hooks[{i}]: {name!r} not found in "
+                f"{' or '.join(display(d) for d in dirs)} (used by {layer.where})"
             )
         found.append((name, path))
     return tuple(found)

@@ -9,6 +9,7 @@ and a build context folder: no buildah call here."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from composer import commands as cmd
 from composer import toolkit
+from composer.errors import ComposerError
 from composer.finalize import write_finalize_files
 from composer.model import BaseKind, Family, Healthcheck, ImageConfig, Plan, Step
 from composer.step import CA_VARS, Copy, Mount, Run, Source, module_step
@@ -59,7 +61,19 @@ def base_reference(plan: Plan) -> tuple[str, str]:
 
 def env_value(value: str) -> str:
     """A double-quoted ENV/LABEL value; $VAR stays live, as `buildah config --env` expands it."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + one_line(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def one_line(value: str) -> str:
+    """A value written into an instruction: a newline would end it and start another
+    (`user = "root\nRUN ..."`). The schemas refuse them; this is the last guard."""
+    if CONTROL.search(value):
+        raise ComposerError(f"{value!r}: a control character cannot be written into a Containerfile instruction",
+                            hint="give the value on one line")
+    return value
 
 
 def exec_form(argv: Sequence[str]) -> str:
@@ -128,13 +142,13 @@ def config_lines(image: ImageConfig, labels: Sequence[tuple[str, str]]) -> list[
     if image.env:
         lines.append("ENV " + " ".join(f"{k}={env_value(v)}" for k, v in image.env))
     if image.ports:
-        lines.append("EXPOSE " + " ".join(image.ports))
+        lines.append("EXPOSE " + " ".join(one_line(p) for p in image.ports))
     if image.volumes:
         lines.append("VOLUME " + exec_form(image.volumes))
     if image.user:
-        lines.append(f"USER {image.user}")
+        lines.append(f"USER {one_line(image.user)}")
     if image.workdir:
-        lines.append(f"WORKDIR {image.workdir}")
+        lines.append(f"WORKDIR {one_line(image.workdir)}")
     all_labels = (*image.labels, *labels)
     if all_labels:
         lines.append("LABEL " + " ".join(f"{env_value(k)}={env_value(v)}" for k, v in all_labels))

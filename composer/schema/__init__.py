@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from composer.errors import ComposerError, ComposerErrors
+from composer.errors import ComposerError, ComposerErrors, did_you_mean
 
 
 @cache
@@ -115,6 +115,12 @@ def _located(error: Any, prefix: str) -> tuple[str, str]:
     if error.validator == "required":  # name the missing field itself, not the table it is missing from
         missing = [name for name in error.validator_value if name not in error.instance]
         path = field_path([*error.absolute_path, missing[0]])
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        # name the unknown key itself: `colour: unknown field`, not the table it is in
+        known = error.schema.get("properties", {})
+        extra = [name for name in error.instance if name not in known]
+        if extra:
+            path = field_path([*error.absolute_path, extra[0]])
     if prefix:
         path = prefix + (path if path.startswith("[") or not path else f".{path}")
     return path, _message(error)
@@ -124,7 +130,12 @@ def _message(error: Any) -> str:
     if error.validator == "required":
         return "missing (required)"
     if error.validator == "additionalProperties":
-        return error.message.replace("Additional properties are not allowed", "unknown field")
+        known = error.schema.get("properties", {})
+        extra = [name for name in error.instance if name not in known] if isinstance(error.instance, dict) else []
+        return "unknown field" + (did_you_mean(extra[0], known) if extra else "")
     if error.validator == "pattern":
-        return f"{error.instance!r} does not match the expected form ({error.validator_value})"
+        # A pattern may say in words what it means (x-means): a person reads that, not the regex.
+        means = error.schema.get("x-means")
+        return f"{error.instance!r} is not {means}" if means else \
+            f"{error.instance!r} does not match the expected form ({error.validator_value})"
     return str(error.message)

@@ -90,7 +90,12 @@ def test_bad_input_is_one_line_naming_file_and_field(case: dict[str, Any], tmp_p
     assert len(errors) == 1, err
     assert all(line.startswith(("composer: error: ", "composer: hint: ")) for line in lines), err
     line = errors[0]
-    assert f" {case['file']}" in line, f"file {case['file']!r} not named: {line}"
-    assert case.get("field", "") in line, f"field {case.get('field')!r} not named: {line}"
-    assert case.get("phrase", "") in line, f"phrase {case.get('phrase')!r} not in: {line}"
+    assert f" {case['file']}: " in line, f"file {case['file']!r} not named: {line}"
+    # The field right after the file, where every message puts it (a substring anywhere
+    # would pass when the file's own name contains it).
+    after_file = line.split(f" {case['file']}: ", 1)[1]
+    assert case.get("field") or case.get("phrase"), "a case names the field or a phrase"
+    if case.get("field"):
+        assert after_file.startswith(case["field"]), f"field {case['field']!r} not named after the file: {line}"
+    assert case.get("phrase", "") in after_file, f"phrase {case['phrase']!r} not in: {line}"
     assert "Traceback" not in err

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from composer import commands as cmd
 from composer.cli import cli
 from composer.emit.containerfile import healthcheck_line, render, write_context
+from composer.errors import ComposerError
 from composer.model import Healthcheck
 from composer.planner import plan_file
 
@@ -104,3 +107,15 @@ def test_bad_recipe_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert str(bad) in result.stderr.splitlines()[0]
+
+
+def test_a_newline_that_slipped_past_the_schema_never_starts_an_instruction() -> None:
+    """The attack of `user = "root\\nRUN echo X"`: the schema refuses it (tests/data/bad:
+    image-user-newline); should a value reach the writer anyway, it refuses to write it."""
+    plan = plan_file(RECIPES / "core-test.toml")
+    for image in (dataclasses.replace(plan.finalize.image, user="root\nRUN echo X"),
+                  dataclasses.replace(plan.finalize.image, env=(("A", "x\nRUN echo X"),)),
+                  dataclasses.replace(plan.finalize.image, labels=(("a", "b\rRUN"),))):
+        bad = dataclasses.replace(plan, finalize=dataclasses.replace(plan.finalize, image=image))
+        with pytest.raises(ComposerError, match="control character"):
+            render(bad)

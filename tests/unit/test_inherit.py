@@ -78,7 +78,7 @@ def test_without_unset_a_merge_keeps_inherited_entries(tmp_path: Path) -> None:
     ("[unset]\npod = { secrets_path = true }\n", r"child\.toml: unset\.pod\.secrets_path: the parent recipe sets no"),
     ("[unset]\npod = { hostname = [\"x\"] }\n",
      r"child\.toml: unset\.pod\.hostname: pod\.hostname is a single value; write hostname = true"),
-    ("[unset]\npod = { portz = true }\n", r"child\.toml: unset\.pod: unknown field \('portz'"),
+    ("[unset]\npod = { portz = true }\n", r"child\.toml: unset\.pod\.portz: unknown field \(did you mean 'ports'\?\)"),
     ("[unset.options.userz]\nhelpers = true\n",
      r"child\.toml: unset\.options\.userz: module 'userz' is not in the recipe \(did you mean 'users'\?\)"),
     ("[unset.options.users]\nhelperz = true\n",

@@ -29,7 +29,7 @@ def test_minimal_recipe(tmp_path: Path) -> None:
 
 def test_unknown_field_names_file_and_path(tmp_path: Path) -> None:
     path = write(tmp_path / "r.toml", 'name = "x"\n' + BASE + "[image]\nportz = []\n")
-    with pytest.raises(ComposerError, match=r"r\.toml: image: unknown field \('portz'"):
+    with pytest.raises(ComposerError, match=r"r\.toml: image\.portz: unknown field \(did you mean 'ports'\?\)"):
         load_recipe(path)
 
 
