@@ -130,7 +130,30 @@ def with_options(module: Module, options: Mapping[str, Any], where: str) -> Modu
     changes = {name: _walk(getattr(module, name), lambda text: substitute(text, options, where))
                for name in OPTION_FIELDS}
     changes["credentials"] = tuple(c for c in changes["credentials"] if c.user)
+    for i, credential in enumerate(changes["credentials"]):
+        check_credential(credential, f"{display(module.path / 'module.toml')}: credentials[{i}]", where)
     return dataclasses.replace(module, **changes)
+
+
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Relative to the user's home (no `..` anywhere), or under /run/composer/.
+CREDENTIAL_FILE = re.compile(r"(?!.*(^|/)\.\.(/|$))([A-Za-z0-9._-][^\n\t]*|/run/composer/[^\n\t]+)\Z")
+
+
+def check_credential(credential: Credential, where: str, options_from: str) -> None:
+    """A credential as the start-up hook will use it, with its options put in: the schema
+    checked the text with {options.NAME} in it, and an option's value could make a user
+    of `../root` or a file of `../../etc/shadow`."""
+    checks = [("user", credential.user, USER_NAME, "a user name"),
+              ("file", credential.file, CREDENTIAL_FILE,
+               "a file in the user's home (no '..') or under /run/composer/"),
+              *(("secret", credential.secret, SECRET_NAME, "a secret name") for _ in [0] if credential.secret),
+              *((f"secrets.{k}", v, SECRET_NAME, "a secret name") for k, v in credential.secrets)]
+    for field_name, value, pattern, what in checks:
+        if not pattern.match(value):
+            raise ComposerError(f"{where}.{field_name}: {value!r} (with the options of {options_from} put in) "
+                                f"is not {what}", hint="check the option that fills it")
 
 
 def check_option_packages(table: dict[str, Any], options: dict[str, Any], where: str) -> None:
