@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -328,12 +329,45 @@ def registry_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tls-verify/--no-tls-verify", default=None,
                      help="Require HTTPS with a verified certificate (default: as registries.conf says)."),
         click.option("--creds", envvar="COMPOSER_REGISTRY_CREDS", default="", metavar="USER[:PASSWORD]",
-                     help="Registry credentials (default: auth.json, as podman login writes it)."),
+                     help="Registry credentials (default: auth.json, as podman login writes it). On the "
+                          "command line a password is visible in `ps` to every user: prefer --creds-file "
+                          "or COMPOSER_REGISTRY_CREDS."),
+        click.option("--creds-file", default=None, metavar="FILE",
+                     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+                     help="Read USER:PASSWORD from FILE (- for standard input)."),
         click.option("--authfile", envvar="REGISTRY_AUTH_FILE", default="", metavar="FILE",
                      help="Registry auth file (default: ${XDG_RUNTIME_DIR}/containers/auth.json)."),
     ]):
         f = option(f)
-    return f
+
+    @functools.wraps(f)
+    def with_creds(*args: Any, creds: str, creds_file: Path | None, **kwargs: Any) -> Any:
+        return f(*args, creds=registry_creds(creds, creds_file), **kwargs)
+
+    return with_creds
+
+
+def registry_creds(creds: str, creds_file: Path | None) -> str:
+    """The credentials from --creds, COMPOSER_REGISTRY_CREDS or --creds-file (one of them)."""
+    ctx = click.get_current_context()
+    on_command_line = ctx.get_parameter_source("creds") is click.core.ParameterSource.COMMANDLINE
+    if creds_file is not None:
+        if creds:
+            raise ComposerError("--creds-file: give the credentials once (--creds or COMPOSER_REGISTRY_CREDS "
+                                "is set too)")
+        try:
+            text = sys.stdin.read() if str(creds_file) == "-" else creds_file.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ComposerError(f"--creds-file: {creds_file}: cannot be read ({e.__class__.__name__})") from None
+        creds = text.strip()
+        if not creds or "\n" in creds:
+            raise ComposerError(f"--creds-file: {creds_file}: holds no USER[:PASSWORD] line",
+                                hint="write one line USER:PASSWORD")
+    elif on_command_line and ":" in creds:
+        click.echo("composer: warning: --creds puts the password in composer's command line, which every "
+                   "user of this host sees (ps) for the whole run; use --creds-file FILE or "
+                   "COMPOSER_REGISTRY_CREDS instead", err=True)
+    return creds
 
 
 @cli.command()
