@@ -10,7 +10,7 @@ from typing import Any
 from composer import STEP_FORMAT
 from composer.errors import ComposerError, ComposerErrors, did_you_mean
 from composer.finalize import credentials_json, env_names, finalize_document, merge_image_config, merge_services
-from composer.keys import cache_key, file_digest, file_entry, tree_entries
+from composer.keys import cache_key, check_module_file, file_digest, file_entry, tree_entries
 from composer.model import (
     Base,
     BaseKind,
@@ -397,11 +397,14 @@ def resolve_hooks(module: Module, layer: LayerRef) -> tuple[tuple[str, Path], ..
     dirs = hook_dirs(module)
     found: list[tuple[str, Path]] = []
     for i, name in enumerate(module.hooks):
-        path = next((d / name for d in dirs if (d / name).is_file()), None)
-        if path is None:
+        folder = next((d for d in dirs if (d / name).is_file()), None)
+        if folder is None:
             raise ComposerError(
                 f"{display(module.path / 'module.toml')}: hooks[{i}]: {name!r} not found in "
                 f"{' or '.join(display(d) for d in dirs)} (used by {layer.where})"
             )
-        found.append((name, path))
+        # Like a module's own files: a link out of the hooks folder would put a host file in
+        # the image; a hook is keyed and copied by the content it names, never a link's text.
+        check_module_file(folder / name, folder.resolve())
+        found.append((name, (folder / name).resolve()))
     return tuple(found)
