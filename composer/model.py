@@ -82,6 +82,11 @@ class Secret:
 DEFAULT_SECRETS_PATH = "/run/secrets"
 
 
+class PodSecurity(StrEnum):
+    SEED = "seed"  # the capabilities the recipe lists, as the seed asks
+    HARDENED = "hardened"  # without SYS_ADMIN, NET_ADMIN and SYS_PTRACE (docs/kube.md)
+
+
 @dataclass(frozen=True)
 class PodPort:
     container: int
@@ -133,6 +138,7 @@ class Pod:
     resources: Resources = Resources()
     secrets_path: str = DEFAULT_SECRETS_PATH
     liveness: bool | LivenessProbe = False
+    security: PodSecurity = PodSecurity.SEED
 
     @property
     def probe(self) -> LivenessProbe | None:

@@ -16,13 +16,15 @@ from typing import Any
 
 from composer.emit.output import dump
 from composer.errors import ComposerError
-from composer.model import DEFAULT_SECRETS_PATH, LivenessProbe, Plan, PodPort, Recipe
+from composer.model import DEFAULT_SECRETS_PATH, LivenessProbe, Plan, PodPort, PodSecurity, Recipe
 from composer.pod import SECRETS_VOLUME, check_pod
 
 CONTAINER_NAME = "devpod"
 # The start-up hooks read /run/secrets/<NAME> unless this variable names another folder.
 SECRETS_DIR_ENV = "COMPOSER_SECRETS_DIR"
 GPU_RESOURCE = "nvidia.com/gpu"
+# What [pod] security = "hardened" never grants (docs/kube.md: what each buys and costs).
+HARDENED_WITHOUT = ("SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE")
 DEFAULT_INTERVAL = "30s"  # a liveness probe's period when neither it nor the health check has one
 DURATION = re.compile(r"^([0-9]+)(ms|s|m|h)$")
 SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
@@ -131,7 +133,8 @@ def pod_config(plan: Plan) -> PodConfig:
         network=pod.network,
         aliases=pod.aliases,
         shm_size=pod.shm_size,
-        capabilities=pod.capabilities,
+        capabilities=tuple(c for c in pod.capabilities
+                           if pod.security is PodSecurity.SEED or c not in HARDENED_WITHOUT),
         devices=pod.devices,
         gpus=pod.gpus,
         ports=pod.ports,
@@ -285,8 +288,9 @@ def container_ports(image_ports: tuple[str, ...], maps: tuple[PodPort, ...]) -> 
 
 def security_context(user: str, capabilities: tuple[str, ...]) -> dict[str, Any]:
     """Capabilities to add; the image's user as runAsUser/runAsGroup when it is numeric
-    (or root). A user name stays in the image config, which the container runs as."""
-    out: dict[str, Any] = {}
+    (or root). A user name stays in the image config, which the container runs as. Always
+    the runtime's default seccomp profile: Kubernetes otherwise runs a Pod unconfined."""
+    out: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
     uid, _, gid = ("0" if user == "root" else user).partition(":")
     if uid.isdigit():
         out["runAsUser"] = int(uid)
@@ -408,6 +412,9 @@ def header_comment(plan: Plan, config: PodConfig, absent: Dropped) -> str:
         gpu = [f"the {GPU_RESOURCE} limit {absent.gpus}"] if absent.gpus else []
         lines += textwrap.wrap(f"--no-devices: left out {', '.join([*absent.devices, *gpu])}.", 86,
                                break_on_hyphens=False)
+    if left_out := [c for c in plan.recipe.pod.capabilities if c not in config.capabilities]:
+        lines += textwrap.wrap(f"security = hardened: left out the capabilities {', '.join(left_out)} "
+                               "the recipe lists (docs/kube.md).", 86, break_on_hyphens=False)
     if plan.recipe.secrets and not config.secrets_dir:
         lines += ["Fill in the Secret below first (see its comment)."]
     return "".join(f"# {line}".rstrip() + "\n" for line in lines)

@@ -150,6 +150,7 @@ def test_pod_fields(tmp_path: Path) -> None:
         {"containerPort": 53, "protocol": "UDP"},
     ]
     assert c["securityContext"] == {
+        "seccompProfile": {"type": "RuntimeDefault"},
         "runAsUser": 1000, "runAsGroup": 1000, "capabilities": {"add": ["SYS_PTRACE"]},
     }
     assert c["resources"] == {
@@ -287,11 +288,12 @@ def test_recipe_name_must_be_a_kubernetes_name(tmp_path: Path) -> None:
 
 
 def test_schema_and_pod_config_agree() -> None:
-    """Every [pod] field of the schema is read into PodConfig (resources as limits+requests)."""
+    """Every [pod] field of the schema is read into PodConfig (resources as limits+requests;
+    security decides which capabilities it gets)."""
     schema_fields = set(load_schema("recipe")["properties"]["pod"]["properties"])
     config_fields = {f.name for f in fields(PodConfig)} - {
         "name", "limits", "requests", "host_network", "secrets_dir"}
-    assert schema_fields == config_fields | {"resources"}
+    assert schema_fields == config_fields | {"resources", "security"}
 
 
 # ---- the command line ------------------------------------------------------------------------
@@ -370,7 +372,8 @@ def test_rootless_pod(tmp_path: Path) -> None:
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert set(volumes) == {"work", "podtest-shm", "secrets"}  # no device volumes
     assert {m["name"] for m in c["volumeMounts"]} == set(volumes)
-    assert c["securityContext"] == {"capabilities": {"add": ["SYS_PTRACE"]}}
+    assert c["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"},
+                                    "capabilities": {"add": ["SYS_PTRACE"]}}
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": 9090}
     assert [d["kind"] for d in documents(text)] == ["Secret", "Pod"]
     # Everything else is as in the root manifest.
@@ -494,3 +497,22 @@ def test_cli_kube_bad_secrets_dir_is_one_line(tmp_path: Path) -> None:
     first = result.stderr.splitlines()[0]
     assert first == "composer: error: --secrets-dir: 'rel/dir' is not an absolute path on the host"
     assert "Traceback" not in result.stderr
+
+
+# ---- [pod] security ------------------------------------------------------------------------
+
+
+def test_every_pod_runs_under_the_default_seccomp_profile_and_hardened_drops_the_seed_caps(
+        tmp_path: Path) -> None:
+    seed = by_kind(render(ROOT / "recipes" / "turboflow.toml"))["Pod"]["spec"]["containers"][0]
+    assert seed["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert seed["securityContext"]["capabilities"]["add"] == ["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE"]
+    child = tmp_path / "hard.toml"
+    child.write_text(f'extends = "{ROOT / "recipes" / "turboflow.toml"}"\nname = "hard"\n'
+                     '[pod]\nsecurity = "hardened"\ncapabilities = ["SYS_ADMIN", "NET_RAW"]\n')
+    text = render(child)
+    hardened = by_kind(text)["Pod"]["spec"]["containers"][0]["securityContext"]
+    assert hardened["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert hardened["capabilities"]["add"] == ["NET_RAW"]  # what hardened allows stays
+    assert "# security = hardened: left out the capabilities SYS_ADMIN" in text
+    kubernetes_validate.validate(by_kind(text)["Pod"], K8S_VERSION, strict=True)
