@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from composer.scratch import SCRATCH
 from tests.conftest import RECIPES, Containers, copy_tree, private_storage
 
 pytestmark = pytest.mark.integration
@@ -57,6 +58,11 @@ class Safety:
     def cached(self) -> set[str]:
         names = self.box.images()
         return {k for k in self.layer_keys if f"localhost/composer-cache:{k}" in names}
+
+    def untagged(self) -> list[str]:
+        """Images without a name: what a commit cut short leaves."""
+        listing = json.loads(self.box.buildah("images", "--all", "--json").stdout or "[]") or []
+        return [image["id"] for image in listing if not image.get("names")]
 
     def working_containers(self) -> list[str]:
         listing = json.loads(self.box.buildah("containers", "--json").stdout or "[]") or []
@@ -109,6 +115,16 @@ def test_interrupted_builds_never_leave_a_wrong_layer(safety: Safety, tmp_path: 
             raise
         survived = safety.cached()
         left = safety.working_containers()
+        if sig is not signal.SIGKILL:
+            # Right after a build that was asked to stop, before the next one sweeps: it said
+            # so (non-zero) unless it had already finished, and cleaned up after itself.
+            finished = proc.returncode == 0
+            assert finished or proc.returncode in (130, 143, -sig), (i, sig.name, proc.returncode, output[-800:])
+            assert not finished or survived == set(safety.layer_keys), (i, sig.name, output[-800:])
+            assert left == [], f"trial {i} ({sig.name}) left working containers {left}: {output[-800:]}"
+            assert safety.untagged() == [], f"trial {i} ({sig.name}) left a half-committed image: {output[-800:]}"
+            mine = sorted(p.name for p in (safety.box.cache_dir / SCRATCH).glob(f"*-{proc.pid}-*"))
+            assert mine == [], f"trial {i} ({sig.name}) left its scratch folders {mine}"
         resumed = safety.box.build(safety.recipe, "--no-archive")
         hits = {layer["key"] for layer in resumed["layers"] if layer["cache"] == "hit"}
         # What the failure message shows: the trial's end, what it left, the next build.
