@@ -9,6 +9,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +94,8 @@ class BuildContext:
     export: dict[str, Any] = field(default_factory=dict)  # what the export wrote, for the report
     started: float = field(default_factory=time.monotonic)
     remote: SharedCache | None = None  # the registry cache, when the build has one
+    lists_fetched: bool = False  # refresh_lists ran in this build
+    lists_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def list_cached_keys(runner: Runner, storage: cmd.Storage) -> set[str]:
@@ -507,6 +510,9 @@ def _empty_folder(folder: Path, keep: tuple[str, ...]) -> None:
             entry.unlink()
 
 
+OPTIONS_FILE = "options.json"  # in a module step's scratch folder
+
+
 def mount_sources(ctx: BuildContext, options_file: Path) -> dict[Source, str | None]:
     """Where each kind of mount of a module step comes from on this host (docs/format.md)."""
     assert ctx.state_dir is not None
@@ -528,31 +534,60 @@ def package_cache(ctx: BuildContext, target: str) -> Path:
     return host.resolve()
 
 
-def volumes(ctx: BuildContext, step: Step, spec: ModuleStep, options_file: Path) -> list[tuple[str, str, str]]:
-    """The step's mounts as `buildah run --volume` triples."""
-    sources = mount_sources(ctx, options_file)
+def volumes(ctx: BuildContext, step: Step, spec: ModuleStep, scratch: Path) -> list[tuple[str, str, str]]:
+    """The step's mounts as `buildah run --volume` triples; scratch: the step's own folder
+    (its options file, apt's work folders)."""
+    sources = mount_sources(ctx, scratch / OPTIONS_FILE)
     out = []
     for mount in spec.mounts:
         if mount.source is Source.MODULE:
             host = str(step.module.path.resolve())
-        elif mount.source is Source.PACKAGE_CACHE:
+        elif mount.source in (Source.PACKAGE_CACHE, Source.PACKAGE_LISTS):
             host = str(package_cache(ctx, mount.target))
+        elif mount.source is Source.LIST_WORK:  # empty, the step's own (in its scratch folder)
+            host = str(scratch / "lists" / Path(mount.target).name)
+            Path(host).mkdir(parents=True, exist_ok=True)
+            (package_cache(ctx, cmd.PACKAGE_LISTS[ctx.plan.recipe.base.family]) / Path(mount.target).name).mkdir(
+                exist_ok=True)  # the mount point, below the read-only lists
         else:
             host = sources[mount.source] or ""
         out.append((host, mount.target, "ro" if mount.read_only else ""))
     return out
 
 
+def refresh_lists(ctx: BuildContext) -> None:
+    """Fetch the package lists once per build, in a step of composer's own on the base:
+    module steps see them read-only (docs/design.md, "Build steps")."""
+    with ctx.lists_lock:
+        if ctx.lists_fetched:
+            return
+        family = ctx.plan.recipe.base.family
+        storage = ctx.settings.storage
+        mounts = [(str(package_cache(ctx, target)), target, "") for target in cmd.PACKAGE_CACHE_MOUNTS[family]]
+        env = dict(cmd.APT_ENV)
+        if ctx.settings.host_ca is not None:
+            mounts.append((str(ctx.settings.host_ca.resolve()), cmd.CA_MOUNT, "ro"))
+            env.update({k: cmd.CA_MOUNT for k in CA_VARS})
+        with working_container(ctx, ctx.plan.base.key, "package lists") as ctr:
+            ctx.runner.run(cmd.from_image(storage, cmd.cache_ref(ctx.plan.base.key), ctr))
+            ctx.runner.run(cmd.run_in(storage, ctr, cmd.refresh_lists_argv(family), env, mounts), stream=True)
+            ctx.runner.run(cmd.buildah(storage, "rm", ctr))
+        ctx.lists_fetched = True
+
+
 def build_module(ctx: BuildContext, step: Step) -> None:
     spec = module_step(ctx.plan, step, ctx.settings.host_ca is not None)
     storage = ctx.settings.storage
     run = ctx.runner.run
-    env = {**spec.env, **({k: cmd.CA_MOUNT for k in CA_VARS} if ctx.settings.host_ca is not None else {})}
+    env = {**spec.env, **({k: cmd.CA_MOUNT for k in CA_VARS} if ctx.settings.host_ca is not None else {}),
+           "COMPOSER_LISTS_FETCHED": "1"}  # by refresh_lists: composer-install leaves them alone
     what = f"layer {step.index} {step.module.name}"
     with scratch_dir(ctx, "step") as tmp, working_container(ctx, step.key, what) as ctr:
-        options_file = Path(tmp, "options.json")
+        options_file = Path(tmp, OPTIONS_FILE)
         options_file.write_text(cmd.options_json(step.options))
-        mounts = volumes(ctx, step, spec, options_file)
+        mounts = volumes(ctx, step, spec, Path(tmp))
+        if any(isinstance(action, Run) for action in spec.actions):
+            refresh_lists(ctx)
         run(cmd.from_image(storage, cmd.cache_ref(step.parent_key), ctr))
         # One call: the history line and the module's env, which later steps see.
         run(cmd.config_env(storage, ctr, spec.image_env, spec.history))

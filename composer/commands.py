@@ -190,6 +190,16 @@ PACKAGE_CACHE_MOUNTS = {
     Family.DEBIAN: ("/var/lib/apt/lists", "/var/cache/apt/archives"),
     Family.ARCH: ("/var/lib/pacman/sync", "/var/cache/pacman/pkg"),
 }
+# The first of each: the package lists, which a module step sees read-only (composer fetches
+# them in a step of its own, refresh_lists_argv), so no module can rewrite an index another
+# module's install then trusts. apt writes only these folders below them during an install.
+PACKAGE_LISTS = {family: mounts[0] for family, mounts in PACKAGE_CACHE_MOUNTS.items()}
+LIST_WORK_FOLDERS = {Family.DEBIAN: ("partial", "auxfiles"), Family.ARCH: ()}
+
+
+def refresh_lists_argv(family: Family) -> list[str]:
+    """Fetch the package lists (composer's own step, on the base, before any module step)."""
+    return ["apt-get", "update", "-q"] if family is Family.DEBIAN else ["pacman", "-Sy", "--noconfirm"]
 
 
 def clean_step(family: Family, extra: Sequence[str] = ()) -> list[str]:

@@ -32,7 +32,9 @@ class Source(StrEnum):
     TOOLKIT = "toolkit"  # composer-install and its library, read-only
     OPTIONS = "options"  # the module's resolved options as JSON, read-only
     STATE = "state"  # scratch state shared by the steps of one build
-    PACKAGE_CACHE = "package-cache"  # the family's package lists and downloads
+    PACKAGE_LISTS = "package-lists"  # the family's package lists, fetched by composer: read-only
+    LIST_WORK = "list-work"  # apt's work folders below the lists: the step's own, empty
+    PACKAGE_CACHE = "package-cache"  # the family's downloads (apt checks each against the lists)
     HOST_CA = "host-ca"  # the host's CA bundle, read-only, only when the build has one
 
 
@@ -102,7 +104,10 @@ def module_step(plan: Plan, step: Step, host_ca: bool) -> ModuleStep:
         Mount(Source.TOOLKIT, toolkit.MOUNT, True),
         Mount(Source.OPTIONS, cmd.OPTIONS_MOUNT, True),
         Mount(Source.STATE, cmd.STATE_MOUNT, False),
-        *(Mount(Source.PACKAGE_CACHE, t, False) for t in cmd.PACKAGE_CACHE_MOUNTS[family]),
+        Mount(Source.PACKAGE_LISTS, cmd.PACKAGE_LISTS[family], True),
+        *(Mount(Source.LIST_WORK, f"{cmd.PACKAGE_LISTS[family]}/{name}", False)
+          for name in cmd.LIST_WORK_FOLDERS[family]),
+        *(Mount(Source.PACKAGE_CACHE, t, False) for t in cmd.PACKAGE_CACHE_MOUNTS[family][1:]),
         *((Mount(Source.HOST_CA, cmd.CA_MOUNT, True),) if host_ca else ()),
     )
     actions: list[Action] = []

@@ -95,7 +95,7 @@ def module_group(plan: Plan, step: Step, host_ca: bool = False) -> list[str]:
     # buildah bud's layer cache (1.28) knows a RUN by its text, not by what its mounts
     # hold: with composer's key in the text, it misses exactly when composer's cache does.
     env = [f"{k}={v}" for k, v in {**spec.env, "COMPOSER_LAYER_KEY": step.key}.items()]
-    mounts = " \\\n    ".join(mount_flag(mount, step) for mount in spec.mounts)
+    mounts = " \\\n    ".join(flag for mount in spec.mounts if (flag := mount_flag(mount, step)))
     for action in spec.actions:
         if isinstance(action, Run):
             lines.append(f"RUN {mounts} \\\n    " + exec_form(
@@ -114,7 +114,9 @@ def module_group(plan: Plan, step: Step, host_ca: bool = False) -> list[str]:
 
 
 def mount_flag(mount: Mount, step: Step) -> str:
-    """A step's mount as a RUN --mount flag over the build context (write_context)."""
+    """A step's mount as a RUN --mount flag over the build context (write_context). bud has
+    no step of composer's own that fetches the lists: they are a cache mount each step
+    updates, as composer-install does where it can write them ("" for what that covers)."""
     target = f"target={mount.target}"
     match mount.source:
         case Source.MODULE:
@@ -125,8 +127,10 @@ def mount_flag(mount: Mount, step: Step) -> str:
             return f"--mount=type=bind,source=options/{step.module.name}.json,{target}"
         case Source.STATE:
             return f"--mount=type=tmpfs,{target}"
-        case Source.PACKAGE_CACHE:
+        case Source.PACKAGE_LISTS | Source.PACKAGE_CACHE:
             return f"--mount=type=cache,{target}"
+        case Source.LIST_WORK:
+            return ""
         case Source.HOST_CA:
             return f"--mount=type=bind,source={HOST_CA},{target}"
 

@@ -103,6 +103,17 @@ def settings(tmp_path: Path, archive: bool = False) -> BuildSettings:
                          output_dir=tmp_path / "out", archive=archive)
 
 
+def lists_step(runner: RecordingRunner) -> set[str]:
+    """The working containers of composer's own package-lists step."""
+    return {a[a.index("--") - 1] for a in runner.calls if a[1] == "run" and a[-3:] == ["apt-get", "update", "-q"]}
+
+
+def module_froms(runner: RecordingRunner) -> list[list[str]]:
+    """The `buildah from` calls of layers (the package-lists step's left out)."""
+    skip = lists_step(runner)
+    return [a for a in runner.calls if a[1] == "from" and working_name(a) not in skip]
+
+
 def working_name(argv: list[str]) -> str:
     """The container name of a `buildah from --name NAME ...` call."""
     return argv[argv.index("--name") + 1]
@@ -127,7 +138,8 @@ def test_module_layer_calls_and_contract(plan: Plan, tmp_path: Path) -> None:
     runner = RecordingRunner(cached=[plan.base.key])
     build(plan, settings(tmp_path), runner, quiet())
     step = plan.steps[0]
-    start = next(i for i, a in enumerate(runner.calls) if a[1] == "from" and a[-1] == cmd.cache_ref(step.parent_key))
+    start = next(i for i, a in enumerate(runner.calls) if a[1] == "from" and a[-1] == cmd.cache_ref(step.parent_key)
+                 and runner.calls[i + 1][1] == "config")  # not composer's package-lists step
     end = next(i for i, a in enumerate(runner.calls) if a[1] == "commit")
     verbs = [a[1] for a in runner.calls[start:end + 1]]
     # from, config (history + env), install, file, options file, script, clean-up,
@@ -149,6 +161,25 @@ def test_module_layer_calls_and_contract(plan: Plan, tmp_path: Path) -> None:
     assert options_copy[-1] == "/etc/composer/options/tool.json" and "0644" in options_copy
     clean = runner.calls[end - 2]
     assert cmd.BUILD_MOUNT_ROOT in clean and "--volume" not in clean  # nothing mounted while cleaning
+    # The package lists: read-only, with apt's work folders the step's own and empty.
+    lists = [m for m in mounts if ":/var/lib/apt/lists" in m]
+    assert [m.split(":", 1)[1] for m in lists] == [
+        "/var/lib/apt/lists:ro", "/var/lib/apt/lists/partial", "/var/lib/apt/lists/auxfiles"]
+    assert env["COMPOSER_LISTS_FETCHED"] == "1"
+
+
+def test_package_lists_are_fetched_once_in_a_step_of_composers_own(plan: Plan, tmp_path: Path) -> None:
+    """Module steps see the lists read-only (no module rewrites an index another trusts):
+    composer fetches them once per build, on the base, before the first module step."""
+    runner = RecordingRunner(cached=[plan.base.key])
+    build(plan, settings(tmp_path), runner, quiet())
+    updates = [i for i, a in enumerate(runner.calls) if a[-3:] == ["apt-get", "update", "-q"]]
+    assert len(updates) == 1
+    update = runner.calls[updates[0]]
+    assert any(m.endswith(":/var/lib/apt/lists") for m in update)  # writable here only
+    first_module = next(i for i, a in enumerate(runner.calls) if a[1] == "config" and "--env" in a)
+    assert updates[0] < first_module
+    assert runner.calls[updates[0] + 1][1] == "rm"  # its container goes at once
 
 
 def test_state_folder_is_shared_by_the_steps_of_one_build(plan: Plan, tmp_path: Path) -> None:
@@ -172,10 +203,12 @@ def test_stale_working_containers_are_swept_under_the_lock(plan: Plan, tmp_path:
     runner = RecordingRunner(containers=["composer-work-0123456789ab-deadbeef", "someone-elses", "composer-x"])
     build(plan, settings(tmp_path), runner, quiet())
     assert runner.calls[1:3] == [["buildah", "images", "--json"], ["buildah", "containers", "--json"]]
-    removed = [a[2] for a in runner.calls if a[1] == "rm"]
+    first_from = next(i for i, a in enumerate(runner.calls) if a[1] == "from")
+    removed = [a[2] for a in runner.calls[:first_from] if a[1] == "rm"]
     assert removed == ["composer-work-0123456789ab-deadbeef"]  # only composer's own working containers
     names = [working_name(a) for a in runner.calls if a[1] == "from"]
-    assert len(set(names)) == len(names) == 4  # a name of its own for every working container
+    # a name of its own for every working container: base, package lists, two modules, finalize
+    assert len(set(names)) == len(names) == 5
     assert (tmp_path / "storage" / "composer.lock").exists() and (tmp_path / "cache" / "build.lock").exists()
 
 
@@ -281,7 +314,7 @@ def test_failure_removes_the_working_container_and_commits_nothing(plan: Plan, t
     with pytest.raises(ComposerError, match=r"layer 1 tool: command failed \(exit 7\)") as err:
         build(plan, settings(tmp_path), runner, quiet())
     assert "E: it broke" in err.value.message
-    made = [working_name(a) for a in runner.calls if a[1] == "from"]
+    made = [working_name(a) for a in module_froms(runner)]
     assert len(made) == 1 and made[0].startswith("composer-work-")
     assert runner.calls[-1] == ["buildah", "rm", made[0]]
     assert not [a for a in runner.calls if a[1] == "commit"]
@@ -328,7 +361,7 @@ def test_restacked_modules_build_on_the_common_parent_at_once(tmp_path: Path, jo
     runner = SlowRunner(cached=[plan.base.key, core.key, plan.reconcile.key, plan.finalize.key])
     ctx = build(plan, BuildSettings(storage=cmd.Storage(root=str(tmp_path / "s")), cache_dir=tmp_path / "c",
                                     archive=False, jobs=jobs), runner, quiet())
-    froms = [a[-1] for a in runner.calls if a[1] == "from"]
+    froms = [a[-1] for a in module_froms(runner)]
     assert froms == [cmd.cache_ref(core.key)] * 3  # each on the common parent alone
     assert len(runner.threads) == min(jobs, 3)
     assert [r.layer.name for r in ctx.results] == [
