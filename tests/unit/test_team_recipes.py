@@ -87,7 +87,7 @@ def test_docs_team_is_headless_with_latex_node_ssh() -> None:
     plan = plan_file(TEAMS / "docs.toml")
     names = set(modules(plan))
     assert {"latex", "node", "ssh"} <= names
-    assert not {"cuda", "gui-apps", "vnc-desktop", "novnc-desktop"} & names
+    assert not {"cuda", "gui-apps", "vnc-desktop", "novnc"} & names
     assert set(plan.finalize.image.ports) == {"22/tcp", "9090/tcp"}
     python = next(s for s in plan.steps if s.module.name == "python")
     assert python.options["ml"] is False
