@@ -1,7 +1,7 @@
-"""The desktop in the browser (novnc-desktop, the ML team's swap): a real headless
-Chromium, driven by Playwright, loads noVNC from the running devpod, logs in with the
-VNC_PASSWORD secret and shows the XFCE desktop; a wrong password ends in noVNC's
-error state; the VNC server itself is reachable from inside the container only."""
+"""The desktop in the browser (vnc-desktop with the novnc add-on, as the ML team has it):
+a real headless Chromium, driven by Playwright, loads noVNC from the running devpod, logs
+in with the VNC_PASSWORD secret and shows the XFCE desktop; a wrong password ends in
+noVNC's error state; the VNC server itself is reachable from inside the container only."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 RECIPE = RECIPES / "novnc-ci.toml"
 CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/setup-host --test); no browser download
-WEB_PORT, RFB_PORT = 6080, 5901  # the module's defaults
+WEB_PORT, RFB_PORT = 6080, 5901  # novnc's port, vnc-desktop's port (the defaults)
 PASSWORD = "n0vnc-ci"  # 8 characters: all that VNC authentication uses
 
 

@@ -81,10 +81,11 @@ def test_removing_a_required_module_blames_the_childs_remove(tmp_path: Path) -> 
 
 
 def test_a_replacement_that_needs_more_blames_the_childs_replace(tmp_path: Path) -> None:
-    module(tmp_path, "novnc", 'requires = ["websockify"]\n')
-    result = check(team(tmp_path, 'replace = { vnc-desktop = "novnc" }\n'), tmp_path / "layers", ROOT / "layers")
+    module(tmp_path, "web-desktop", 'requires = ["websockify"]\n')
+    result = check(team(tmp_path, 'replace = { vnc-desktop = "web-desktop" }\n'), tmp_path / "layers",
+                   ROOT / "layers")
     [line] = errors(result)
-    assert line.startswith(f"{tmp_path}/team.toml: replace.vnc-desktop: module 'novnc' requires 'websockify'")
+    assert line.startswith(f"{tmp_path}/team.toml: replace.vnc-desktop: module 'web-desktop' requires 'websockify'")
 
 
 def test_check_reports_every_error_each_on_one_line(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The container start-up hooks in hooks/, run for real against a temporary root.
+"""The container start-up hooks (hooks/, and a module's own layers/<module>/hooks/), run
+for real against a temporary root.
 
 Each hook honours COMPOSER_ROOT (every path prefixed), COMPOSER_SECRETS_DIR and
 COMPOSER_HOOKLIB, so these tests run them as the entrypoint would, but on a
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -20,6 +22,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HOOKS = REPO / "hooks"
+# Hooks that live with their module (composer looks in a module's own hooks/ first).
+MODULE_HOOKS = sorted(REPO.glob("layers/*/hooks/*"))
 HOOKLIB = REPO / "layers" / "base" / "files" / "hooklib.sh"
 USERS = ("devuser", "gemini-user", "openai-user", "zai-user")
 
@@ -81,7 +85,7 @@ class Tree:
             "COMPOSER_SECRETS_DIR": str(self.secrets),
             "COMPOSER_HOOKLIB": str(HOOKLIB),
         }
-        proc = subprocess.run([str(HOOKS / hook)], env={**base, **(env or {})},
+        proc = subprocess.run([str(hook_path(hook))], env={**base, **(env or {})},
                               capture_output=True, text=True)
         if check:
             assert proc.returncode == 0, proc.stderr
@@ -89,6 +93,11 @@ class Tree:
 
     def home(self, name: str) -> Path:
         return self.root / "home" / name
+
+
+def hook_path(name: str) -> Path:
+    """Where composer finds the hook of a shipped module: its own hooks/ folder, else hooks/."""
+    return next((path for path in MODULE_HOOKS if path.name == name), HOOKS / name)
 
 
 @pytest.fixture
@@ -103,10 +112,11 @@ def mode(path: Path) -> int:
 def test_every_hook_is_executable_posix_sh_named_nn() -> None:
     hooks = sorted(HOOKS.iterdir())
     assert [h.name for h in hooks] == [
-        "00-secrets.sh", "05-login-env.sh", "10-directories.sh", "20-ssh-hostkeys.sh", "25-desktop.sh",
+        "00-secrets.sh", "05-login-env.sh", "10-directories.sh", "20-ssh-hostkeys.sh",
         "30-credentials.sh", "40-permissions.sh", "45-logs.sh", "50-service-toggle.sh", "60-agents.sh",
     ]
-    for hook in [*hooks, HOOKLIB]:
+    assert [str(h.relative_to(REPO)) for h in MODULE_HOOKS] == ["layers/vnc-desktop/hooks/25-desktop.sh"]
+    for hook in [*hooks, *MODULE_HOOKS, HOOKLIB]:
         if hook != HOOKLIB:
             assert os.access(hook, os.X_OK), hook
             assert hook.read_text().startswith("#!/bin/sh\n"), hook
@@ -490,18 +500,18 @@ def test_vnc_password_generated_once_then_from_secret(tree: Tree, tmp_path: Path
     assert not (vnc / "password.txt").exists()
 
 
-@needs_jq
-def test_browser_desktop_gets_its_password_from_the_same_secret(tree: Tree, tmp_path: Path) -> None:
-    # novnc-desktop, vnc-desktop's drop-in replacement, has its own options file.
-    tree.write("etc/composer/options/novnc-desktop.json", json.dumps({"user": "devuser",
-                                                      "password_secret": "VNC_PASSWORD"}))
-    tree.secret("VNC_PASSWORD", "br0wser\n")
-    (tree.root / "tmp").mkdir()
-    proc = tree.run("25-desktop.sh", env={"COMPOSER_VNCPASSWD": str(fake_vncpasswd(tmp_path))})
-    vnc = tree.home("devuser") / ".vnc"
-    assert (vnc / "passwd").read_text() == "OBF:br0wser\n", proc.stderr
-    assert mode(vnc / "passwd") == 0o600
-    assert (tree.root / "run/user" / str(tree.uid)).is_dir()
+def test_module_folders_read_only_their_own_options() -> None:
+    """A module names no other module's files: the options files its hooks, files and
+    scripts read are its own (the desktop hook once read novnc-desktop's too)."""
+    named: dict[str, set[str]] = {}
+    for path in sorted(REPO.glob("layers/*/**/*")):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            if found := set(re.findall(r"/etc/composer/options/([A-Za-z0-9_-]+)[.]json", text)):
+                named[str(path.relative_to(REPO))] = found
+    foreign = {path: names - {path.split("/")[1]} for path, names in named.items()}
+    assert {path: names for path, names in foreign.items() if names} == {}
+    assert named["layers/vnc-desktop/hooks/25-desktop.sh"] == {"vnc-desktop"}
 
 
 @needs_jq

@@ -87,8 +87,10 @@ def test_runtime_modules_plan_for_both_families(tmp_path: Path, family: Family) 
     assert image.healthcheck is not None
     assert "http://localhost:9090/health" in image.healthcheck.test
     hooks = sorted(name for s in plan.steps for name, _ in s.hooks)
-    # Every hook but the agents module's (not a runtime module) comes with these modules.
-    assert hooks == sorted(p.name for p in (REPO / "hooks").iterdir() if p.name != "60-agents.sh")
+    # Every hook but the agents module's (not a runtime module) comes with these modules:
+    # the shared ones and those in a module's own hooks/ folder (vnc-desktop's).
+    shipped = [*(REPO / "hooks").iterdir(), *REPO.glob("layers/*/hooks/*")]
+    assert hooks == sorted(p.name for p in shipped if p.name != "60-agents.sh")
 
 
 def test_users_option_defaults_reach_the_script(tmp_path: Path) -> None:

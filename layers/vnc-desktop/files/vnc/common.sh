@@ -2,7 +2,8 @@
 # Shared by xvnc-start and xfce4-start (sourced). Reads the module's options
 # from /etc/composer/options/vnc-desktop.json and defines become_user, which runs the calling
 # script again as the configured user. Both scripts do all their file work as
-# that user: root only reads the options and drops its privileges.
+# that user: root only reads the options (and, in xvnc-start, takes the
+# display's names in /tmp back for the user) and drops its privileges.
 conf=${COMPOSER_VNC_CONF:-/etc/composer/options/vnc-desktop.json}
 user=$(jq -r '.user' "$conf")
 display=$(jq -r '.display' "$conf")

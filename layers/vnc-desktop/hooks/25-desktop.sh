@@ -1,20 +1,19 @@
 #!/bin/sh
-# Start-up state for the desktop: the system dbus needs /run/dbus (and no pid
+# vnc-desktop's start-up state: the system dbus needs /run/dbus (and no pid
 # file left from an earlier run) and a machine id of this container; X needs
-# root-owned sticky /tmp/.X11-unix and /tmp/.ICE-unix and no display locks
-# left from an earlier run (no X server runs before the hooks); the session
-# needs a private runtime directory /run/user/<uid>, emptied at every start.
+# root-owned sticky /tmp/.X11-unix and /tmp/.ICE-unix and no display locks or
+# sockets left from an earlier run, whoever left them (no X server, and no
+# process of any user, runs before the hooks); the session needs a private
+# runtime directory /run/user/<uid>, emptied at every start.
 # The VNC password comes from a secret or, the first time without one, is
 # generated: 8 random characters (VNC authentication uses only 8), the
 # plaintext left for the user in ~/.vnc/password.txt, mode 0600. Options
-# from /etc/composer/options/vnc-desktop.json, or novnc-desktop.json (the
-# same desktop in the browser, a drop-in replacement with the same options).
+# from /etc/composer/options/vnc-desktop.json.
 set -eu
-# shellcheck source=../layers/base/files/hooklib.sh
+# shellcheck source=../../base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
 conf=$root/etc/composer/options/vnc-desktop.json
-[ -f "$conf" ] || conf=$root/etc/composer/options/novnc-desktop.json
 vncpasswd=${COMPOSER_VNCPASSWD:-vncpasswd}
 
 mkdir -p "$root/run/dbus"
