@@ -391,12 +391,14 @@ def registry_creds(creds: str, creds_file: Path | None) -> str:
 @registry_options
 @click.option("--push", "push_ref", default="", metavar="REF",
               help="Push the image to this registry reference when it is built (host/path:tag).")
+@click.option("--sbom/--no-sbom", default=True, show_default=True,
+              help="Write the image's SBOMs (SPDX 2.3 and CycloneDX 1.6 JSON) beside the archive.")
 @pass_settings
 @global_options
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
           no_archive: bool, oci_archive: bool, host_ca: bool, quiet: bool, jobs: int | None,
           cache_from: str, cache_to: str, tls_verify: bool | None, creds: str, authfile: str,
-          push_ref: str) -> None:
+          push_ref: str, sbom: bool) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
     from composer.builder import BuildSettings, default_host_ca, default_jobs, measure_sizes, report_document
     from composer.builder import build as run_build
@@ -423,6 +425,8 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
     progress = Progress(quiet=quiet)
     ctx = run_build(the_plan, build_settings, runner, progress)
     write_manifest(the_plan, output_dir, progress)
+    if sbom:
+        write_sboms(the_plan, runner, settings, output_dir, progress)
     if report_file:
         measure_sizes(ctx)
         report_file.parent.mkdir(parents=True, exist_ok=True)
@@ -436,6 +440,25 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
     pulled = sum(1 for r in ctx.results if r.cache == "pulled")
     progress.line(f"{the_plan.image_ref}: {hits}/{len(ctx.results)} layers cached"
                   + (f", {pulled} pulled from the registry cache" if pulled else ""))
+
+
+SBOM_FORMATS = {"spdx": "spdx.json", "cyclonedx": "cdx.json"}
+
+
+def write_sboms(plan: Plan, runner: Runner, settings: Settings, output_dir: Path, progress: Progress) -> None:
+    """<name>-<tag>.spdx.json and .cdx.json beside the archive (docs/sbom.md); each layer's
+    part is read once per layer key, so a cached build reads nothing again."""
+    from composer.emit import sbom as emit
+    from composer.sbom import collect
+
+    with progress.step("sbom") as report:
+        bom = collect(plan, runner, settings.storage, settings.cache_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{plan.recipe.name}-{plan.recipe.tag}"
+        for fmt, suffix in SBOM_FORMATS.items():
+            document = emit.spdx(bom) if fmt == "spdx" else emit.cyclonedx(bom)
+            (output_dir / f"{stem}.{suffix}").write_text(json.dumps(document, indent=1) + "\n")
+        report(f"{len(bom.entries)} components: {output_dir / stem}.{{spdx,cdx}}.json")
 
 
 def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
@@ -722,6 +745,52 @@ def containerfile(settings: Settings, recipe: Path, output_file: Path | None, ho
         click.echo(f"base: {result.base_hint}")
     click.echo(f"build: buildah bud --layers --format docker --identity-label=false "
                f"-t {the_plan.image_ref} -f {path} {context}")
+
+
+@cli.command()
+@recipe_arg
+@click.option("--format", "fmt", type=click.Choice(list(SBOM_FORMATS)), default="spdx", show_default=True)
+@click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Write it here instead of printing it.")
+@pass_settings
+@global_options
+def sbom(settings: Settings, recipe: Path, fmt: str, output_file: Path | None) -> None:
+    """Print the SBOM of RECIPE's built image: every Debian package, Python distribution, npm
+    package and cargo crate, with the module and layer that brought it (docs/sbom.md)."""
+    from composer.builder import list_cached_keys
+    from composer.emit import sbom as emit
+    from composer.sbom import collect
+
+    runner = Runner(verbose=settings.verbose)
+    the_plan = make_plan(settings, recipe, runner)
+    bom = collect(the_plan, runner, settings.storage, settings.cache_dir,
+                  existing=list_cached_keys(runner, settings.storage))
+    document = emit.spdx(bom) if fmt == "spdx" else emit.cyclonedx(bom)
+    write_output(json.dumps(document, indent=1) + "\n", output_file)
+
+
+@cli.command()
+@click.argument("package")
+@recipe_arg
+@pass_settings
+@global_options
+def why(settings: Settings, package: str, recipe: Path) -> None:
+    """Which module(s) of RECIPE's built image bring PACKAGE, at which version, and (Debian)
+    the Depends chain from a package the module installed."""
+    from composer.builder import list_cached_keys
+    from composer.sbom import collect
+    from composer.sbom import why as explain_why
+
+    runner = Runner(verbose=settings.verbose)
+    the_plan = make_plan(settings, recipe, runner)
+    bom = collect(the_plan, runner, settings.storage, settings.cache_dir,
+                  existing=list_cached_keys(runner, settings.storage))
+    lines = explain_why(bom, package)
+    if not lines:
+        raise ComposerError(f"{package}: not in {the_plan.image_ref}",
+                            hint=f"composer sbom {recipe} lists what is")
+    for line in lines:
+        click.echo(line)
 
 
 @cli.command()

@@ -1,0 +1,157 @@
+"""What is installed in an image, by ecosystem: Debian packages (dpkg's database), Python
+distributions (every *.dist-info of every site-packages: the system's and each venv's),
+npm packages (every package.json under a global node_modules, dependencies included) and
+cargo-installed crates (.crates.toml). One shell script reads it all inside the image; the
+parsers here are pure. The SBOM (emit/sbom.py) and `composer why` are built on it."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from composer import commands as cmd
+
+if TYPE_CHECKING:
+    from composer.runner import Runner
+
+
+class Ecosystem(StrEnum):
+    DEB = "deb"
+    PYPI = "pypi"
+    NPM = "npm"
+    CARGO = "cargo"
+
+
+@dataclass(frozen=True, order=True)
+class Component:
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    arch: str = ""  # Debian's architecture
+    location: str = ""  # where it is installed (site-packages, node_modules), for the others
+    depends: tuple[str, ...] = field(default=(), compare=False)  # Debian: package names it depends on
+
+    @property
+    def ident(self) -> tuple[str, str, str, str]:
+        """What makes two entries the same component (the location counts: a venv's numpy is
+        not the system's)."""
+        return (str(self.ecosystem), self.name, self.version, self.location or self.arch)
+
+
+SECTION = "### composer-inventory "
+# Run inside the image (/bin/sh, coreutils, find, grep, sed: what every Debian base has).
+SCRIPT = f"""
+echo '{SECTION}deb'
+fields='${{Package}}\\t${{Architecture}}\\t${{Version}}\\t${{db:Status-Abbrev}}\\t${{Pre-Depends}}, ${{Depends}}\\n'
+dpkg-query -W -f "$fields" 2>/dev/null || true
+echo '{SECTION}pypi'
+find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /tmp -o -path /run \\) -prune \
+    -o -type d -name '*.dist-info' -path '*-packages/*' -print 2>/dev/null
+echo '{SECTION}npm'
+for top in /usr/lib/node_modules /usr/local/lib/node_modules /usr/share/nodejs; do
+    [ -d "$top" ] || continue
+    find "$top" -name package.json -path '*/node_modules/*' 2>/dev/null | while read -r f; do
+        n=$(sed -n 's/.*"name" *: *"\\([^"]*\\)".*/\\1/p' "$f" | head -n 1)
+        v=$(sed -n 's/.*"version" *: *"\\([^"]*\\)".*/\\1/p' "$f" | head -n 1)
+        [ -n "$n" ] && [ -n "$v" ] && printf '%s\\t%s\\t%s\\n' "$n" "$v" "${{f%/package.json}}"
+    done
+done
+echo '{SECTION}cargo'
+for f in /root/.cargo/.crates.toml /home/*/.cargo/.crates.toml /usr/local/cargo/.crates.toml; do
+    [ -f "$f" ] && sed -n 's/^"\\([^ ]*\\) \\([^ ]*\\) .*/\\1\\t\\2/p' "$f"
+done
+true
+"""
+
+DIST_INFO = re.compile(r"^(?P<name>[^/]+?)-(?P<version>[^-/]+)\.dist-info$")
+
+
+def parse(text: str) -> list[Component]:
+    """The script's output as components, sorted (stable output)."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith(SECTION):
+            current = sections.setdefault(line[len(SECTION):].strip(), [])
+        elif current is not None and line.strip():
+            current.append(line)
+    out = [*parse_dpkg(sections.get("deb", [])), *parse_dist_infos(sections.get("pypi", [])),
+           *parse_npm(sections.get("npm", [])), *parse_cargo(sections.get("cargo", []))]
+    return sorted(set(out))
+
+
+def parse_dpkg(lines: Iterable[str]) -> list[Component]:
+    """`Package Arch Version Status Depends` lines; only installed packages (status ii)."""
+    out = []
+    for line in lines:
+        parts = line.split("\t")
+        if len(parts) < 4 or not parts[3].startswith("ii"):
+            continue
+        depends = tuple(dict.fromkeys(
+            alt.strip().split(" ")[0].split(":")[0]
+            for group in (parts[4] if len(parts) > 4 else "").split(",")
+            for alt in group.split("|") if alt.strip()))
+        out.append(Component(Ecosystem.DEB, parts[0], parts[2], arch=parts[1], depends=depends))
+    return out
+
+
+def normalize_pypi(name: str) -> str:
+    """PEP 503: what pip and PyPI compare names by."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_dist_infos(paths: Iterable[str]) -> list[Component]:
+    out = []
+    for path in paths:
+        folder, _, leaf = path.rstrip("/").rpartition("/")
+        match = DIST_INFO.match(leaf)
+        if match:
+            out.append(Component(Ecosystem.PYPI, normalize_pypi(match["name"]), match["version"], location=folder))
+    return out
+
+
+def parse_npm(lines: Iterable[str]) -> list[Component]:
+    out = []
+    for line in lines:
+        parts = line.split("\t")
+        if len(parts) == 3:
+            out.append(Component(Ecosystem.NPM, parts[0], parts[1], location=parts[2]))
+    return out
+
+
+def parse_cargo(lines: Iterable[str]) -> list[Component]:
+    return [Component(Ecosystem.CARGO, name, version) for name, _, version in
+            (line.partition("\t") for line in lines) if version]
+
+
+def to_json(components: Iterable[Component]) -> str:
+    return json.dumps([[str(c.ecosystem), c.name, c.version, c.arch, c.location, list(c.depends)]
+                       for c in components])
+
+
+def from_json(text: str) -> list[Component]:
+    return [Component(Ecosystem(e), n, v, a, loc, tuple(d)) for e, n, v, a, loc, d in json.loads(text)]
+
+
+def image_inventory(runner: Runner, storage: cmd.Storage, key: str, cache_dir: Path) -> list[Component]:
+    """What the cache image of key holds; read once per key (a stored layer never changes)
+    and kept in the cache beside the key documents."""
+    stored = cache_dir / "inventory" / f"{key}.json"
+    if stored.is_file():
+        return from_json(stored.read_text())
+    name = f"composer-inventory-{key[:12]}-{secrets.token_hex(4)}"
+    runner.run(cmd.from_image(storage, cmd.cache_ref(key), name))
+    try:
+        text = runner.output(cmd.run_in(storage, name, ["/bin/sh", "-c", SCRIPT]))
+    finally:
+        runner.run(cmd.buildah(storage, "rm", name))
+    components = parse(text)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_text(to_json(components))
+    return components

@@ -1,0 +1,89 @@
+"""The SBOMs `composer build` writes, against what the built image really holds: every
+package dpkg-query, the venv's pip and npm list is in them with the same version and the
+module that brought it; they validate against the official schemas; `composer why` names
+the module and the Depends chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft7Validator
+
+from tests.conftest import RECIPES, Containers
+from tests.unit.test_sbom import SCHEMAS, cyclonedx_validator
+
+pytestmark = pytest.mark.integration
+
+
+def documents(build: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    out = Path(build["output"])
+    stem = build["image"].split("/", 1)[1].replace(":", "-")
+    return (json.loads((out / f"{stem}.spdx.json").read_text()),
+            json.loads((out / f"{stem}.cdx.json").read_text()))
+
+
+def in_image(box: Containers, image: str, script: str) -> str:
+    return box.podman("run", "--rm", "--entrypoint", "/bin/sh", image, "-c", script).stdout
+
+
+def by_purl_type(cdx: dict[str, Any], kind: str) -> dict[tuple[str, str], list[str]]:
+    """(name, version) -> modules, for one purl type."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for c in cdx["components"]:
+        if c["purl"].startswith(f"pkg:{kind}/"):
+            modules = [p["value"] for p in c["properties"] if p["name"] == "composer:module"]
+            out.setdefault((c["name"], c["version"]), []).extend(modules)
+    return out
+
+
+def test_core_sbom_covers_every_debian_package_with_its_module(containers: Containers) -> None:
+    build = containers.build_once(RECIPES / "core-test.toml")
+    spdx, cdx = documents(build)
+    assert sorted(str(e) for e in Draft7Validator(json.loads((SCHEMAS / "spdx-2.3.schema.json").read_text()))
+                  .iter_errors(spdx)) == []
+    assert sorted(str(e) for e in cyclonedx_validator().iter_errors(cdx)) == []
+    installed = in_image(containers, build["image"],
+                         "dpkg-query -W -f '${Package} ${Version} ${db:Status-Abbrev}\\n' | grep ' ii'")
+    dpkg = {tuple(line.split()[:2]) for line in installed.splitlines()}
+    debs = by_purl_type(cdx, "deb")
+    assert len(dpkg) > 50
+    assert set(debs) == dpkg  # 0 missing, 0 differing, nothing extra
+    assert debs[next(k for k in debs if k[0] == "jq")] == ["jq"]
+    assert debs[next(k for k in debs if k[0] == "libc6")] == ["base debootstrap:trixie"]
+    assert len(spdx["packages"]) == len(cdx["components"]) + 1  # + the image itself
+
+
+def test_why_names_the_module_and_the_chain(containers: Containers) -> None:
+    containers.build_once(RECIPES / "core-test.toml")
+    out = containers.composer("why", "libonig5", str(RECIPES / "core-test.toml")).stdout.splitlines()
+    assert out[0].startswith("libonig5 ") and "brought by jq (layer " in out[0]
+    assert out[1] == "  jq -> libjq1 -> libonig5"
+    missing = containers.composer("why", "no-such-package", str(RECIPES / "core-test.toml"), check=False)
+    assert missing.returncode == 1 and "no-such-package: not in localhost/composer-core-test:test" in missing.stderr
+
+
+def test_tools_sbom_covers_the_venv_and_npm_globals(containers: Containers) -> None:
+    build = containers.build_once(RECIPES / "tools-ci.toml")
+    _, cdx = documents(build)
+    pip = json.loads(in_image(containers, build["image"], "/opt/venv/bin/pip list --format json 2>/dev/null"))
+    pypi = by_purl_type(cdx, "pypi")
+    venv = {(p["name"].lower().replace("_", "-").replace(".", "-"), p["version"]) for p in pip}
+    assert venv and venv <= set(pypi), sorted(venv - set(pypi))[:10]
+    assert all(pypi[k] == ["python"] for k in venv), {k: pypi[k] for k in venv if pypi[k] != ["python"]}
+    npm = json.loads(in_image(containers, build["image"], "npm ls -g --all --json 2>/dev/null"))
+    listed: set[tuple[str, str]] = set()
+
+    def walk(deps: dict[str, Any]) -> None:
+        for name, info in deps.items():
+            if "version" in info:
+                listed.add((name, info["version"]))
+            walk(info.get("dependencies", {}))
+
+    walk(npm.get("dependencies", {}))
+    npms = by_purl_type(cdx, "npm")
+    assert {"typescript", "ts-node"} <= {n for n, _ in listed}
+    assert listed <= set(npms), sorted(listed - set(npms))[:10]
+    assert npms[next(k for k in npms if k[0] == "typescript")] == ["node"]
