@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -423,10 +424,11 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
         registry=registry,
     )
     progress = Progress(quiet=quiet)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ctx = run_build(the_plan, build_settings, runner, progress)
     write_manifest(the_plan, output_dir, progress)
     if sbom:
-        write_sboms(the_plan, runner, settings, output_dir, progress)
+        write_sboms(the_plan, runner, settings, output_dir, progress, started)
     if report_file:
         measure_sizes(ctx)
         report_file.parent.mkdir(parents=True, exist_ok=True)
@@ -445,10 +447,12 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
 SBOM_FORMATS = {"spdx": "spdx.json", "cyclonedx": "cdx.json"}
 
 
-def write_sboms(plan: Plan, runner: Runner, settings: Settings, output_dir: Path, progress: Progress) -> None:
-    """<name>-<tag>.spdx.json and .cdx.json beside the archive (docs/sbom.md); each layer's
-    part is read once per layer key, so a cached build reads nothing again."""
+def write_sboms(plan: Plan, runner: Runner, settings: Settings, output_dir: Path, progress: Progress,
+                started: str) -> None:
+    """<name>-<tag>.spdx.json and .cdx.json beside the archive, and the build's provenance
+    statement (docs/sbom.md); each layer's part is read once per layer key."""
     from composer.emit import sbom as emit
+    from composer.emit.provenance import statement
     from composer.sbom import collect
 
     with progress.step("sbom") as report:
@@ -458,7 +462,9 @@ def write_sboms(plan: Plan, runner: Runner, settings: Settings, output_dir: Path
         for fmt, suffix in SBOM_FORMATS.items():
             document = emit.spdx(bom) if fmt == "spdx" else emit.cyclonedx(bom)
             (output_dir / f"{stem}.{suffix}").write_text(json.dumps(document, indent=1) + "\n")
-        report(f"{len(bom.entries)} components: {output_dir / stem}.{{spdx,cdx}}.json")
+        provenance = statement(plan, image_id(runner, settings.storage, plan.image_ref), started, bom.created)
+        (output_dir / f"{stem}.provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
+        report(f"{len(bom.entries)} components: {output_dir / stem}.{{spdx,cdx,provenance}}.json")
 
 
 def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:

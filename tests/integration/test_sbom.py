@@ -54,6 +54,9 @@ def test_core_sbom_covers_every_debian_package_with_its_module(containers: Conta
     assert debs[next(k for k in debs if k[0] == "jq")] == ["jq"]
     assert debs[next(k for k in debs if k[0] == "libc6")] == ["base debootstrap:trixie"]
     assert len(spdx["packages"]) == len(cdx["components"]) + 1  # + the image itself
+    stem = build["image"].split("/", 1)[1].replace(":", "-")
+    provenance = json.loads((Path(build["output"]) / f"{stem}.provenance.json").read_text())
+    assert provenance["subject"][0]["digest"]["sha256"].startswith(build["image_id"].removeprefix("sha256:"))
 
 
 def test_why_names_the_module_and_the_chain(containers: Containers) -> None:

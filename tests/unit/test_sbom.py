@@ -123,3 +123,19 @@ def test_schemas_are_the_draft_they_say() -> None:
     for name, cls in (("spdx-2.3.schema.json", Draft7Validator), ("bom-1.6.SNAPSHOT.schema.json", Draft7Validator)):
         cls.check_schema(json.loads((SCHEMAS / name).read_text()))
     assert Draft202012Validator  # the project's own schemas use 2020-12; these two are draft-07
+
+
+def test_provenance_statement_names_the_image_and_every_layer() -> None:
+    from composer.emit.provenance import statement
+    from composer.planner import plan_file
+
+    plan = plan_file(Path(__file__).resolve().parents[1] / "recipes" / "core-test.toml")
+    doc = statement(plan, "sha256:" + "9" * 64, "2026-12-04T12:00:00Z", "2026-12-04T12:01:00Z")
+    assert doc["_type"] == "https://in-toto.io/Statement/v1"
+    assert doc["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert doc["subject"] == [{"name": plan.image_ref, "digest": {"sha256": "9" * 64}}]
+    deps = doc["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert [d["digest"]["sha256"] for d in deps] == [plan.base.key, *(s.key for s in plan.steps)]
+    layers = doc["predicate"]["runDetails"]["byproducts"][0]["annotations"]["layers"]
+    assert [layer["key"] for layer in layers] == plan.all_keys()
+    assert json.loads(json.dumps(doc)) == doc  # plain JSON
