@@ -39,6 +39,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"the integration tests need {', '.join(missing)}: run scripts/setup-host --test")
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """@pytest.mark.needs("tmux", "jq", root=True): a test that needs a tool or root fails
+    naming what is missing and how to get it — never a silent skip (README, "Tests")."""
+    for mark in item.iter_markers("needs"):
+        missing = [t for t in mark.args if shutil.which(t) is None]
+        if missing:
+            tool_missing(", ".join(missing))
+        if mark.kwargs.get("root") and os.geteuid() != 0:
+            pytest.fail(f"needs root ({mark.kwargs.get('why', 'it changes owners or makes device nodes')}): "
+                        "run the unit tests as root, as CI does", pytrace=False)
+
+
 def tool_missing(tool: str) -> NoReturn:
     """A tool a test needs is absent: the test fails with the command that installs it."""
     pytest.fail(f"needs {tool}: scripts/setup-host --test installs it", pytrace=False)

@@ -228,7 +228,7 @@ def whiteout(path: Path) -> None:
     os.mknod(path, 0o600 | 0o020000, os.makedev(0, 0))
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="whiteouts are character devices: mknod needs root")
+needs_root = pytest.mark.needs(root=True, why="whiteouts are character devices: mknod needs root")
 
 
 def layer(root: Path, files: dict[str, bytes | None]) -> Path:

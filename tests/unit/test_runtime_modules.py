@@ -153,8 +153,7 @@ def windows(env: dict[str, str]) -> list[str]:
     return out.stdout.splitlines()
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None or shutil.which("jq") is None,
-                    reason="tmux or jq not installed")
+@pytest.mark.needs("tmux", "jq")
 def test_tmux_workspace_makes_eight_windows_and_stays(tmux_env: dict[str, str]) -> None:
     first = subprocess.Popen([str(TMUX)], env=tmux_env, stdout=subprocess.PIPE, text=True)
     try:
@@ -183,9 +182,7 @@ def test_tmux_workspace_makes_eight_windows_and_stays(tmux_env: dict[str, str]) 
 
 USERS_SH = LAYERS / "users" / "scripts" / "users.sh"
 
-needs_root_tools = pytest.mark.skipif(
-    os.getuid() != 0 or not all(shutil.which(t) for t in ("unshare", "useradd", "jq")),
-    reason="needs root, unshare, useradd and jq")
+needs_root_tools = pytest.mark.needs("unshare", "useradd", "jq", root=True)
 
 
 @needs_root_tools

@@ -9,7 +9,6 @@ import http.server
 import importlib.util
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -233,8 +232,7 @@ def test_texture_size_is_bounded() -> None:
 
 # ---- imagemagick: a real PNG ------------------------------------------------------------
 
-@pytest.mark.skipif(not (shutil.which("magick") or shutil.which("convert")) or not shutil.which("identify"),
-                    reason="ImageMagick not installed (apt-get install imagemagick)")
+@pytest.mark.needs("convert", "identify")
 def test_imagemagick_converts_resizes_and_reports_a_real_png(tmp_path: Path) -> None:
     png = tmp_path / "in.png"
     pbr = load("pbr-rendering")

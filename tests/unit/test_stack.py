@@ -142,7 +142,7 @@ def test_list_changes_kinds_paths_and_digests(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="whiteouts (0/0 char devices) and trusted.* xattrs need root")
+@pytest.mark.needs(root=True, why="whiteouts (0/0 char devices) and trusted.* xattrs need root")
 def test_list_changes_whiteouts_and_opaque_dirs(tmp_path: Path) -> None:
     os.mknod(tmp_path / "gone", 0o600 | 0o020000, os.makedev(0, 0))
     (tmp_path / "fresh").mkdir()

@@ -165,8 +165,7 @@ def test_agents_tool_counts_and_syncs_templates(tmp_path: Path) -> None:
     assert (target / "team" / "reviewer.md").read_text() == "edited\n"  # never overwritten
 
 
-@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None,
-                    reason="dropping to another user needs root and setpriv")
+@pytest.mark.needs("setpriv", root=True, why="dropping to another user needs root")
 def test_agents_sync_as_root_copies_as_the_user() -> None:
     """Run as root (the 60-agents hook), the copying is done as the folder's user: a
     symlink the user planted in the folder leads nowhere root could write."""
@@ -197,8 +196,7 @@ def test_agents_sync_as_root_copies_as_the_user() -> None:
         shutil.rmtree(box)
 
 
-@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None,
-                    reason="a shell as another user needs root and setpriv")
+@pytest.mark.needs("setpriv", root=True, why="a shell as another user needs root")
 def test_venv_first_for_users_last_for_root() -> None:
     """The python module's profile script: a user's shell gets /opt/venv/bin first, root's
     keeps the image's PATH, where the group-writable venv comes last."""
