@@ -123,8 +123,8 @@ class LivenessProbe:
 
 
 @dataclass(frozen=True)
-class Pod:
-    """The recipe's [pod]: the Pod of the kube manifest (docs/kube.md)."""
+class PodBasics:
+    """What [pod] says that the manifest uses as it is (emit/kube.py's PodConfig shares it)."""
 
     hostname: str = ""
     network: str = ""
@@ -134,9 +134,15 @@ class Pod:
     devices: tuple[str, ...] = ()
     gpus: int = 0
     ports: tuple[PodPort, ...] = ()
+    secrets_path: str = DEFAULT_SECRETS_PATH
+
+
+@dataclass(frozen=True)
+class Pod(PodBasics):
+    """The recipe's [pod]: the Pod of the kube manifest (docs/kube.md)."""
+
     volumes: tuple[tuple[str, PodVolume], ...] = ()
     resources: Resources = Resources()
-    secrets_path: str = DEFAULT_SECRETS_PATH
     liveness: bool | LivenessProbe = False
     security: PodSecurity = PodSecurity.SEED
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from composer.emit.output import dump
 from composer.errors import ComposerError
-from composer.model import DEFAULT_SECRETS_PATH, LivenessProbe, Plan, PodPort, PodSecurity, Recipe
+from composer.model import DEFAULT_SECRETS_PATH, LivenessProbe, Plan, PodBasics, PodPort, PodSecurity, Recipe
 from composer.pod import SECRETS_VOLUME, check_pod
 
 CONTAINER_NAME = "devpod"
@@ -41,22 +41,13 @@ class Liveness:
 
 
 @dataclass(frozen=True)
-class PodConfig:
-    """The recipe's [pod] section, checked against the plan (see the recipe schema)."""
+class PodConfig(PodBasics):
+    """The recipe's [pod] resolved against the plan: what the manifest is rendered from."""
 
-    name: str
-    hostname: str = ""
-    network: str = ""
-    aliases: tuple[str, ...] = ()
-    shm_size: str = ""
-    capabilities: tuple[str, ...] = ()
-    devices: tuple[str, ...] = ()
-    gpus: int = 0
-    ports: tuple[PodPort, ...] = ()
+    name: str = ""
     volumes: tuple[tuple[str, str, str], ...] = ()  # (volume name, claim name, mount path)
     limits: tuple[tuple[str, str], ...] = ()
     requests: tuple[tuple[str, str], ...] = ()
-    secrets_path: str = DEFAULT_SECRETS_PATH
     liveness: Liveness | None = None
     host_network: bool = False  # not a recipe field: set by rootless_config
     secrets_dir: str = ""  # not a recipe field: `composer kube --secrets-dir`, a host folder
@@ -127,21 +118,14 @@ def pod_config(plan: Plan) -> PodConfig:
     check_pod(plan)
     recipe = plan.recipe
     pod = recipe.pod
+    basics = {f.name: getattr(pod, f.name) for f in fields(PodBasics)}
     return PodConfig(
+        **{**basics, "capabilities": tuple(c for c in pod.capabilities
+                                           if pod.security is PodSecurity.SEED or c not in HARDENED_WITHOUT)},
         name=recipe.name,
-        hostname=pod.hostname,
-        network=pod.network,
-        aliases=pod.aliases,
-        shm_size=pod.shm_size,
-        capabilities=tuple(c for c in pod.capabilities
-                           if pod.security is PodSecurity.SEED or c not in HARDENED_WITHOUT),
-        devices=pod.devices,
-        gpus=pod.gpus,
-        ports=pod.ports,
         volumes=tuple((name, v.claim or f"{recipe.name}-{name}", v.path) for name, v in pod.volumes),
         limits=pod.resources.limits,
         requests=pod.resources.requests,
-        secrets_path=pod.secrets_path,
         liveness=liveness(plan, pod.probe),
     )
 
