@@ -89,13 +89,24 @@ def check_published(plan: Plan) -> None:
                 hint=f"drop it: [unset] pod = {{ ports = [{label!r}] }}".replace("'", '"'),
             ))
     probe = recipe.pod.probe
-    if probe is not None and probe.port not in published:
+    # `liveness = true` runs the image's health check when there is one: checked below.
+    http_probe = probe is not None and not (recipe.pod.liveness is True and plan.finalize.image.healthcheck)
+    if probe is not None and http_probe and probe.port not in published:
         errors.append(ComposerError(
             f"{dangling_where(recipe, 'pod.liveness', 'pod', 'liveness')}: probes port {probe.port}, which no "
             f"module of the recipe publishes{dropped_text(recipe)}",
             hint="set pod.liveness to a published port, or drop it: [unset] pod = { liveness = true }",
         ))
     health = recipe.image.healthcheck
+    modules = {s.module.name for s in plan.steps}
+    for folder in module_folders(health.test if health else ()):
+        if folder not in modules:
+            errors.append(ComposerError(
+                f"{dangling_where(recipe, 'image.healthcheck', 'image', 'healthcheck', 'test')}: reaches "
+                f"/run/composer/{folder}/, the run-time folder of module {folder!r}, which the recipe does not "
+                f"have{dropped_text(recipe)}",
+                hint="set [image.healthcheck] anew, or drop it: [unset] image = { healthcheck = true }",
+            ))
     for local in local_ports(health.test if health else ()):
         if local not in published:
             errors.append(ComposerError(
@@ -105,6 +116,15 @@ def check_published(plan: Plan) -> None:
             ))
     if errors:
         raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
+
+
+RUN_FOLDER = re.compile(r"^/run/composer/([a-z0-9][a-z0-9-]*)/")
+
+
+def module_folders(argv: Sequence[str]) -> list[str]:
+    """The modules whose run-time folder (/run/composer/MODULE/, e.g. a service's socket) a
+    health check command reaches."""
+    return [m.group(1) for arg in argv if (m := RUN_FOLDER.match(arg))]
 
 
 LOCAL_URL = re.compile(r"\b(?:localhost|127\.0\.0\.1|\[::1\]):(\d+)\b")

@@ -35,6 +35,7 @@ class Liveness:
     path: str
     port: int
     period: int
+    command: tuple[str, ...] = ()  # an exec probe (the image's health check) instead of httpGet
     timeout: int | None = None
     failure_threshold: int | None = None
     initial_delay: int | None = None
@@ -171,10 +172,13 @@ def check_secrets_dir(path: str) -> str:
 
 
 def liveness(plan: Plan, probe: LivenessProbe | None) -> Liveness | None:
-    """The httpGet probe; its timing defaults to the image's health check, then 30 s."""
+    """`liveness = true`: the image's own health check as an exec probe (it may reach the
+    service where users cannot, e.g. a root-only socket), else GET /health on 9090; a table:
+    that httpGet. Timing defaults to the image's health check, then 30 s."""
     if probe is None:
         return None
     health = plan.finalize.image.healthcheck
+    command = health.test[1:] if plan.recipe.pod.liveness is True and health and health.test[0] == "CMD" else ()
     interval = probe.interval or (health.interval if health else None)
     timeout = probe.timeout or (health.timeout if health else None)
     start = probe.start_period or (health.start_period if health else None)
@@ -183,6 +187,7 @@ def liveness(plan: Plan, probe: LivenessProbe | None) -> Liveness | None:
         path=probe.path,
         port=probe.port,
         period=seconds(interval or DEFAULT_INTERVAL),
+        command=tuple(command),
         timeout=seconds(timeout) if timeout else None,
         failure_threshold=retries or None,
         initial_delay=(seconds(start) or None) if start else None,
@@ -344,7 +349,8 @@ def device_volume(path: str) -> str:
 
 def probe(liveness: Liveness) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "httpGet": {"path": liveness.path, "port": liveness.port},
+        **({"exec": {"command": list(liveness.command)}} if liveness.command
+           else {"httpGet": {"path": liveness.path, "port": liveness.port}}),
         "periodSeconds": liveness.period,
     }
     if liveness.initial_delay:

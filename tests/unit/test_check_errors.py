@@ -129,8 +129,9 @@ def test_dropping_the_api_leaves_the_image_health_check_dangling(tmp_path: Path)
     unset = '[unset]\npod = { ports = ["api"], liveness = true }\n'
     lines = errors(check(team(tmp_path, 'remove = ["management-api"]\n' + unset), ROOT / "layers"))
     assert lines == [
-        f"{tmp_path}/team.toml: image.healthcheck (set in recipes/turboflow.toml): tests port 9090 on localhost, "
-        "which no module of the recipe publishes (dropped from the parent: management-api by remove[0])"]
+        f"{tmp_path}/team.toml: image.healthcheck (set in recipes/turboflow.toml): reaches "
+        "/run/composer/management-api/, the run-time folder of module 'management-api', which the recipe does not "
+        "have (dropped from the parent: management-api by remove[0])"]
     dropped = team(tmp_path, 'remove = ["management-api"]\n' + unset + "image = { healthcheck = true }\n")
     assert check(dropped, ROOT / "layers").returncode == 0
     anew = team(tmp_path, 'remove = ["management-api"]\n' + unset +

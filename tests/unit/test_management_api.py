@@ -573,3 +573,45 @@ console.log(JSON.stringify(parseXmlRpcResponse('<methodResponse><params><param><
     out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["XML-RPC fault 2: SHUTDOWN_STATE",
                                        '["plain",true,null,1.5,{}]']
+
+
+def unix_health(path: Path) -> int | None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(3)
+        s.connect(str(path))
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        return status_of(s.recv(4096))
+
+
+def test_the_health_socket_answers_while_the_public_port_is_full(
+        supervisord: FakeSupervisord, token_file: Path, tmp_path: Path) -> None:
+    """The attack of an AI user: every connection slot of the public port held idle. The
+    probe that restarts the Pod goes through the health socket (root-only folder, 0600) and
+    still answers; the public port has no room left."""
+    health = tmp_path / "run" / "health.sock"
+    health.parent.mkdir(mode=0o700)
+    api = start_api({"SUPERVISOR_SOCKET": str(supervisord.server_address),
+                     "MANAGEMENT_API_TOKEN_FILE": str(token_file), "HEALTH_SOCKET": str(health)}, tmp_path)
+    idle = []
+    try:
+        deadline = time.monotonic() + 10
+        while not health.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert oct(health.stat().st_mode & 0o777) == "0o600"
+        idle = [socket.create_connection(("127.0.0.1", api.port)) for _ in range(MAX_CONNECTIONS + 50)]
+        for conn in idle:
+            conn.sendall(b"GET /health HTTP/1.1\r\n")  # and then silence
+        time.sleep(0.5)  # let the server accept them (no event to wait on: it only logs drops)
+        started = time.monotonic()
+        assert unix_health(health) == 200
+        assert time.monotonic() - started < 3
+        # the public port: dropped at once (no slot left)
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", api.port), timeout=3) as extra:
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            if not extra.recv(1):
+                raise ConnectionResetError("closed without an answer")
+    finally:
+        for conn in idle:
+            conn.close()
+        api.proc.terminate()
+        api.proc.wait(timeout=5)

@@ -85,7 +85,9 @@ def test_runtime_modules_plan_for_both_families(tmp_path: Path, family: Family) 
     image = plan.finalize.image
     assert {"22/tcp", "5901/tcp", "9090/tcp"} <= set(image.ports)
     assert image.healthcheck is not None
-    assert "http://localhost:9090/health" in image.healthcheck.test
+    # the health check goes through the API's root-only socket, not the public port
+    assert image.healthcheck.test[-3:] == ("--unix-socket", "/run/composer/management-api/health.sock",
+                                           "http://localhost/health")
     hooks = sorted(name for s in plan.steps for name, _ in s.hooks)
     # Every hook but the agents module's (not a runtime module) comes with these modules:
     # the shared ones and those in a module's own hooks/ folder (vnc-desktop's).

@@ -536,7 +536,22 @@ function main() {
         'until it exists');
     }
   });
+  // The health check's own listener: a socket in a folder only the API's user (and root)
+  // can enter. Any user of the devpod can open TCP connections to the public port until
+  // maxConnections is reached; the probe that restarts the Pod must not share that pool.
+  const healthSocket = env.HEALTH_SOCKET;
+  let probe = null;
+  if (healthSocket) {
+    probe = createServer({ tokenFile, socketPath: env.SUPERVISOR_SOCKET || '/run/supervisor.sock' });
+    try { fs.unlinkSync(healthSocket); } catch (err) { if (err.code !== 'ENOENT') throw err; }
+    probe.on('error', (err) => console.error(`management-api: health socket ${healthSocket}: ${err.message}`));
+    probe.listen(healthSocket, () => {
+      fs.chmodSync(healthSocket, 0o600);
+      console.log(`management-api health check on ${healthSocket}`);
+    });
+  }
   const stop = () => {
+    if (probe) probe.close();
     server.close(() => process.exit(0));
     server.closeIdleConnections();
     // Connections still busy after a grace period are cut.
