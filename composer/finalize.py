@@ -23,6 +23,9 @@ CREDENTIALS_JSON = "/etc/composer/credentials.json"
 # Names of the image's environment variables, for the hook that hands them to login
 # shells (SSH, su -): those start from a clean environment, not the image config's.
 ENV_NAMES = "/etc/composer/env.names"
+# Every secret's name: a secret given as an environment variable is read by the start-up
+# hooks, then unset before the process manager starts (no service or shell inherits it).
+SECRET_NAMES = "/etc/composer/secret.names"
 SUPERVISOR_SOCKET = "/run/supervisor.sock"
 # The group that may use supervisorctl; the supervisord module creates it.
 SUPERVISOR_GROUP = "supervisor"
@@ -174,6 +177,16 @@ def services_json(services: Sequence[Service]) -> list[dict[str, Any]]:
     ]
 
 
+def secret_names(recipe: Recipe, credentials: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The recipe's secrets and every secret a module's credentials name, sorted."""
+    names = {s.name for s in recipe.secrets}
+    for c in credentials:
+        names.update(v for v in (c.get("secrets") or {}).values())
+        if c.get("secret"):
+            names.add(c["secret"])
+    return tuple(sorted(names))
+
+
 def credentials_json(steps: Sequence[Step]) -> list[dict[str, Any]]:
     """Every module's credentials, in layer order, as the hook reads them."""
     return [
@@ -191,6 +204,7 @@ def finalize_document(
     labels: Sequence[tuple[str, str]],
     names: Sequence[str],
     credentials: Sequence[dict[str, Any]],
+    secret_names: Sequence[str] = (),
 ) -> dict[str, Any]:
     hc = image.healthcheck
     return {
@@ -198,6 +212,7 @@ def finalize_document(
         "kind": "finalize",
         "parent": parent,
         "env_names": list(names),
+        "secret_names": list(secret_names),
         "credentials": list(credentials),
         "supervisord_conf": supervisord_conf(services) if services else "",
         "services": services_json(services),
@@ -228,6 +243,7 @@ def write_finalize_files(final: FinalizeStep, stage: Path) -> None:
     (stage / "etc/composer").mkdir(parents=True)
     (stage / SERVICES_JSON.lstrip("/")).write_text(json.dumps(services_json(final.services), indent=2))
     (stage / ENV_NAMES.lstrip("/")).write_text("".join(f"{name}\n" for name in final.env_names))
+    (stage / SECRET_NAMES.lstrip("/")).write_text("".join(f"{name}\n" for name in final.secret_names))
     (stage / CREDENTIALS_JSON.lstrip("/")).write_text(json.dumps(list(final.credentials), indent=2) + "\n")
     if final.services:
         (stage / SUPERVISORD_CONF.lstrip("/")).write_text(supervisord_conf(final.services))

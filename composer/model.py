@@ -388,6 +388,7 @@ class FinalizeStep:
     env_names: tuple[str, ...]  # every variable of the image config, for login shells
     credentials: tuple[dict[str, Any], ...] = field(hash=False, compare=False)
     key_document: dict[str, Any] = field(hash=False, compare=False)
+    secret_names: tuple[str, ...] = ()  # unset before the process manager starts (entrypoint)
 
 
 @dataclass(frozen=True)

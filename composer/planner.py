@@ -9,7 +9,14 @@ from typing import Any
 
 from composer import STEP_FORMAT
 from composer.errors import ComposerError, ComposerErrors, did_you_mean
-from composer.finalize import credentials_json, env_names, finalize_document, merge_image_config, merge_services
+from composer.finalize import (
+    credentials_json,
+    env_names,
+    finalize_document,
+    merge_image_config,
+    merge_services,
+    secret_names,
+)
 from composer.keys import cache_key, check_module_file, file_digest, file_entry, tree_entries
 from composer.model import (
     Base,
@@ -106,8 +113,10 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     )
     names = tuple(env_names(recipe, steps))
     credentials = tuple(credentials_json(steps))
-    final_doc = finalize_document(parent, services, image, labels, names, credentials)
-    final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc)
+    secrets = secret_names(recipe, credentials)
+    final_doc = finalize_document(parent, services, image, labels, names, credentials, secrets)
+    final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc,
+                         secrets)
     return Plan(recipe, base, tuple(steps), final, reconcile)
 
 

@@ -13,6 +13,15 @@ if [ "${COMPOSER_SKIP_HOOKS:-0}" != 1 ] && [ -d /etc/composer/hooks.d ]; then
     done
 fi
 [ "$#" -gt 0 ] || set -- /bin/sh
+# A secret given as an environment variable (podman run -e NAME=...) has been read by the
+# hooks into root-only files for the users it is for; no program started from here —
+# services, their children, SSH and tmux sessions — inherits it.
+if [ -f /etc/composer/secret.names ]; then
+    while IFS= read -r name; do
+        case $name in '' | [0-9]* | *[!A-Za-z0-9_]*) continue ;; esac
+        unset "$name"
+    done < /etc/composer/secret.names
+fi
 # What the command makes itself (supervisord: the service logs, also after a rotation)
 # is not for every user to read. supervisord applies its own `umask` setting only when
 # it daemonizes, never as PID 1; its programs get theirs from the 45-logs hook.

@@ -1,7 +1,11 @@
-"""Issue 20, item 1: no user of the devpod can get it restarted by starving its health
-check. As zai-user, 1,000 idle connections to the management API's public port (each a
-request head that never ends); the image's health check — which the Pod's liveness probe
-runs — still answers within its timeout, through the API's root-only health socket."""
+"""Run-time attacks on devpod-ci (issue 20), each performed for real:
+
+- no user of the devpod can get it restarted by starving its health check: as zai-user,
+  1,000 idle connections to the management API's public port (each a request head that
+  never ends); the image's health check — which the Pod's liveness probe runs — still
+  answers within its timeout, through the API's root-only health socket;
+- secrets given as environment variables reach the users they are for, and no running
+  program has them in its environment."""
 
 from __future__ import annotations
 
@@ -53,5 +57,29 @@ def test_a_user_holding_the_public_port_cannot_fail_the_health_check(containers:
         as_zai = pod.sh("curl -s -m 5 --unix-socket /run/composer/management-api/health.sock "
                         "http://localhost/health", user="zai-user", check=False)
         assert as_zai.returncode != 0
+    finally:
+        containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)
+
+
+def test_secrets_given_as_environment_variables_reach_no_program(containers: Containers) -> None:
+    image = str(containers.build_once(RECIPES / "devpod-ci.toml")["image"])
+    key, token = "env-key-" + uuid.uuid4().hex, "env-token-" + uuid.uuid4().hex
+    pod = run_devpod(containers, image, ["-e", f"ANTHROPIC_API_KEY={key}", "-e", f"MANAGEMENT_API_TOKEN={token}"])
+    try:
+        pod.wait_for({"management-api": "RUNNING", "sshd": "RUNNING", "tmux-autostart": "RUNNING"})
+        # The hooks read them: devuser's Claude config holds the key, the API takes the token.
+        assert key in pod.sh("cat /home/devuser/.config/claude/config.json").stdout
+        assert pod.sh(f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Authorization: Bearer {token}' "
+                      "http://localhost:9090/services").stdout == "200"
+        # No process holds them in its environment. (podman exec gives its own process the
+        # container's configured environment: this scan overrides both names.)
+        scan = containers.podman(
+            "exec", "-e", "ANTHROPIC_API_KEY=-", "-e", "MANAGEMENT_API_TOKEN=-", pod.name, "sh", "-c",
+            f"for e in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $e 2>/dev/null | "
+            f"grep -qE '{key}|{token}' && echo ${{e%/environ}} $(cat ${{e%/environ}}/comm); done; "
+            "ls -d /proc/[0-9]* | wc -l").stdout.split("\n")
+        holders = [line for line in scan if line.startswith("/proc/")]
+        assert holders == [], holders
+        assert int(scan[-2]) > 10  # it did look at the running programs
     finally:
         containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)
