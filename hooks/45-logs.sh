@@ -47,6 +47,6 @@ for file in "$logs"/*.log "$logs"/supervisor/* $(sed -n 's#^stdout_logfile=#'"$r
 done
 
 tmp=$(mktemp "$dir/.logs.XXXXXX")
-sed -n 's/^\[program:\(.*\)\]$/[program:\1]\numask=022\n/p' "$conf" > "$tmp"
+sed -n 's/^\[program:\(.*\)\]$/[program:\1]\numask=027\n/p' "$conf" > "$tmp"
 chmod 0644 "$tmp"
 mv -f -T "$tmp" "$out"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -81,5 +82,33 @@ def test_secrets_given_as_environment_variables_reach_no_program(containers: Con
         holders = [line for line in scan if line.startswith("/proc/")]
         assert holders == [], holders
         assert int(scan[-2]) > 10  # it did look at the running programs
+    finally:
+        containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)
+
+
+def test_devusers_work_is_closed_to_the_ai_users(containers: Containers, tmp_path: Path) -> None:
+    """devuser's home, workspace and volume roots are 0750 (a provisioner's 0777 volume root
+    is tightened at start) and user programs run with umask 027: gemini-user reads and
+    writes none of it."""
+    image = str(containers.build_once(RECIPES / "devpod-ci.toml")["image"])
+    volume = tmp_path / "workspace"
+    volume.mkdir()
+    volume.chmod(0o777)  # as a provisioner leaves it
+    pod = run_devpod(containers, image, ["-v", f"{volume}:/home/devuser/workspace"])
+    try:
+        pod.wait_for({"management-api": "RUNNING", "tmux-autostart": "RUNNING"})
+        pod.sh("echo API_KEY=x > /home/devuser/workspace/.env && chown 1000:1000 /home/devuser/workspace/.env",
+               user="root")
+        modes = pod.sh("stat -c '%a %n' /home/devuser /home/devuser/workspace").stdout.split()
+        assert modes[0::2] == ["750", "750"], modes
+        for attack in ("ls /home/devuser/workspace", "cat /home/devuser/workspace/.env",
+                       "touch /home/devuser/workspace/planted", "ls /home/devuser/.claude"):
+            assert pod.sh(attack, user="gemini-user", check=False).returncode != 0, attack
+        # Programs of devuser's: services (supervisord's umask=027) and logins (pam_umask).
+        umasks = pod.sh("for p in $(pgrep -u devuser); do grep Umask /proc/$p/status; done | sort -u").stdout
+        # every one closes at least what 027 closes to others (Xvnc's own 077 is stricter)
+        assert umasks.split() and all(int(u, 8) & 0o007 == 0o007 for u in umasks.split()[1::2]), umasks
+        login = pod.sh("su - devuser -c umask").stdout.strip()
+        assert int(login, 8) & 0o007 == 0o007, login  # 0007 with a private group: the group is devuser alone
     finally:
         containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)

@@ -52,7 +52,7 @@ class Tree:
         users = [
             {"name": n, "uid": self.uid, "gid": self.gid, "shell": "/bin/sh",
              "sudo": n == "devuser", "groups": [], "home": f"/home/{n}",
-             "home_mode": "0755" if n == "devuser" else "0700", "workspace": True,
+             "home_mode": "0750" if n == "devuser" else "0700", "workspace": True,
              "dirs": ["agents", ".claude/skills"] if n == "devuser" else []}
             for n in USERS
         ]
@@ -282,11 +282,33 @@ def test_directories_made_for_existing_users(tree: Tree) -> None:
 
 
 @needs_jq
+def test_open_volume_roots_are_tightened_and_a_planted_link_is_not_followed(tree: Tree, tmp_path: Path) -> None:
+    """A provisioner made devuser's volume roots 0777 (an AI user could write into
+    ~devuser/.claude/skills: code run as devuser). At start they get the home's mode; one
+    swapped for a symlink to a file outside is left alone and its target untouched."""
+    tree.set_users(("devuser", "gemini-user"))
+    dev = tree.home("devuser")
+    for rel in ("workspace", ".claude/skills", "agents"):
+        (dev / rel).mkdir(parents=True)
+        (dev / rel).chmod(0o777)
+    target = tmp_path / "outside"
+    target.mkdir()
+    target.chmod(0o755)
+    gemini = tree.home("gemini-user")
+    os.symlink(target, gemini / "workspace")
+    proc = tree.run("10-directories.sh")
+    for rel in ("workspace", ".claude/skills", "agents"):
+        assert mode(dev / rel) == 0o750, rel
+    assert mode(target) == 0o755  # never chmod'ed through the link
+    assert "refusing symlink" in proc.stderr or "not tightening" in proc.stderr
+
+
+@needs_jq
 def test_permissions_set_home_modes(tree: Tree) -> None:
     for name in USERS:
         tree.home(name).chmod(0o755)
     tree.run("40-permissions.sh")
-    assert mode(tree.home("devuser")) == 0o755
+    assert mode(tree.home("devuser")) == 0o750  # the default: the AI users stay out
     for name in ("gemini-user", "openai-user", "zai-user"):
         assert mode(tree.home(name)) == 0o700, name
 
@@ -364,7 +386,7 @@ def test_logs_made_private_and_programs_umask(tree: Tree, tmp_path: Path) -> Non
     assert mode(outside) == 0o644 and "left alone (not a plain file)" in proc.stderr
     conf = (tree.root / "run/composer/supervisord.d/45-logs.conf").read_text()
     assert "[supervisord]" not in conf  # the entrypoint's umask 027 is supervisord's
-    assert "[program:sshd]\numask=022\n" in conf and "[program:xfce4]\numask=022\n" in conf
+    assert "[program:sshd]\numask=027\n" in conf and "[program:xfce4]\numask=027\n" in conf
 
 
 def test_toggle_writes_overrides_for_known_programs(tree: Tree) -> None:

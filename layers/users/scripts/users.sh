@@ -20,7 +20,7 @@ jq '[.users[] | {
         shell: (.shell // "/usr/bin/zsh"),
         sudo: (if has("sudo") then .sudo else false end),
         groups: (.groups // []),
-        home_mode: (.home_mode // "0755"),
+        home_mode: (.home_mode // "0750"),
         workspace: (if has("workspace") then .workspace else true end),
         dirs: (.dirs // []),
         home: ("/home/" + .name)
@@ -107,3 +107,14 @@ chmod 0644 "$etc/helpers.json"
 jq -r '.helpers // {} | keys[]' "$options" | while IFS= read -r cmd; do
     ln -sf /usr/local/lib/composer/as-user "/usr/local/bin/$cmd"
 done
+
+# What user programs make is not for the other users: logins (SSH, su, sudo -i) get umask
+# 027 from pam_umask (with a private group per user, login.defs makes that 007); services
+# get it from supervisord (the 45-logs hook writes umask=027 per program).
+if [ -f /etc/login.defs ]; then
+    sed -i 's/^UMASK[[:space:]].*/UMASK\t\t027/' /etc/login.defs
+    grep -q '^UMASK' /etc/login.defs || printf 'UMASK\t\t027\n' >> /etc/login.defs
+fi
+if [ -f /etc/pam.d/common-session ] && ! grep -q pam_umask /etc/pam.d/common-session; then
+    echo 'session optional pam_umask.so' >> /etc/pam.d/common-session
+fi
