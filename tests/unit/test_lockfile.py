@@ -186,3 +186,18 @@ def test_what_a_layer_adds_with_deb_digests_from_the_packages_index() -> None:
     ])  # tzdata is the parent's: not this layer's
     unknown = lockfile.with_deb_digests([Package("deb", "jq:amd64", "9")], lockfile.parse_packages_index(PACKAGES))
     assert unknown[0].digest == ""  # another version: no digest is made up
+
+
+def test_stale_names_each_module_added_dropped_or_changed(tmp_path: Path) -> None:
+    lock = Lock(tmp_path / "r.lock", (("source", "debootstrap:trixie"), ("release_date", "then")),
+                {"a": Entry("a", "in-a"), "b": Entry("b", "in-b"), "gone": Entry("gone", "x")})
+    base = [("source", "debootstrap:trixie")]  # release_* are what the mirror said, not the recipe
+    assert lockfile.stale(lock, {"a": "in-a", "b": "in-b", "gone": "x"}, base) == []
+    lines = lockfile.stale(lock, {"a": "in-a", "b": "changed", "new": "y"}, [("source", "debootstrap:forky")])
+    assert lines == [
+        f"{lock.path}: base: the recipe's base changed",
+        f"{lock.path}: modules.b.inputs: the module, its options or its files changed",
+        f"{lock.path}: modules.gone: the recipe has no such module any more",
+        f"{lock.path}: modules.new: not in the lock (a module the recipe added)",
+    ]
+    assert lockfile.stale(None, {}, base) == ["no lock file"]
