@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,29 @@ from tests.conftest import RECIPES, Containers, copy_tree
 pytestmark = pytest.mark.integration
 
 PKG = "composer-testpkg"
+WHEEL = "composer-testwheel"
+VENV = "/opt/lockvenv"
+
+PIP_MODULE = """name = "pipmod"
+version = "1.0.0"
+description = "Installs composer-testwheel into a venv from the test's own index"
+
+[packages]
+debian = ["python3-venv"]
+
+[options.port]
+type = "integer"
+default = 0
+
+[[scripts]]
+run = "scripts/install.sh"
+"""
+
+PIP_SCRIPT = f"""#!/bin/sh
+set -eu
+python3 -m venv {VENV}
+{VENV}/bin/pip install --no-cache-dir --index-url "http://127.0.0.1:${{COMPOSER_OPT_PORT}}/simple" {WHEEL}
+"""
 
 MODULE = """name = "testmod"
 version = "1.0.0"
@@ -83,6 +107,35 @@ class Mirror:
         packages = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=self.folder, check=True,
                                   capture_output=True, text=True).stdout
         (self.folder / "Packages").write_text(packages)
+
+
+class WheelIndex:
+    """A PEP 503 simple index of composer-testwheel's versions, served on 127.0.0.1."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        (folder / "simple" / WHEEL).mkdir(parents=True)
+        handler = functools.partial(QuietHandler, directory=str(folder))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, version: str) -> None:
+        """A pure-Python wheel, written as pip writes one (no build backend needed)."""
+        dist = f"{WHEEL.replace('-', '_')}-{version}"
+        files = {
+            "composer_testwheel/__init__.py": f"VERSION = {version!r}\n",
+            f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {WHEEL}\nVersion: {version}\n",
+            f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: composer-tests\nRoot-Is-Purelib: true\n"
+                                       "Tag: py3-none-any\n",
+        }
+        record = "".join(f"{name},,\n" for name in files) + f"{dist}.dist-info/RECORD,,\n"
+        with zipfile.ZipFile(self.folder / "simple" / WHEEL / f"{dist}-py3-none-any.whl", "w") as whl:
+            for name, text in {**files, f"{dist}.dist-info/RECORD": record}.items():
+                whl.writestr(name, text)
+        links = "".join(f'<a href="{w.name}">{w.name}</a>\n'
+                        for w in sorted((self.folder / "simple" / WHEEL).glob("*.whl")))
+        (self.folder / "simple" / WHEEL / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -203,3 +256,34 @@ def test_the_lock_is_what_the_image_holds(containers: Containers, tmp_path: Path
     differing = sorted(n for n in present if n in expected and expected[n] != present[n])
     absent = sorted(set(expected) - set(present))
     assert (missing, differing, absent) == ([], [], [])
+
+
+@pytest.fixture
+def wheels(tmp_path: Path) -> Iterator[WheelIndex]:
+    index = WheelIndex(tmp_path / "wheels")
+    yield index
+    index.server.shutdown()
+
+
+def test_pip_distributions_are_locked_and_constrained(containers: Containers, wheels: WheelIndex,
+                                                      tmp_path: Path) -> None:
+    folder = tmp_path / "recipe"
+    (folder / "layers" / "pipmod" / "scripts").mkdir(parents=True)
+    (folder / "layers" / "pipmod" / "module.toml").write_text(PIP_MODULE)
+    (folder / "layers" / "pipmod" / "scripts" / "install.sh").write_text(PIP_SCRIPT)
+    recipe = folder / "pip.toml"
+    recipe.write_text(f'name = "composer-lock-pip"\ntag = "test"\n[base]\nfrom = "debootstrap:trixie"\n'
+                      f'[[layers]]\nmodule = "pipmod"\n[layers.options]\nport = {wheels.port}\n')
+    out = ("--no-archive", "--no-sbom", "-o", str(tmp_path / "out"))
+    wheels.publish("1.0")
+    containers.composer("lock", str(recipe))
+    entry = locked(recipe, "pipmod")
+    site = next(name for name in entry if name.startswith(f"{WHEEL}@"))
+    assert site.startswith(f"{WHEEL}@{VENV}/lib/python3") and entry[site] == "1.0"
+    assert any(name.startswith("python3-venv:") for name in entry)  # its Debian part too
+
+    wheels.publish("2.0")
+    containers.composer("build", *out, str(recipe))  # locked: PIP_CONSTRAINT holds it at 1.0
+    shown = containers.podman("run", "--rm", "localhost/composer-lock-pip:test", f"{VENV}/bin/pip", "list",
+                              "--format", "json").stdout
+    assert {d["name"]: d["version"] for d in json.loads(shown)}[WHEEL] == "1.0"
