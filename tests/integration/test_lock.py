@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RECIPES, Containers, copy_tree
+from tests.conftest import RECIPES, Containers, copy_tree, private_storage
 
 pytestmark = pytest.mark.integration
 
@@ -287,3 +287,23 @@ def test_pip_distributions_are_locked_and_constrained(containers: Containers, wh
     shown = containers.podman("run", "--rm", "localhost/composer-lock-pip:test", f"{VENV}/bin/pip", "list",
                               "--format", "json").stdout
     assert {d["name"]: d["version"] for d in json.loads(shown)}[WHEEL] == "1.0"
+
+
+@pytest.mark.needs("dpkg-deb", "dpkg-scanpackages")
+def test_two_cold_builds_from_one_lock_have_the_same_module_layers(containers: Containers, mirror: Mirror,
+                                                            tmp_path: Path) -> None:
+    recipe = drift_recipe(tmp_path / "recipe", mirror.port)
+    mirror.publish("1.0")
+    containers.composer("lock", str(recipe))
+    diff_ids = []
+    for n in (1, 2):
+        if n == 2:
+            mirror.publish("2.0")  # between the two builds, the mirror moves on
+        with private_storage(containers, tmp_path / f"storage-{n}") as box:
+            box.composer("build", "--no-archive", "--no-sbom", "-o", str(tmp_path / f"out-{n}"), str(recipe))
+            diff_ids.append(json.loads(box.podman("image", "inspect", "--format", "{{json .RootFS.Layers}}",
+                                                  "localhost/composer-lock-test:test").stdout))
+    assert len(diff_ids[0]) == 4  # base, motd, testmod, finalize
+    # Every module layer is the same bytes. The debootstrap base layer is not (yet): two
+    # debootstraps of the same packages differ in files of their own (docs/lock.md, "Not yet").
+    assert diff_ids[0][1:] == diff_ids[1][1:]
