@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from composer import commands as cmd
-from composer import toolkit
+from composer import inventory, lockfile, toolkit
 from composer.cache import SharedCache, open_shared_cache
 from composer.cache.local import mark_used
 from composer.cache.registry import KEY_LABEL, RegistryCache
@@ -485,6 +485,8 @@ def _debootstrap_into(ctx: BuildContext, ctr: str) -> None:
     run(cmd.debootstrap(base, mount, str(debs.resolve())), stream=True)
     root = Path(mount)
     (root / "etc/apt/sources.list").write_text(cmd.sources_list(base))
+    if base.snapshot:
+        (root / cmd.SNAPSHOT_APT_CONF[0]).write_text(cmd.SNAPSHOT_APT_CONF[1])
     # debootstrap copies the host's name and resolver; neither belongs in an image.
     (root / "etc/hostname").write_text("localhost\n")
     (root / "etc/resolv.conf").write_text("")
@@ -582,10 +584,14 @@ def build_module(ctx: BuildContext, step: Step) -> None:
     env = {**spec.env, **({k: cmd.CA_MOUNT for k in CA_VARS} if ctx.settings.host_ca is not None else {}),
            "COMPOSER_LISTS_FETCHED": "1"}  # by refresh_lists: composer-install leaves them alone
     what = f"layer {step.index} {step.module.name}"
+    entry = ctx.plan.lock.entry(step.module.name) if ctx.plan.lock is not None else None
     with scratch_dir(ctx, "step") as tmp, working_container(ctx, step.key, what) as ctr:
         options_file = Path(tmp, OPTIONS_FILE)
         options_file.write_text(cmd.options_json(step.options))
         mounts = volumes(ctx, step, spec, Path(tmp))
+        if entry is not None:  # composer.lock: every install of the step takes the locked versions
+            mounts.append((str(write_pins(Path(tmp), entry)), lockfile.PIN_MOUNT, "ro"))
+            env = {**env, **lockfile.pin_env()}
         if any(isinstance(action, Run) for action in spec.actions):
             refresh_lists(ctx)
         run(cmd.from_image(storage, cmd.cache_ref(step.parent_key), ctr))
@@ -599,8 +605,29 @@ def build_module(ctx: BuildContext, step: Step) -> None:
                 run(cmd.copy_in(storage, ctr, str(origin), action.dest, action.mode, action.owner))
             else:
                 run(cmd.run_in(storage, ctr, list(action.argv)))
+        if entry is not None:
+            check_locked(ctx, step, entry, ctr)
         commit_layer(ctx, ctr, step.key)
     save_key_document(ctx, step.key, step.key_document)
+
+
+def write_pins(folder: Path, entry: lockfile.Entry) -> Path:
+    pins = folder / "lock"
+    pins.mkdir()
+    for name, text in lockfile.pin_files(entry).items():
+        (pins / name).write_text(text)
+    return pins
+
+
+def check_locked(ctx: BuildContext, step: Step, entry: lockfile.Entry, ctr: str) -> None:
+    """The layer installs exactly what the lock records, or it is not committed (the
+    working container goes: nothing half-built is tagged)."""
+    storage = ctx.settings.storage
+    parent = inventory.image_inventory(ctx.runner, storage, step.parent_key, ctx.settings.cache_dir)
+    child = inventory.parse(ctx.runner.output(cmd.run_in(storage, ctr, ["/bin/sh", "-c", inventory.SCRIPT])))
+    problem = lockfile.drift(step.module.name, entry, lockfile.added(parent, child))
+    if problem:
+        raise ComposerError(problem, hint=lockfile.update_hint(step.module.name))
 
 
 def build_finalize(ctx: BuildContext) -> None:

@@ -394,12 +394,15 @@ def registry_creds(creds: str, creds_file: Path | None) -> str:
               help="Push the image to this registry reference when it is built (host/path:tag).")
 @click.option("--sbom/--no-sbom", default=True, show_default=True,
               help="Write the image's SBOMs (SPDX 2.3 and CycloneDX 1.6 JSON) beside the archive.")
+@click.option("--locked/--no-lock", "locked", default=None,
+              help="Build exactly RECIPE.lock (the default when it exists; --locked requires it) "
+              "or ignore it (docs/lock.md).")
 @pass_settings
 @global_options
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
           no_archive: bool, oci_archive: bool, host_ca: bool, quiet: bool, jobs: int | None,
           cache_from: str, cache_to: str, tls_verify: bool | None, creds: str, authfile: str,
-          push_ref: str, sbom: bool) -> None:
+          push_ref: str, sbom: bool, locked: bool | None) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
     from composer.builder import BuildSettings, default_host_ca, default_jobs, measure_sizes, report_document
     from composer.builder import build as run_build
@@ -409,6 +412,8 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
     runner = Runner(verbose=settings.verbose)
     push_ref = check_image_ref(push_ref, "--push") if push_ref else ""
     the_plan = make_plan(settings, recipe, runner)
+    progress = Progress(quiet=quiet)
+    the_plan = lock_mode(settings, the_plan, locked, progress)
     # The command line (or its environment variables) wins over the recipe's [cache].
     registry = RegistryCache(check_repo(cache_from, "--cache-from") or the_plan.recipe.cache_from,
                              check_repo(cache_to, "--cache-to") or the_plan.recipe.cache_to,
@@ -423,7 +428,6 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
         oci_archive=oci_archive,
         registry=registry,
     )
-    progress = Progress(quiet=quiet)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ctx = run_build(the_plan, build_settings, runner, progress)
     write_manifest(the_plan, output_dir, progress)
@@ -465,6 +469,42 @@ def write_sboms(plan: Plan, runner: Runner, settings: Settings, output_dir: Path
         provenance = statement(plan, image_id(runner, settings.storage, plan.image_ref), started, bom.created)
         (output_dir / f"{stem}.provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
         report(f"{len(bom.entries)} components: {output_dir / stem}.{{spdx,cdx,provenance}}.json")
+
+
+def lock_mode(settings: Settings, plan: Plan, locked: bool | None, progress: Progress) -> Plan:
+    """A recipe with a lock is built locked unless --no-lock; --locked without a fresh lock is an error."""
+    from composer.builder import known_conflicts
+    from composer.lockfile import lock_path, require_fresh
+    from composer.planner import relock
+
+    if locked is False:
+        if plan.lock is not None:
+            progress.line(f"warning: {lock_path(plan.recipe.path)} ignored (--no-lock): "
+                          "each module installs what its sources serve today")
+            return relock(plan, None, known_conflicts(settings.cache_dir))
+        return plan
+    if plan.lock is not None or locked:
+        require_fresh(plan, known_conflicts(settings.cache_dir), f"composer lock {plan.recipe.path}")
+    return plan
+
+
+@cli.command("lock")
+@recipe_arg
+@click.option("--update", "update", multiple=True, metavar="MODULE",
+              help="Refresh only this module's entry (repeat for more); the others stay as locked.")
+@click.option("--check", is_flag=True, help="Exit non-zero when RECIPE.lock is stale for RECIPE; build nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@pass_settings
+@global_options
+def lock(settings: Settings, recipe: Path, update: tuple[str, ...], check: bool, quiet: bool) -> None:
+    """Write RECIPE.lock: build RECIPE (cached layers are reused), then record every package
+    each module layer installs (docs/lock.md)."""
+    from composer.lockfile import lock_recipe
+
+    runner = Runner(verbose=settings.verbose)
+    for line in lock_recipe(make_plan(settings, recipe, runner), settings.storage, settings.cache_dir, runner,
+                            Progress(quiet=quiet), update, check):
+        click.echo(line)
 
 
 def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:

@@ -159,11 +159,15 @@ def debootstrap(base: Base, target: str, cache_dir: str = "") -> list[str]:
         args.append(f"--include={','.join(base.include)}")
     if cache_dir:
         args.append(f"--cache-dir={cache_dir}")
-    return [*args, base.ref, target, base.mirror]
+    return [*args, base.ref, target, base.archive]
 
 
 def sources_list(base: Base) -> str:
-    return f"deb {base.mirror} {base.ref} {' '.join(base.components)}\n"
+    return f"deb {base.archive} {base.ref} {' '.join(base.components)}\n"
+
+
+# A snapshot's Release files are past their Valid-Until: apt must take them all the same.
+SNAPSHOT_APT_CONF = ("etc/apt/apt.conf.d/10composer-snapshot", 'Acquire::Check-Valid-Until "false";\n')
 
 
 # --- package families -------------------------------------------------------------

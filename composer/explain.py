@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from composer.lockfile import changes
 from composer.model import Plan
 
 
@@ -33,7 +34,9 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         a, b = old.get(field), new.get(field)
         if a == b or field == "parent":
             continue
-        if field == "files" or field == "hooks":
+        if field == "lock":  # composer.lock: name the packages that moved
+            out += changes("", a, b)
+        elif field == "files" or field == "hooks":
             before = {e[0]: e[1:] for e in a or []}
             after = {e[0]: e[1:] for e in b or []}
             for name in sorted(set(before) | set(after)):

@@ -45,6 +45,15 @@ class Base:
     components: tuple[str, ...] = ("main",)
     variant: str = "minbase"
     include: tuple[str, ...] = ()
+    # composer.lock (docs/lock.md): the archive as it was then, from snapshot.debian.org
+    # (or a mirror of it); mkosi's Snapshot= form.
+    snapshot: str = ""  # YYYYMMDDTHHMMSSZ
+    snapshot_mirror: str = "https://snapshot.debian.org/archive/debian"
+
+    @property
+    def archive(self) -> str:
+        """The Debian archive the base and every apt install of its layers use."""
+        return f"{self.snapshot_mirror.rstrip('/')}/{self.snapshot}/" if self.snapshot else self.mirror
 
     @property
     def source(self) -> str:
@@ -398,6 +407,7 @@ class Plan:
     steps: tuple[Step, ...]
     finalize: FinalizeStep
     reconcile: ReconcileStep | None = None
+    lock: Any = field(default=None, compare=False)  # composer.lockfile.Lock the keys follow, if any
 
     @property
     def image_ref(self) -> str:

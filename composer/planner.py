@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from composer import STEP_FORMAT
+from composer import STEP_FORMAT, lockfile
 from composer.errors import ComposerError, ComposerErrors, did_you_mean
 from composer.finalize import (
     credentials_json,
@@ -18,6 +18,7 @@ from composer.finalize import (
     secret_names,
 )
 from composer.keys import cache_key, check_module_file, file_digest, file_entry, tree_entries
+from composer.lockfile import Lock
 from composer.model import (
     Base,
     BaseKind,
@@ -36,6 +37,9 @@ from composer.recipe import load_recipe
 from composer.schema import display
 from composer.toolkit import toolkit_digest
 
+# plan_recipe's lock argument: read RECIPE.lock beside the recipe when there is one.
+BESIDE = "beside"
+
 
 def plan_file(path: Path, extra_module_dirs: Sequence[Path] = (), base_digest: str = "") -> Plan:
     """Load the recipe at path and everything it names, and plan it."""
@@ -51,15 +55,23 @@ def plan_loaded(recipe: Recipe, extra_module_dirs: Sequence[Path] = (), base_dig
 
 
 def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "",
-                conflicts: Mapping[str, str] | None = None) -> Plan:
+                conflicts: Mapping[str, str] | None = None, lock: Lock | None | str = BESIDE) -> Plan:
     """Order the layers, check them against the base family, and key every step.
 
     base_digest identifies the content of an image:/oci-archive: base (its image ID or
     file digest); the caller looks it up, so that planning itself stays pure. conflicts
     (restack layering): module layer key -> why that layer cannot be stacked with the
     others; found by an earlier build (see builder), such a module is built on the stack.
+    lock: the recipe's composer.lock (read beside it by default; None: plan as if unlocked).
     """
     base = base_step(recipe.base, base_digest)
+    the_lock = lockfile.load_beside(recipe.path) if lock == BESIDE else lock
+    assert not isinstance(the_lock, str)
+
+    def keyed_document(parent: str, module: Module, options: dict[str, Any], base: Base,
+                       hooks: Sequence[tuple[str, Path]]) -> dict[str, Any]:
+        return locked_document(module_document(parent, module, options, base, hooks), the_lock)
+
     ordered = order_layers(recipe.layers, modules, recipe)
     resolved = [resolve_layer(recipe, modules[layer.module], layer) for layer in ordered]
 
@@ -77,7 +89,7 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     steps: list[Step] = []
     parent = base.key
     for module, options, hooks in foundation:
-        document = module_document(parent, module, options, recipe.base, hooks)
+        document = keyed_document(parent, module, options, recipe.base, hooks)
         why = ""
         if restack:
             why = (f"others build on it ({names_text(users[module.name])})" if users[module.name]
@@ -89,7 +101,7 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     common_name = steps[-1].module.name if steps else base.base.source
     tail = []
     for module, options, hooks in leaves:
-        document = module_document(common, module, options, recipe.base, hooks)
+        document = keyed_document(common, module, options, recipe.base, hooks)
         key = cache_key(document)
         if key in (conflicts or {}):
             tail.append((module, options, hooks, (conflicts or {})[key]))
@@ -101,7 +113,7 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
         reconcile = reconcile_step(common, tuple(s.key for s in steps if s.restacked))
         parent = reconcile.key
     for module, options, hooks, reason in tail:  # linear again, on top of the stack
-        document = module_document(parent, module, options, recipe.base, hooks)
+        document = keyed_document(parent, module, options, recipe.base, hooks)
         steps.append(Step(len(steps) + 1, module, options, hooks, parent, cache_key(document), document,
                           why=f"linear: {reason}"))
         parent = steps[-1].key
@@ -117,7 +129,7 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     final_doc = finalize_document(parent, services, image, labels, names, credentials, secrets)
     final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc,
                          secrets)
-    return Plan(recipe, base, tuple(steps), final, reconcile)
+    return Plan(recipe, base, tuple(steps), final, reconcile, lock=the_lock)
 
 
 def resolve_layer(recipe: Recipe, module: Module, layer: LayerRef) -> tuple[Module, dict[str, Any],
@@ -241,7 +253,13 @@ def names_text(names: Sequence[str], shown: int = 4) -> str:
 def replan(plan: Plan, conflicts: Mapping[str, str]) -> Plan:
     """plan again, with (more) module layers known not to stack."""
     modules = {s.module.name: s.module for s in plan.steps}
-    return plan_recipe(plan.recipe, modules, plan.base.key_document.get("digest", ""), conflicts)
+    return plan_recipe(plan.recipe, modules, plan.base.key_document.get("digest", ""), conflicts, plan.lock)
+
+
+def relock(plan: Plan, lock: Lock | None, conflicts: Mapping[str, str] | None = None) -> Plan:
+    """plan again with another composer.lock (None: as if the recipe had none)."""
+    modules = {s.module.name: s.module for s in plan.steps}
+    return plan_recipe(plan.recipe, modules, plan.base.key_document.get("digest", ""), conflicts, lock)
 
 
 def dependents(ordered: Sequence[LayerRef], modules: dict[str, Module]) -> dict[str, list[str]]:
@@ -291,12 +309,28 @@ def base_step(base: Base, digest: str = "") -> BaseStep:
             variant=base.variant,
             include=list(base.include),
         )
+        if base.snapshot:  # only when set: the keys of bases without one stay
+            document.update(snapshot=base.snapshot, snapshot_mirror=base.snapshot_mirror)
     elif base.kind is BaseKind.OCI_ARCHIVE:
         document["digest"] = digest or file_digest(Path(base.ref))
     elif base.kind is BaseKind.IMAGE:
         # A ref pinned by digest names its content; otherwise the caller's lookup does.
         document["digest"] = digest or (base.ref.split("@", 1)[1] if "@" in base.ref else "")
     return BaseStep(base, cache_key(document), document)
+
+
+def locked_document(document: dict[str, Any], lock: Lock | None) -> dict[str, Any]:
+    """A module's key document with its lock entry in, when the recipe has a lock: a
+    recipe without one keeps its keys. A module the lock lacks has `lock: null`."""
+    if lock is None:
+        return document
+    entry = lock.entry(document["module"])
+    return {**document, "lock": entry.key_part() if entry else None}
+
+
+def module_inputs(document: dict[str, Any]) -> str:
+    """What a module is made of, whatever it is built on and locked to: the lock's `inputs`."""
+    return cache_key({k: v for k, v in document.items() if k not in ("parent", "lock")})
 
 
 def module_document(

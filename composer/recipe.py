@@ -436,7 +436,7 @@ def parse_base(raw: dict[str, Any], where: str) -> Base:
         # A FIFO or a device (/dev/zero) would hang the digest; a folder is no archive.
         raise ComposerError(f"{where}: base.from: {ref!r} is not a regular file")
     if kind is not BaseKind.DEBOOTSTRAP:
-        for key in ("mirror", "components", "variant", "include"):
+        for key in ("mirror", "components", "variant", "include", "snapshot", "snapshot_mirror"):
             if key in raw:
                 raise ComposerError(f"{where}: base.{key}: only for debootstrap bases")
     table = {k: v for k, v in raw.items() if k not in ("from", "family")}
