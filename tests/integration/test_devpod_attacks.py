@@ -112,3 +112,27 @@ def test_devusers_work_is_closed_to_the_ai_users(containers: Containers, tmp_pat
         assert int(login, 8) & 0o007 == 0o007, login  # 0007 with a private group: the group is devuser alone
     finally:
         containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)
+
+
+def test_a_planted_tmux_folder_does_not_stop_the_workspace(containers: Containers) -> None:
+    """zai-user makes /tmp/tmux-1000 (devuser's tmux folder name) before a restart: the
+    workspace still starts, in a folder of devuser's own."""
+    image = str(containers.build_once(RECIPES / "devpod-ci.toml")["image"])
+    pod = run_devpod(containers, image, [])
+    try:
+        pod.wait_for({"tmux-autostart": "RUNNING"})
+        pod.sh("supervisorctl stop tmux-autostart >/dev/null")
+        pod.sh("tmux kill-server || true", user="devuser")
+        pod.sh("rm -rf /tmp/tmux-1000")
+        pod.sh("mkdir -m 0777 /tmp/tmux-1000 && touch /tmp/tmux-1000/default", user="zai-user")
+        containers.podman("restart", "--time", "5", pod.name)
+        pod.wait_for({"tmux-autostart": "RUNNING"})
+        windows: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(windows) < 8:
+            time.sleep(1)
+            windows = pod.sh("tmux list-windows -F '#W'", user="devuser", check=False).stdout.split()
+        assert len(windows) == 8, windows
+        assert pod.sh("stat -c '%U %a' /tmp/tmux-1000").stdout.split() == ["devuser", "700"]
+    finally:
+        containers.podman("rm", "--force", "--volumes", "--time", "0", pod.name, check=False)

@@ -115,7 +115,8 @@ def test_every_hook_is_executable_posix_sh_named_nn() -> None:
         "00-secrets.sh", "05-login-env.sh", "10-directories.sh", "20-ssh-hostkeys.sh",
         "30-credentials.sh", "40-permissions.sh", "45-logs.sh", "50-service-toggle.sh", "60-agents.sh",
     ]
-    assert [str(h.relative_to(REPO)) for h in MODULE_HOOKS] == ["layers/vnc-desktop/hooks/25-desktop.sh"]
+    assert [str(h.relative_to(REPO)) for h in MODULE_HOOKS] == [
+        "layers/tmux-workspace/hooks/55-tmux.sh", "layers/vnc-desktop/hooks/25-desktop.sh"]
     for hook in [*hooks, *MODULE_HOOKS, HOOKLIB]:
         if hook != HOOKLIB:
             assert os.access(hook, os.X_OK), hook
@@ -602,3 +603,29 @@ def test_login_env_exports_only_listed_names_as_data(tree: Tree) -> None:
 def test_login_env_without_names_file_does_nothing(tree: Tree) -> None:
     tree.run("05-login-env.sh")
     assert not (tree.root / "run/composer/login-env.sh").exists()
+
+
+# --- 55-tmux (tmux-workspace) -----------------------------------------------------------
+
+
+@needs_jq
+@pytest.mark.needs(root=True, why="the planted folder belongs to another uid")
+def test_tmux_folder_planted_by_another_user_is_replaced(tree: Tree) -> None:
+    """zai-user made /tmp/tmux-<devuser's uid> (open, theirs) before a restart: tmux would
+    refuse it and the workspace would not start. The hook makes it devuser's, 0700."""
+    tree.write("etc/composer/options/tmux-workspace.json", json.dumps({"user": "devuser"}))
+    planted = tree.root / "tmp" / f"tmux-{tree.uid}"
+    planted.mkdir(parents=True)
+    (planted / "default").write_text("not a socket")
+    os.chown(planted, 4242, 4242)
+    planted.chmod(0o777)
+    proc = tree.run("55-tmux.sh")
+    assert "removing" in proc.stderr
+    assert planted.is_dir() and not planted.is_symlink() and list(planted.iterdir()) == []
+    assert (planted.stat().st_uid, mode(planted)) == (tree.uid, 0o700)
+    planted.rmdir()
+    os.symlink("/etc", planted)  # a link planted instead: removed, never followed
+    tree.run("55-tmux.sh")
+    assert planted.is_dir() and not planted.is_symlink()
+    assert (Path("/etc").stat().st_uid, mode(Path("/etc"))) == (0, 0o755)
+    tree.run("55-tmux.sh")  # the user's own, 0700: left as it is
