@@ -351,7 +351,7 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
     modules = folder / "modules"
     if not modules.exists():
         shutil.copytree(ROOT / "layers" / "agents", modules / "agents")
-        shutil.copytree(ROOT / "hooks", folder / "hooks")  # its start-up hook is looked up beside it
+        # its start-up hook is in its own hooks/ folder, copied with it
     agents = modules / "agents" / "module.toml"
     text = agents.read_text()
     composer = [*bench.composer, "--modules-dir", str(modules)]

@@ -89,9 +89,9 @@ def test_runtime_modules_plan_for_both_families(tmp_path: Path, family: Family) 
     assert image.healthcheck.test[-3:] == ("--unix-socket", "/run/composer/management-api/health.sock",
                                            "http://localhost/health")
     hooks = sorted(name for s in plan.steps for name, _ in s.hooks)
-    # Every hook but the agents module's (not a runtime module) comes with these modules:
-    # the shared ones and those in a module's own hooks/ folder (vnc-desktop's).
-    shipped = [*(REPO / "hooks").iterdir(), *REPO.glob("layers/*/hooks/*")]
+    # Every hook but the agents module's (not a runtime module) comes with these modules,
+    # each from the module's own hooks/ folder.
+    shipped = [*(REPO / "hooks").glob("*.sh"), *REPO.glob("layers/*/hooks/*")]
     assert hooks == sorted(p.name for p in shipped if p.name != "60-agents.sh")
 
 

@@ -9,7 +9,7 @@
 # Unknown names are reported and ignored (a section for a program that does
 # not exist would make supervisord refuse to start: it has no command).
 set -eu
-# shellcheck source=../layers/base/files/hooklib.sh
+# shellcheck source=../../base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
 conf=$root/etc/composer/supervisord.conf

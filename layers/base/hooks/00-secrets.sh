@@ -9,7 +9,7 @@
 # when that fails too and a secret is readable by others, the devpod does not
 # start: the hook says which secrets and how to mount them instead.
 set -eu
-# shellcheck source=../layers/base/files/hooklib.sh
+# shellcheck source=../../base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
 dir=$secrets_dir

@@ -9,7 +9,7 @@
 # back here. Only files root owns and that have one link are changed, never through
 # a symlink.
 set -eu
-# shellcheck source=../layers/base/files/hooklib.sh
+# shellcheck source=../../base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
 conf=$root/etc/composer/supervisord.conf

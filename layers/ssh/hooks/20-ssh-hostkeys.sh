@@ -5,7 +5,7 @@
 # login only when a password secret is given (never a built-in password).
 # Options come from /etc/composer/options/ssh.json (the ssh module's options).
 set -eu
-# shellcheck source=../layers/base/files/hooklib.sh
+# shellcheck source=../../base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
 conf=$root/etc/composer/options/ssh.json

@@ -4,7 +4,7 @@
 # runtime and log directories services expect. Users come from
 # /etc/composer/users.json, written by the users module.
 set -eu
-# shellcheck source=../layers/base/files/hooklib.sh
+# shellcheck source=../../base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
 users=$root/etc/composer/users.json

@@ -6,7 +6,7 @@
 # Only those names are written, so a secret passed as an environment variable never
 # lands in the (world-readable) file.
 set -eu
-# shellcheck source=../layers/base/files/hooklib.sh
+# shellcheck source=../../base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
 names=$root/etc/composer/env.names

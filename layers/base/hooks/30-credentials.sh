@@ -13,7 +13,7 @@
 # An entry that cannot be written (no such user, a home the user broke, a planted
 # symlink) is logged and skipped: one user can never stop the devpod from starting.
 set -eu
-# shellcheck source=../layers/base/files/hooklib.sh
+# shellcheck source=../../base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
 creds=$root/etc/composer/credentials.json

@@ -4,7 +4,7 @@
 # chowned, and the home gets its configured mode (0700 for the isolated AI
 # users). Users come from /etc/composer/users.json (users module).
 set -eu
-# shellcheck source=../layers/base/files/hooklib.sh
+# shellcheck source=../../base/files/hooklib.sh
 . "${COMPOSER_HOOKLIB:-${COMPOSER_ROOT:-}/usr/local/lib/composer/hooklib.sh}"
 
 users=$root/etc/composer/users.json
