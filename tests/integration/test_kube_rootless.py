@@ -10,7 +10,6 @@ a user would edit the file if 9090 were taken.
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import shutil
 import socket
@@ -28,7 +27,7 @@ from tests.integration.test_kube import CAPS, TOKEN, TOKEN_4_3
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="creating a test user needs root"),
+    pytest.mark.needs(root=True, why="creating a test user needs root"),
 ]
 
 RECIPE = RECIPES / "kube-pod" / "kube-pod.toml"

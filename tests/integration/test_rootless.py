@@ -5,7 +5,6 @@ the base does not have (apt inside the user namespace) with root-owned, setuid f
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
@@ -26,7 +25,7 @@ debian = ["sudo"]
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="creating a test user needs root")
+@pytest.mark.needs(root=True, why="creating a test user needs root")
 def test_non_root_user_builds_on_an_oci_archive_base(containers: Containers, tmp_path_factory) -> None:
     core = containers.build_once(RECIPES / "core-test.toml")
     absent = "if dpkg -s sudo >/dev/null 2>&1 || test -e /usr/bin/sudo; then echo present; else echo absent; fi"

@@ -27,7 +27,7 @@ MODULE_HOOKS = sorted(REPO.glob("layers/*/hooks/*"))
 HOOKLIB = REPO / "layers" / "base" / "files" / "hooklib.sh"
 USERS = ("devuser", "gemini-user", "openai-user", "zai-user")
 
-needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed")
+needs_jq = pytest.mark.needs("jq")
 
 
 @functools.cache
@@ -260,7 +260,7 @@ def test_credentials_never_write_through_a_hard_link(tree: Tree, tmp_path: Path)
     assert json.loads((conf / "config.json").read_text()) == {"api_key": "o"}
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="the folder is made root's: needs root")
+@pytest.mark.needs(root=True, why="the folder is made root's: needs root")
 def test_secrets_folder_made_root_only(tree: Tree) -> None:
     tree.secrets.chmod(0o755)
     tree.secret("ANTHROPIC_API_KEY", "k")
@@ -320,7 +320,7 @@ def test_permissions_set_home_modes(tree: Tree) -> None:
 
 
 @needs_jq
-@pytest.mark.skipif(os.getuid() != 0, reason="chown to another uid needs root")
+@pytest.mark.needs(root=True, why="chown to another uid needs root")
 def test_permissions_give_files_back_to_their_user(tree: Tree, tmp_path: Path) -> None:
     stray = tree.home("devuser") / "models" / "cache.bin"
     stray.parent.mkdir()
@@ -359,7 +359,7 @@ files = /run/composer/supervisord.d/*.conf
 
 
 @needs_jq
-@pytest.mark.skipif(os.getuid() != 0, reason="chown to another uid needs root")
+@pytest.mark.needs(root=True, why="chown to another uid needs root")
 def test_permissions_leave_a_foreign_hard_link_alone(tree: Tree, tmp_path: Path) -> None:
     # What a user could plant where the kernel does not protect hard links: a second
     # name for a file of someone else's (think /etc/shadow).
@@ -375,7 +375,7 @@ def test_permissions_leave_a_foreign_hard_link_alone(tree: Tree, tmp_path: Path)
 
 # --- 45-logs -------------------------------------------------------------------
 
-@pytest.mark.skipif(os.getuid() != 0, reason="log files are root's: needs root")
+@pytest.mark.needs(root=True, why="log files are root's: needs root")
 def test_logs_made_private_and_programs_umask(tree: Tree, tmp_path: Path) -> None:
     tree.write("etc/composer/supervisord.conf", SUPERVISORD_CONF.replace(
         "[program:sshd]\n", "[program:sshd]\nstdout_logfile=/var/log/sshd.log\n"))
@@ -448,7 +448,7 @@ def ssh_conf(tree: Tree) -> None:
 
 
 @needs_jq
-@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed")
+@pytest.mark.needs("ssh-keygen")
 def test_ssh_hook_keys_and_no_password_without_secret(tree: Tree, tmp_path: Path) -> None:
     ssh_conf(tree)
     fake, log = fake_chpasswd(tmp_path)
@@ -473,7 +473,7 @@ def test_ssh_hook_keys_and_no_password_without_secret(tree: Tree, tmp_path: Path
 
 
 @needs_jq
-@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed")
+@pytest.mark.needs("ssh-keygen")
 def test_ssh_hook_password_only_from_secret(tree: Tree, tmp_path: Path) -> None:
     ssh_conf(tree)
     fake, log = fake_chpasswd(tmp_path)
