@@ -39,3 +39,9 @@ def test_the_team_recipe_shown_is_mltoml() -> None:
     actual = [line.split("#")[0].strip() for line in (ROOT / "recipes" / "teams" / "ml.toml").read_text().splitlines()]
     assert [line for line in shown if line and not line.startswith("description")] == \
         [line for line in actual if line and not line.startswith("description")][:len([s for s in shown if s])]
+
+
+def test_every_command_is_in_the_readme() -> None:
+    text = (ROOT / "README.md").read_text()
+    missing = [name for name in cli.commands if f"`composer {name}" not in text and f"composer {name} " not in text]
+    assert missing == []
