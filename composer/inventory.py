@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -45,23 +46,33 @@ class Component:
 
 
 SECTION = "### composer-inventory "
+# Walks node_modules folders (the arguments), printing NAME<TAB>VERSION<TAB>FOLDER.
+NPM_WALK = (
+    "const fs=require('fs'),p=require('path');"
+    "function walk(d){let es;try{es=fs.readdirSync(d,{withFileTypes:true})}catch(e){return}"
+    "for(const e of es){if(!e.isDirectory())continue;const f=p.join(d,e.name);"
+    "if(e.name.startsWith('@')){walk(f);continue}"
+    "try{const j=JSON.parse(fs.readFileSync(p.join(f,'package.json'),'utf8'));"
+    "if(j.name&&j.version)console.log(j.name+'\\t'+j.version+'\\t'+f)}catch(e){}"
+    "walk(p.join(f,'node_modules'))}}"
+    "for(const d of process.argv.slice(1))walk(d)"
+)
 # Run inside the image (/bin/sh, coreutils, find, grep, sed: what every Debian base has).
 SCRIPT = f"""
+NPM_WALK={shlex.quote(NPM_WALK)}
 echo '{SECTION}deb'
 fields='${{Package}}\\t${{Architecture}}\\t${{Version}}\\t${{db:Status-Abbrev}}\\t${{Pre-Depends}}, ${{Depends}}\\n'
 dpkg-query -W -f "$fields" 2>/dev/null || true
 echo '{SECTION}pypi'
-find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /tmp -o -path /run \\) -prune \
-    -o -type d -name '*.dist-info' -path '*-packages/*' -print 2>/dev/null
-echo '{SECTION}npm'
-for top in /usr/lib/node_modules /usr/local/lib/node_modules /usr/share/nodejs; do
-    [ -d "$top" ] || continue
-    find "$top" -name package.json -path '*/node_modules/*' 2>/dev/null | while read -r f; do
-        n=$(sed -n 's/.*"name" *: *"\\([^"]*\\)".*/\\1/p' "$f" | head -n 1)
-        v=$(sed -n 's/.*"version" *: *"\\([^"]*\\)".*/\\1/p' "$f" | head -n 1)
-        [ -n "$n" ] && [ -n "$v" ] && printf '%s\\t%s\\t%s\\n' "$n" "$v" "${{f%/package.json}}"
-    done
+for top in /usr /opt /home /root /srv; do
+    [ -d "$top" ] && find "$top" -xdev -type d -name '*.dist-info' -path '*-packages/*' -prune -print 2>/dev/null
 done
+echo '{SECTION}npm'
+# Global npm packages, dependencies included: node itself reads every package.json (one
+# process; Debian's own node modules under /usr/share/nodejs are dpkg's, listed above).
+if command -v node > /dev/null 2>&1; then
+    node -e "$NPM_WALK" /usr/lib/node_modules /usr/local/lib/node_modules 2>/dev/null || true
+fi
 echo '{SECTION}cargo'
 for f in /root/.cargo/.crates.toml /home/*/.cargo/.crates.toml /usr/local/cargo/.crates.toml; do
     [ -f "$f" ] && sed -n 's/^"\\([^ ]*\\) \\([^ ]*\\) .*/\\1\\t\\2/p' "$f"
