@@ -74,6 +74,7 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
 
     ordered = order_layers(recipe.layers, modules, recipe)
     resolved = [resolve_layer(recipe, modules[layer.module], layer) for layer in ordered]
+    check_unique_hooks([(module, hooks) for module, _, hooks in resolved])
 
     # Restack: the modules others build on (requires/after, transitively) and those the
     # recipe declares (`foundation`) form the common parent, built linearly; every other
@@ -166,6 +167,10 @@ def check_recipe(recipe: Recipe, extra_module_dirs: Sequence[Path] = (), base_di
         order_layers(loaded, modules, recipe, missing_ok={layer.module for layer in recipe.layers})
     except ComposerError as e:
         errors.append(e)
+    try:
+        check_unique_hooks([(modules[layer.module], hooks_of(modules[layer.module], layer)) for layer in loaded])
+    except ComposerError as e:
+        errors += e.errors if isinstance(e, ComposerErrors) else [e]
     if errors:
         return None, errors
     try:
@@ -434,6 +439,32 @@ def hook_dirs(module: Module) -> tuple[Path, ...]:
     hooks/ folder beside the layers/ folder it lives in. Nothing else: a hooks/ folder
     somewhere above a recipe is never picked up."""
     return (module.path / "hooks", module.path.parent.parent / "hooks")
+
+
+def hooks_of(module: Module, layer: LayerRef) -> tuple[tuple[str, Path], ...]:
+    """The module's hooks, () when they cannot be found (that error is reported apart)."""
+    try:
+        return resolve_hooks(module, layer)
+    except ComposerError:
+        return ()
+
+
+def check_unique_hooks(hooks: Sequence[tuple[Module, Sequence[tuple[str, Path]]]]) -> None:
+    """Every hook lands in /etc/composer/hooks.d/<name>: two modules naming one hook would
+    overwrite each other there, unless both name the same shared file (hooks/ beside
+    layers/), which is then one hook."""
+    first: dict[str, tuple[Module, Path]] = {}
+    errors: list[ComposerError] = []
+    for module, found in hooks:
+        for i, (name, path) in enumerate(found):
+            other, other_path = first.setdefault(name, (module, path))
+            if other is not module and other_path != path:
+                errors.append(ComposerError(
+                    f"{display(module.path / 'module.toml')}: hooks[{i}]: {name!r} is also a hook of module "
+                    f"{other.name!r} ({display(other_path)}): both would be /etc/composer/hooks.d/{name}",
+                    hint="rename this module's hook (hook names are one folder per image)"))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
 
 
 def resolve_hooks(module: Module, layer: LayerRef) -> tuple[tuple[str, Path], ...]:
