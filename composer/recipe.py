@@ -314,6 +314,7 @@ def _unset(target: dict[str, Any], spec: dict[str, Any], field_name: str, inheri
             value = target[key] = copy.deepcopy(value)
             _unset(value, what, here, name, where, origins, (*path, key))
         elif isinstance(value, dict):
+            check_listed_once(what, f"{where}: {here}")
             for i, item in enumerate(what):
                 if item not in value:
                     raise ComposerError(f"{where}: {here}[{i}]: {name} has no entry {item!r}"
@@ -322,6 +323,7 @@ def _unset(target: dict[str, Any], spec: dict[str, Any], field_name: str, inheri
             for item in what:
                 _forget(origins, (*path, key, item))
         elif isinstance(value, list):
+            check_listed_once(what, f"{where}: {here}")
             kept = list(value)
             for i, item in enumerate(what):
                 match = [v for v in kept if _names(v, item)]
@@ -337,6 +339,14 @@ def _unset(target: dict[str, Any], spec: dict[str, Any], field_name: str, inheri
                 origins[(*path, key)] = where  # the list as it stands is this file's doing
         else:
             raise ComposerError(f"{where}: {here}: {name} is a single value; write {key} = true")
+
+
+def check_listed_once(items: list[Any], where: str) -> None:
+    """An [unset] list naming one entry twice: said as such, not as a missing entry."""
+    for i, item in enumerate(items):
+        if item in items[:i]:
+            raise ComposerError(f"{where}[{i}]: {item!r} is already listed in {where.partition(': ')[2]}"
+                                f"[{items.index(item)}]", hint="name it once")
 
 
 def dropped_whole(unset: dict[str, Any], path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
