@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from composer.model import (
     Plan,
     Recipe,
     ReconcileStep,
+    Secret,
     Step,
 )
 from composer.modules import load_modules, resolve_options, with_options
@@ -130,7 +132,26 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     final_doc = finalize_document(parent, services, image, labels, names, credentials, secrets)
     final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc,
                          secrets)
-    return Plan(recipe, base, tuple(steps), final, reconcile, lock=the_lock)
+    return Plan(declare_credential_secrets(recipe, steps), base, tuple(steps), final, reconcile, lock=the_lock)
+
+
+def declare_credential_secrets(recipe: Recipe, steps: Sequence[Step]) -> Recipe:
+    """The recipe with every secret a module's [[credentials]] reads declared: one the
+    recipe's [[secrets]] does not name would be missing from the kube Secret template and
+    from the names `check` prints, so nobody would know to set it."""
+    declared = {s.name for s in recipe.secrets}
+    added: dict[str, list[str]] = {}
+    for step in steps:
+        for credential in step.module.credentials:
+            for name in (*dict(credential.secrets).values(), *([credential.secret] if credential.secret else [])):
+                if name not in declared:
+                    added.setdefault(name, []).append(step.module.name)
+    if not added:
+        return recipe
+    more = tuple(Secret(name, f"read by the [[credentials]] of module {', '.join(dict.fromkeys(mods))} "
+                              "(not declared in the recipe's [[secrets]])")
+                 for name, mods in added.items())
+    return dataclasses.replace(recipe, secrets=recipe.secrets + more)
 
 
 def resolve_layer(recipe: Recipe, module: Module, layer: LayerRef) -> tuple[Module, dict[str, Any],
