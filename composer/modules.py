@@ -68,6 +68,8 @@ def load_module(folder: Path) -> Module:
         if not (folder / s["run"]).is_file():
             raise ComposerError(f"{where}: scripts[{i}].run: {s['run']!r} not found in {display(folder)}")
     options = raw.get("options", {})
+    check_option_keywords(options, where)
+    check_option_env_names(options, where)
     check_options_schema(options, where)
     check_option_defaults(options, where)
     check_option_packages(raw.get("option_packages", {}), options, where)
@@ -183,13 +185,69 @@ def check_options_schema(options: dict[str, Any], where: str) -> None:
         return
     from jsonschema import Draft202012Validator, SchemaError
 
-    try:
-        Draft202012Validator.check_schema(_options_schema(options))
-    except SchemaError as e:
-        raise ComposerError(f"{where}: options: not a valid JSON Schema: {e.message}") from None
+    for name, spec in options.items():  # one at a time: the message names the option
+        try:
+            Draft202012Validator.check_schema(_options_schema({name: spec}))
+        except SchemaError as e:
+            raise ComposerError(f"{where}: options.{name}: not a valid JSON Schema: {e.message}") from None
     if marker is not None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
+
+
+# The JSON Schema keywords an option table (and each schema nested in it) may hold, plus
+# composer's own x- keywords (composer/schema). Anything else is refused: TOML puts a key
+# written after `[options.NAME]` into that table, so a stray `ports = [...]` there would
+# otherwise be dropped without a word (docs/format.md, "Options").
+OPTION_KEYWORDS = frozenset({
+    "type", "enum", "const", "default", "description", "title", "examples", "deprecated", "$comment",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+    "minLength", "maxLength", "pattern", "format",
+    "items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains",
+    "properties", "required", "additionalProperties", "propertyNames", "patternProperties",
+    "minProperties", "maxProperties", "oneOf", "anyOf", "allOf", "not",
+    "x-unique-keys", "x-names-of",
+})
+SUBSCHEMA_KEYS = ("items", "contains", "additionalProperties", "propertyNames", "not")
+SUBSCHEMA_MAPS = ("properties", "patternProperties")
+SUBSCHEMA_LISTS = ("prefixItems", "oneOf", "anyOf", "allOf")
+
+
+def check_option_keywords(options: dict[str, Any], where: str) -> None:
+    """Each option table holds only OPTION_KEYWORDS, nested schemas too."""
+    def walk(spec: Any, field_name: str) -> None:
+        if not isinstance(spec, dict):
+            return
+        for key in spec:
+            if key not in OPTION_KEYWORDS:
+                raise ComposerError(
+                    f"{where}: {field_name}.{key}: not a keyword of an option's schema",
+                    hint="a key written after a [table] belongs to that table: move it above the first "
+                    "table (docs/format.md lists the keywords an option takes)")
+        for key in SUBSCHEMA_KEYS:
+            walk(spec.get(key), f"{field_name}.{key}")
+        for key in SUBSCHEMA_MAPS:
+            for sub, sub_spec in (spec.get(key) or {}).items():
+                walk(sub_spec, f"{field_name}.{key}.{sub}")
+        for key in SUBSCHEMA_LISTS:
+            for i, sub_spec in enumerate(spec.get(key) or []):
+                walk(sub_spec, f"{field_name}.{key}[{i}]")
+
+    for name, spec in options.items():
+        walk(spec, f"options.{name}")
+
+
+def check_option_env_names(options: dict[str, Any], where: str) -> None:
+    """Scripts see each option as COMPOSER_OPT_<NAME> ('-' becomes '_'): two names that
+    meet there would hand a script only one of the values."""
+    seen: dict[str, str] = {}
+    for name in options:
+        key = "COMPOSER_OPT_" + name.upper().replace("-", "_")
+        other = seen.setdefault(key, name)
+        if other != name:
+            raise ComposerError(
+                f"{where}: options.{name}: scripts see it as {key}, as they see options.{other}",
+                hint="rename one of the two options")
 
 
 def check_option_defaults(options: dict[str, Any], where: str) -> None:

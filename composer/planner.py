@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from composer.model import (
     Plan,
     Recipe,
     ReconcileStep,
+    Secret,
     Step,
 )
 from composer.modules import load_modules, resolve_options, with_options
@@ -74,6 +76,7 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
 
     ordered = order_layers(recipe.layers, modules, recipe)
     resolved = [resolve_layer(recipe, modules[layer.module], layer) for layer in ordered]
+    check_unique_hooks([(module, hooks) for module, _, hooks in resolved])
 
     # Restack: the modules others build on (requires/after, transitively) and those the
     # recipe declares (`foundation`) form the common parent, built linearly; every other
@@ -129,7 +132,26 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     final_doc = finalize_document(parent, services, image, labels, names, credentials, secrets)
     final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc,
                          secrets)
-    return Plan(recipe, base, tuple(steps), final, reconcile, lock=the_lock)
+    return Plan(declare_credential_secrets(recipe, steps), base, tuple(steps), final, reconcile, lock=the_lock)
+
+
+def declare_credential_secrets(recipe: Recipe, steps: Sequence[Step]) -> Recipe:
+    """The recipe with every secret a module's [[credentials]] reads declared: one the
+    recipe's [[secrets]] does not name would be missing from the kube Secret template and
+    from the names `check` prints, so nobody would know to set it."""
+    declared = {s.name for s in recipe.secrets}
+    added: dict[str, list[str]] = {}
+    for step in steps:
+        for credential in step.module.credentials:
+            for name in (*dict(credential.secrets).values(), *([credential.secret] if credential.secret else [])):
+                if name not in declared:
+                    added.setdefault(name, []).append(step.module.name)
+    if not added:
+        return recipe
+    more = tuple(Secret(name, f"read by the [[credentials]] of module {', '.join(dict.fromkeys(mods))} "
+                              "(not declared in the recipe's [[secrets]])")
+                 for name, mods in added.items())
+    return dataclasses.replace(recipe, secrets=recipe.secrets + more)
 
 
 def resolve_layer(recipe: Recipe, module: Module, layer: LayerRef) -> tuple[Module, dict[str, Any],
@@ -166,6 +188,10 @@ def check_recipe(recipe: Recipe, extra_module_dirs: Sequence[Path] = (), base_di
         order_layers(loaded, modules, recipe, missing_ok={layer.module for layer in recipe.layers})
     except ComposerError as e:
         errors.append(e)
+    try:
+        check_unique_hooks([(modules[layer.module], hooks_of(modules[layer.module], layer)) for layer in loaded])
+    except ComposerError as e:
+        errors += e.errors if isinstance(e, ComposerErrors) else [e]
     if errors:
         return None, errors
     try:
@@ -434,6 +460,32 @@ def hook_dirs(module: Module) -> tuple[Path, ...]:
     hooks/ folder beside the layers/ folder it lives in. Nothing else: a hooks/ folder
     somewhere above a recipe is never picked up."""
     return (module.path / "hooks", module.path.parent.parent / "hooks")
+
+
+def hooks_of(module: Module, layer: LayerRef) -> tuple[tuple[str, Path], ...]:
+    """The module's hooks, () when they cannot be found (that error is reported apart)."""
+    try:
+        return resolve_hooks(module, layer)
+    except ComposerError:
+        return ()
+
+
+def check_unique_hooks(hooks: Sequence[tuple[Module, Sequence[tuple[str, Path]]]]) -> None:
+    """Every hook lands in /etc/composer/hooks.d/<name>: two modules naming one hook would
+    overwrite each other there, unless both name the same shared file (hooks/ beside
+    layers/), which is then one hook."""
+    first: dict[str, tuple[Module, Path]] = {}
+    errors: list[ComposerError] = []
+    for module, found in hooks:
+        for i, (name, path) in enumerate(found):
+            other, other_path = first.setdefault(name, (module, path))
+            if other is not module and other_path != path:
+                errors.append(ComposerError(
+                    f"{display(module.path / 'module.toml')}: hooks[{i}]: {name!r} is also a hook of module "
+                    f"{other.name!r} ({display(other_path)}): both would be /etc/composer/hooks.d/{name}",
+                    hint="rename this module's hook (hook names are one folder per image)"))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
 
 
 def resolve_hooks(module: Module, layer: LayerRef) -> tuple[tuple[str, Path], ...]:

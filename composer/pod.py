@@ -40,6 +40,7 @@ def pod_errors(plan: Plan) -> list[ComposerError]:
         lambda: check_k8s_name(recipe.name, f"{recipe.origin('name')}: name", "the Pod's name"),
         lambda: check_devices(pod.devices, recipe.origin("pod", "devices")),
         lambda: check_volumes(pod, recipe.origin("pod", "volumes")),
+        lambda: check_ports(pod, recipe.origin("pod", "ports")),
         lambda: check_curl(plan, recipe.origin("pod", "liveness")) if pod.probe else None,
         lambda: check_published(plan),
         lambda: check_aliases(recipe),
@@ -155,14 +156,52 @@ def check_k8s_name(name: str, where: str, what: str) -> None:
 
 
 def check_volumes(pod: Pod, where: str) -> None:
-    """Volume names are Kubernetes names and not composer's own."""
-    for name, _ in pod.volumes:
+    """Volume names are Kubernetes names and not composer's own; each mounts on its own
+    path, one without '..' (a kube mountPath is taken as written)."""
+    mounts: dict[str, str] = {}
+    for name, volume in pod.volumes:
+        if ".." in volume.path.split("/"):
+            raise ComposerError(
+                f"{where}: pod.volumes.{name}: the mount path {volume.path!r} has a '..' part",
+                hint="write the absolute path it means, without '..'",
+            )
+        other = mounts.setdefault(volume.path.rstrip("/") or "/", name)
+        if other != name:
+            raise ComposerError(
+                f"{where}: pod.volumes.{name}: mounts on {volume.path}, as pod.volumes.{other} does",
+                hint="mount each volume on its own path",
+            )
         check_k8s_name(name, f"{where}: pod.volumes.{name}", "a volume")
         if name in RESERVED_VOLUMES:
             raise ComposerError(
                 f"{where}: pod.volumes.{name}: the name {name!r} is composer's own",
                 hint="choose another volume name",
             )
+
+
+def check_ports(pod: Pod, where: str) -> None:
+    """Two pod ports on one host port or under one name: podman maps only one of them."""
+    errors: list[ComposerError] = []
+    seen_host: dict[tuple[int, str], int] = {}
+    seen_name: dict[str, int] = {}
+    for i, port in enumerate(pod.ports):
+        if port.host is not None:
+            first = seen_host.setdefault((port.host, port.protocol), i)
+            if first != i:
+                errors.append(ComposerError(
+                    f"{where}: pod.ports[{i}]: host port {port.host}/{port.protocol} is already "
+                    f"mapped by pod.ports[{first}]",
+                    hint="give each port its own host port",
+                ))
+        if port.name:
+            first = seen_name.setdefault(port.name, i)
+            if first != i:
+                errors.append(ComposerError(
+                    f"{where}: pod.ports[{i}]: the name {port.name!r} is already used by pod.ports[{first}]",
+                    hint="give each port its own name",
+                ))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
 
 
 def check_devices(devices: Sequence[str], where: str) -> None:

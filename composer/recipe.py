@@ -166,16 +166,26 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
                 errors.append(ComposerError(f"{where}: only[{i}]: module {name!r} is not in the parent recipe"
                                             + did_you_mean(name, names)))
         drops = [(name, "only") for name in names if name not in child["only"]]
+    dropped_by: dict[str, str] = {}
     for name, field_name in drops:
+        if name in dropped_by:
+            errors.append(ComposerError(f"{where}: {field_name}: module {name!r} is already dropped by "
+                                        f"{dropped_by[name]}", hint="name it once"))
+            continue
         if name not in names:
             errors.append(ComposerError(f"{where}: {field_name}: module {name!r} is not in the parent recipe"
                                         + did_you_mean(name, names)))
             continue
+        dropped_by[name] = field_name
         i = names.index(name)
         del layers[i], layer_origins[i], names[i]
         removed[name] = (where, field_name)
         _forget(origins, ("layers", name))
     for old, new in child.get("replace", {}).items():
+        if old in dropped_by:
+            errors.append(ComposerError(f"{where}: replace.{old}: module {old!r} is already dropped by "
+                                        f"{dropped_by[old]}", hint="remove it or replace it, not both"))
+            continue
         if old not in names:
             errors.append(ComposerError(f"{where}: replace.{old}: module {old!r} is not in the parent recipe"
                                         + did_you_mean(old, names)))
@@ -195,6 +205,9 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
         raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
     unset.update({_path_text(p): where for p in dropped_whole(child.get("unset", {}))})
     layers = merged["layers"]
+    errors += readded_layers(child, dropped_by, where)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
 
     for entry, origin in zip(child.get("layers", []), child_origins, strict=True):
         name = entry["module"]
@@ -227,6 +240,29 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
     origins.update(value_origins(child, where))
     merged["layers"] = layers
     return Resolved(merged, layer_origins, origins, removed, unset)
+
+
+def readded_layers(child: dict[str, Any], dropped_by: dict[str, str], where: str) -> list[ComposerError]:
+    """A child's [[layers]] block for a module the same child drops would silently bring it
+    back, and a second block for one module would silently win over the first: both are
+    errors."""
+    errors: list[ComposerError] = []
+    # `only` keeps the listed modules and appends the child's [[layers]] (docs/format.md):
+    # a block there adds a module, it does not contradict the file.
+    dropped = {name: fld for name, fld in dropped_by.items() if fld != "only"}
+    dropped.update({old: f"replace.{old}" for old in child.get("replace", {})})
+    first: dict[str, int] = {}
+    for i, entry in enumerate(child.get("layers", [])):
+        name = entry["module"]
+        if name in dropped:
+            errors.append(ComposerError(
+                f"{where}: layers[{i}]: module {name!r} is dropped by {dropped[name]} of the same file",
+                hint=f"keep it (delete {dropped[name]}) or drop it (delete this [[layers]] block)"))
+        elif first.setdefault(name, i) != i:
+            errors.append(ComposerError(
+                f"{where}: layers[{i}]: module {name!r} is already listed in layers[{first[name]}]",
+                hint="merge its options into one [[layers]] block"))
+    return errors
 
 
 def unset_values(merged: dict[str, Any], unset: dict[str, Any], origins: dict[tuple[Any, ...], str],
@@ -278,6 +314,7 @@ def _unset(target: dict[str, Any], spec: dict[str, Any], field_name: str, inheri
             value = target[key] = copy.deepcopy(value)
             _unset(value, what, here, name, where, origins, (*path, key))
         elif isinstance(value, dict):
+            check_listed_once(what, f"{where}: {here}")
             for i, item in enumerate(what):
                 if item not in value:
                     raise ComposerError(f"{where}: {here}[{i}]: {name} has no entry {item!r}"
@@ -286,6 +323,7 @@ def _unset(target: dict[str, Any], spec: dict[str, Any], field_name: str, inheri
             for item in what:
                 _forget(origins, (*path, key, item))
         elif isinstance(value, list):
+            check_listed_once(what, f"{where}: {here}")
             kept = list(value)
             for i, item in enumerate(what):
                 match = [v for v in kept if _names(v, item)]
@@ -301,6 +339,14 @@ def _unset(target: dict[str, Any], spec: dict[str, Any], field_name: str, inheri
                 origins[(*path, key)] = where  # the list as it stands is this file's doing
         else:
             raise ComposerError(f"{where}: {here}: {name} is a single value; write {key} = true")
+
+
+def check_listed_once(items: list[Any], where: str) -> None:
+    """An [unset] list naming one entry twice: said as such, not as a missing entry."""
+    for i, item in enumerate(items):
+        if item in items[:i]:
+            raise ComposerError(f"{where}[{i}]: {item!r} is already listed in {where.partition(': ')[2]}"
+                                f"[{items.index(item)}]", hint="name it once")
 
 
 def dropped_whole(unset: dict[str, Any], path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

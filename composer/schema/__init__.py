@@ -108,9 +108,26 @@ def validate(document: Any, schema: dict[str, Any], where: str, prefix: str = ""
 
 
 def _located(error: Any, prefix: str) -> tuple[str, str]:
-    # For anyOf/oneOf, the most specific sub-error reads better than "is not valid".
+    # For anyOf/oneOf, the most specific sub-error reads better than "is not valid": one
+    # from a branch of the value's own type (a bad path string is not "not of type
+    # 'object'"); when the value fits no branch's type, say what the branches accept.
     while error.context:
-        error = min(error.context, key=lambda e: len(e.message))
+        fitting = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
+        if not fitting:
+            return _path(error, prefix), f"{error.instance!r} is not {_alternatives(error)}"
+        error = min(fitting, key=lambda e: len(e.message))
+    return _path(error, prefix), _message(error)
+
+
+def _alternatives(error: Any) -> str:
+    means = error.schema.get("x-means")
+    if means:
+        return means
+    types = [e.validator_value for e in error.context]
+    return "of type " + " or ".join(repr(t) for t in types)
+
+
+def _path(error: Any, prefix: str) -> str:
     path = field_path(error.absolute_path)
     if error.validator == "required":  # name the missing field itself, not the table it is missing from
         missing = [name for name in error.validator_value if name not in error.instance]
@@ -123,7 +140,7 @@ def _located(error: Any, prefix: str) -> tuple[str, str]:
             path = field_path([*error.absolute_path, extra[0]])
     if prefix:
         path = prefix + (path if path.startswith("[") or not path else f".{path}")
-    return path, _message(error)
+    return path
 
 
 def _message(error: Any) -> str:
