@@ -958,3 +958,35 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("composer: interrupted", err=True)
         sys.exit(130)
+
+
+# ---- the devpod in the tools people already use (issue 23) --------------------------
+
+
+@cli.command()
+@recipe_arg
+@click.option("-o", "--output", "output_file", default=".devcontainer/devcontainer.json",
+              show_default=True, metavar="FILE",
+              help="Where to write it; `-` prints it.")
+@click.option("--podman-secrets", is_flag=True,
+              help="Pass each recipe secret as a podman secret of its name (create them first "
+                   "with `podman secret create`: podman refuses to start when one is missing).")
+@pass_settings
+@global_options
+def devcontainer(settings: Settings, recipe: Path, output_file: str, podman_secrets: bool) -> None:
+    """Write a devcontainer.json for RECIPE's image, for `devcontainer up` or VS Code
+    (docs/devcontainer.md); build nothing."""
+    from composer.emit.devcontainer import render
+
+    write_text_output(render(make_plan(settings, recipe), podman_secrets=podman_secrets), output_file)
+
+
+def write_text_output(text: str, output_file: str) -> None:
+    """`-` is stdout; anything else a file, its folder made."""
+    if output_file == "-":
+        click.echo(text, nl=False)
+        return
+    path = Path(output_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    click.echo(str(path))
