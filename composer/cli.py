@@ -990,3 +990,21 @@ def write_text_output(text: str, output_file: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     click.echo(str(path))
+
+
+@cli.command("import-feature")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="The module folder to write (default: layers/<the Feature's id>).")
+@click.option("--force", is_flag=True, help="Replace the output folder when it exists.")
+def import_feature(folder: Path, output_dir: Path | None, force: bool) -> None:
+    """Turn the Dev Container Feature in FOLDER (devcontainer-feature.json + install.sh)
+    into a layer module: its options typed, installsAfter/dependsOn as after/requires,
+    containerEnv as env, install.sh run with the options the Features spec way."""
+    from composer.feature import load_feature, write_module
+
+    feature = load_feature(folder)
+    dest = write_module(feature, output_dir or Path("layers") / feature.name, force=force)
+    click.echo(str(dest))
+    for dependency, options in feature.dependency_options:
+        click.echo(f"note: the Feature wants {dependency} with options {options}: set them in the recipe")
