@@ -971,14 +971,19 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--podman-secrets", is_flag=True,
               help="Pass each recipe secret as a podman secret of its name (create them first "
                    "with `podman secret create`: podman refuses to start when one is missing).")
+@click.option("--rootful-podman", is_flag=True,
+              help="For `devcontainer up --docker-path podman` run as root: an identity id map "
+                   "instead of the --userns=keep-id root's podman refuses (docs/devcontainer.md).")
 @pass_settings
 @global_options
-def devcontainer(settings: Settings, recipe: Path, output_file: str, podman_secrets: bool) -> None:
+def devcontainer(settings: Settings, recipe: Path, output_file: str, podman_secrets: bool,
+                 rootful_podman: bool) -> None:
     """Write a devcontainer.json for RECIPE's image, for `devcontainer up` or VS Code
     (docs/devcontainer.md); build nothing."""
     from composer.emit.devcontainer import render
 
-    write_text_output(render(make_plan(settings, recipe), podman_secrets=podman_secrets), output_file)
+    the_plan = make_plan(settings, recipe)
+    write_text_output(render(the_plan, podman_secrets=podman_secrets, rootful=rootful_podman), output_file)
 
 
 def write_text_output(text: str, output_file: str) -> None:

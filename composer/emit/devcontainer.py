@@ -16,15 +16,23 @@ from composer.model import Plan
 DEV_USER = "devuser"
 
 
-def render(plan: Plan, podman_secrets: bool = False) -> str:
+# The Dev Containers CLI runs podman with --userns=keep-id for a non-root remoteUser unless
+# runArgs map ids themselves; root's podman refuses keep-id ("only supported in rootless
+# mode"). An identity map of the ids the image uses (nobody is 65534) keeps files' owners.
+IDENTITY_MAP = ("--uidmap=0:0:65536", "--gidmap=0:0:65536")
+
+
+def render(plan: Plan, podman_secrets: bool = False, rootful: bool = False) -> str:
     """The devcontainer.json text (stable key order, trailing newline).
 
     podman_secrets=True adds a `--secret` run argument per recipe secret: podman refuses
-    to start when one of them was not created, so it is a choice, not the default."""
-    return json.dumps(document(plan, pod_config(plan), podman_secrets), indent=2) + "\n"
+    to start when one of them was not created, so it is a choice, not the default.
+    rootful=True is for a podman run by root (see IDENTITY_MAP)."""
+    return json.dumps(document(plan, pod_config(plan), podman_secrets, rootful), indent=2) + "\n"
 
 
-def document(plan: Plan, config: PodConfig, podman_secrets: bool = False) -> dict[str, Any]:
+def document(plan: Plan, config: PodConfig, podman_secrets: bool = False,
+             rootful: bool = False) -> dict[str, Any]:
     image = plan.finalize.image
     out: dict[str, Any] = {
         "name": f"{plan.recipe.name}-{plan.recipe.tag}",
@@ -42,7 +50,7 @@ def document(plan: Plan, config: PodConfig, podman_secrets: bool = False) -> dic
             out["portsAttributes"] = attributes
     if mounts := volume_mounts(config):
         out["mounts"] = mounts
-    if args := run_args(plan, config, podman_secrets):
+    if args := run_args(plan, config, podman_secrets) + (list(IDENTITY_MAP) if rootful else []):
         out["runArgs"] = args
     if plan.recipe.secrets and config.secrets_path != DEFAULT_SECRETS_PATH:
         out["containerEnv"] = {SECRETS_DIR_ENV: config.secrets_path}

@@ -5,6 +5,7 @@ finds devuser with zsh and supervisord's services running (the entrypoint was ke
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,7 +40,9 @@ def workspace(containers: Containers, tmp_path_factory: pytest.TempPathFactory) 
     containers.build_once(RECIPE)
     folder = tmp_path_factory.mktemp("workspace")
     config = folder / ".devcontainer" / "devcontainer.json"
-    containers.composer("devcontainer", str(RECIPE), "-o", str(config))
+    # The tests run podman as root: root's podman refuses the CLI's --userns=keep-id.
+    rootful = ["--rootful-podman"] if os.geteuid() == 0 else []
+    containers.composer("devcontainer", str(RECIPE), "-o", str(config), *rootful)
     volumes_before = set(containers.podman("volume", "ls", "-q").stdout.split())
     up = devcontainer(containers, "up", "--workspace-folder", str(folder), "--docker-path", "podman")
     outcome = json.loads(up.stdout.strip().splitlines()[-1])

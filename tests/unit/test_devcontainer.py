@@ -113,3 +113,12 @@ def test_cli_bad_recipe_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert done.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("composer: error: ") and "Traceback" not in err
+
+
+def test_rootful_podman_maps_ids_itself() -> None:
+    # The Dev Containers CLI adds --userns=keep-id (refused by root's podman) unless
+    # runArgs carry a --uidmap/--gidmap: the flag adds an identity map, still valid.
+    document = json.loads(render(plan_file(DEVPOD_CI), rootful=True))
+    assert document["runArgs"][-2:] == ["--uidmap=0:0:65536", "--gidmap=0:0:65536"]
+    assert list(VALIDATOR.iter_errors(document)) == []
+    assert not [a for a in devpod()["runArgs"] if "idmap" in a]
