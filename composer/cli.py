@@ -284,10 +284,15 @@ def show_diff(settings: Settings, a: Path, b: Path, as_json: bool) -> None:
 @click.argument("a", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("b", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--graph", "graph_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Also draw A's plan with the layers it shares with B coloured (FILE.svg/.png/.dot, `-`).")
 @pass_settings
 @global_options
-def diff(settings: Settings, a: Path, b: Path, as_json: bool) -> None:
+def diff(settings: Settings, a: Path, b: Path, as_json: bool, graph_file: Path | None) -> None:
     """Compare the plans of recipes A and B: shared layers, A's first divergent layer and why."""
+    if graph_file is not None:
+        diff_graph(settings, a, b, graph_file)
+        return
     show_diff(settings, a, b, as_json)
 
 
@@ -1013,3 +1018,56 @@ def import_feature(folder: Path, output_dir: Path | None, force: bool) -> None:
     click.echo(str(dest))
     for dependency, options in feature.dependency_options:
         click.echo(f"note: the Feature wants {dependency} with options {options}: set them in the recipe")
+
+
+@cli.command()
+@recipe_arg
+@click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="FILE.svg or FILE.png (drawn by Graphviz's dot), FILE.dot (the text); "
+                   "default or `-`: the DOT text on stdout.")
+@click.option("--offline", is_flag=True, help="Do not look in containers-storage (no cached/missing, no sizes).")
+@pass_settings
+@global_options
+def graph(settings: Settings, recipe: Path, output_file: Path | None, offline: bool) -> None:
+    """Draw RECIPE's plan: base, modules with their requires/after, the common parent and
+    the restacked layers, finalize; each layer's size and cached/missing state when the
+    storage has them (docs/graph.md)."""
+    from composer.emit.graph import Known, render_dot
+
+    runner = Runner(verbose=settings.verbose)
+    the_plan = make_plan(settings, recipe, None if offline else runner)
+    known = Known() if offline else storage_known(runner, settings)
+    write_graph_output(runner, render_dot(the_plan, known), output_file)
+
+
+def storage_known(runner: Runner, settings: Settings) -> Any:
+    """Cached keys and the size of each cached image, from one `buildah images` call."""
+    from composer.emit.graph import Known
+
+    listing = json.loads(runner.output(cmd.buildah(settings.storage, "images", "--json")) or "[]")
+    prefix = cmd.CACHE_REPO + ":"
+    sizes: dict[str, int] = {}
+    for image in listing:
+        for name in image.get("names") or ():
+            if name.startswith(prefix) and isinstance(image.get("size"), int):
+                sizes[name[len(prefix):]] = image["size"]
+    return Known(cached=frozenset(sizes), sizes=sizes)
+
+
+def write_graph_output(runner: Runner, dot_text: str, output_file: Path | None) -> None:
+    from composer.emit.graph import write_graph
+
+    if output_file is None or str(output_file) == "-":
+        click.echo(dot_text, nl=False)
+        return
+    write_graph(runner, dot_text, output_file)
+    click.echo(str(output_file))
+
+
+def diff_graph(settings: Settings, a: Path, b: Path, output_file: Path) -> None:
+    """`composer diff A B --graph FILE`: A's plan, its layers shared with B in blue."""
+    from composer.emit.graph import Shared, render_dot
+
+    plan_a, plan_b = make_plan(settings, a), make_plan(settings, b)
+    shared = Shared(frozenset(layer.key for layer in plan_b.layers()), plan_b.recipe.name)
+    write_graph_output(Runner(verbose=settings.verbose), render_dot(plan_a, shared=shared), output_file)
