@@ -1042,16 +1042,19 @@ def graph(settings: Settings, recipe: Path, output_file: Path | None, offline: b
 
 def storage_known(runner: Runner, settings: Settings) -> Any:
     """Cached keys and the size of each cached image, from one `buildah images` call."""
-    from composer.emit.graph import Known
+    from composer.emit.graph import Known, parse_size
 
     listing = json.loads(runner.output(cmd.buildah(settings.storage, "images", "--json")) or "[]")
     prefix = cmd.CACHE_REPO + ":"
+    cached: set[str] = set()
     sizes: dict[str, int] = {}
     for image in listing:
         for name in image.get("names") or ():
-            if name.startswith(prefix) and isinstance(image.get("size"), int):
-                sizes[name[len(prefix):]] = image["size"]
-    return Known(cached=frozenset(sizes), sizes=sizes)
+            if name.startswith(prefix):
+                cached.add(name[len(prefix):])
+                if (size := parse_size(image.get("size"))) is not None:
+                    sizes[name[len(prefix):]] = size
+    return Known(cached=frozenset(cached), sizes=sizes)
 
 
 def write_graph_output(runner: Runner, dot_text: str, output_file: Path | None) -> None:

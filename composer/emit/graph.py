@@ -6,6 +6,7 @@ is pure; `render_image` runs Graphviz's `dot` to make SVG (or PNG)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,19 @@ def human(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+SIZE_UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
+
+
+def parse_size(value: object) -> int | None:
+    """buildah's image size: bytes (newer) or text such as "124 MB" (decimal units)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([kKMGT]?B)\s*", value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    return int(float(match[1]) * SIZE_UNITS[match[2].upper()])
 
 
 def state(layer: Layer, known: Known) -> str:

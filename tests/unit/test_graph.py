@@ -84,3 +84,13 @@ def test_output_format_error() -> None:
 
     with pytest.raises(ComposerError, match="no suffix"):
         output_format(Path("picture"))
+
+
+def test_buildah_sizes() -> None:
+    from composer.emit.graph import parse_size
+
+    assert parse_size(1234) == 1234
+    assert parse_size("124 MB") == 124_000_000
+    assert parse_size("1.25 GB") == 1_250_000_000
+    assert parse_size("812 kB") == 812_000
+    assert parse_size("lots") is None and parse_size(None) is None
