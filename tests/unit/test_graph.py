@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -60,12 +59,12 @@ def test_requires_drawn_only_where_the_stack_does_not_order() -> None:
 def test_diff_graph_colours_the_shared_layers() -> None:
     ml, parent = plan_file(ML), plan_file(TURBOFLOW)
     text = render_dot(ml, shared=Shared(frozenset(layer.key for layer in parent.layers()), "turboflow"))
-    assert re.search(r'"novnc-desktop [^"]*", fillcolor="#fdae6b"', text)
+    assert re.search(r'"novnc [^"]*", fillcolor="#fdae6b"', text)
     assert re.search(r'"cuda [^"]*", fillcolor="#9ecae1"', text)
     assert "blue: shared with turboflow" in text
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz missing: scripts/setup-host installs it")
+@pytest.mark.needs("dot")
 def test_cli_draws_svg_and_refuses_other_suffixes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "g.svg"
     main(["graph", str(TURBOFLOW), "--offline", "-o", str(out)])
