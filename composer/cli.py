@@ -284,10 +284,15 @@ def show_diff(settings: Settings, a: Path, b: Path, as_json: bool) -> None:
 @click.argument("a", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("b", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--graph", "graph_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Also draw A's plan with the layers it shares with B coloured (FILE.svg/.png/.dot, `-`).")
 @pass_settings
 @global_options
-def diff(settings: Settings, a: Path, b: Path, as_json: bool) -> None:
+def diff(settings: Settings, a: Path, b: Path, as_json: bool, graph_file: Path | None) -> None:
     """Compare the plans of recipes A and B: shared layers, A's first divergent layer and why."""
+    if graph_file is not None:
+        diff_graph(settings, a, b, graph_file)
+        return
     show_diff(settings, a, b, as_json)
 
 
@@ -958,3 +963,114 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("composer: interrupted", err=True)
         sys.exit(130)
+
+
+# ---- the devpod in the tools people already use (issue 23) --------------------------
+
+
+@cli.command()
+@recipe_arg
+@click.option("-o", "--output", "output_file", default=".devcontainer/devcontainer.json",
+              show_default=True, metavar="FILE",
+              help="Where to write it; `-` prints it.")
+@click.option("--podman-secrets", is_flag=True,
+              help="Pass each recipe secret as a podman secret of its name (create them first "
+                   "with `podman secret create`: podman refuses to start when one is missing).")
+@click.option("--rootful-podman", is_flag=True,
+              help="For `devcontainer up --docker-path podman` run as root: an identity id map "
+                   "instead of the --userns=keep-id root's podman refuses (docs/devcontainer.md).")
+@pass_settings
+@global_options
+def devcontainer(settings: Settings, recipe: Path, output_file: str, podman_secrets: bool,
+                 rootful_podman: bool) -> None:
+    """Write a devcontainer.json for RECIPE's image, for `devcontainer up` or VS Code
+    (docs/devcontainer.md); build nothing."""
+    from composer.emit.devcontainer import render
+
+    the_plan = make_plan(settings, recipe)
+    write_text_output(render(the_plan, podman_secrets=podman_secrets, rootful=rootful_podman), output_file)
+
+
+def write_text_output(text: str, output_file: str) -> None:
+    """`-` is stdout; anything else a file, its folder made."""
+    if output_file == "-":
+        click.echo(text, nl=False)
+        return
+    path = Path(output_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    click.echo(str(path))
+
+
+@cli.command("import-feature")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="The module folder to write (default: layers/<the Feature's id>).")
+@click.option("--force", is_flag=True, help="Replace the output folder when it exists.")
+def import_feature(folder: Path, output_dir: Path | None, force: bool) -> None:
+    """Turn the Dev Container Feature in FOLDER (devcontainer-feature.json + install.sh)
+    into a layer module: its options typed, installsAfter/dependsOn as after/requires,
+    containerEnv as env, install.sh run with the options the Features spec way."""
+    from composer.feature import load_feature, write_module
+
+    feature = load_feature(folder)
+    dest = write_module(feature, output_dir or Path("layers") / feature.name, force=force)
+    click.echo(str(dest))
+    for dependency, options in feature.dependency_options:
+        click.echo(f"note: the Feature wants {dependency} with options {options}: set them in the recipe")
+
+
+@cli.command()
+@recipe_arg
+@click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="FILE.svg or FILE.png (drawn by Graphviz's dot), FILE.dot (the text); "
+                   "default or `-`: the DOT text on stdout.")
+@click.option("--offline", is_flag=True, help="Do not look in containers-storage (no cached/missing, no sizes).")
+@pass_settings
+@global_options
+def graph(settings: Settings, recipe: Path, output_file: Path | None, offline: bool) -> None:
+    """Draw RECIPE's plan: base, modules with their requires/after, the common parent and
+    the restacked layers, finalize; each layer's size and cached/missing state when the
+    storage has them (docs/graph.md)."""
+    from composer.emit.graph import Known, render_dot
+
+    runner = Runner(verbose=settings.verbose)
+    the_plan = make_plan(settings, recipe, None if offline else runner)
+    known = Known() if offline else storage_known(runner, settings)
+    write_graph_output(runner, render_dot(the_plan, known), output_file)
+
+
+def storage_known(runner: Runner, settings: Settings) -> Any:
+    """Cached keys and the size of each cached image, from one `buildah images` call."""
+    from composer.emit.graph import Known, parse_size
+
+    listing = json.loads(runner.output(cmd.buildah(settings.storage, "images", "--json")) or "[]")
+    prefix = cmd.CACHE_REPO + ":"
+    cached: set[str] = set()
+    sizes: dict[str, int] = {}
+    for image in listing:
+        for name in image.get("names") or ():
+            if name.startswith(prefix):
+                cached.add(name[len(prefix):])
+                if (size := parse_size(image.get("size"))) is not None:
+                    sizes[name[len(prefix):]] = size
+    return Known(cached=frozenset(cached), sizes=sizes)
+
+
+def write_graph_output(runner: Runner, dot_text: str, output_file: Path | None) -> None:
+    from composer.emit.graph import write_graph
+
+    if output_file is None or str(output_file) == "-":
+        click.echo(dot_text, nl=False)
+        return
+    write_graph(runner, dot_text, output_file)
+    click.echo(str(output_file))
+
+
+def diff_graph(settings: Settings, a: Path, b: Path, output_file: Path) -> None:
+    """`composer diff A B --graph FILE`: A's plan, its layers shared with B in blue."""
+    from composer.emit.graph import Shared, render_dot
+
+    plan_a, plan_b = make_plan(settings, a), make_plan(settings, b)
+    shared = Shared(frozenset(layer.key for layer in plan_b.layers()), plan_b.recipe.name)
+    write_graph_output(Runner(verbose=settings.verbose), render_dot(plan_a, shared=shared), output_file)

@@ -18,6 +18,7 @@ INSTALL_HINTS = {
     "skopeo": "skopeo",
     "debootstrap": "debootstrap",
     "runc": "runc",
+    "dot": "graphviz",
     "oci-image-tool": "oci-image-tool",
 }
 
