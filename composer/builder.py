@@ -54,6 +54,10 @@ class BuildSettings:
     jobs: int = 1  # restacked module layers built at once
     oci_archive: bool = True  # the .oci.tar besides the .oci layout folder
     registry: RegistryCache = field(default_factory=RegistryCache)  # --cache-from/--cache-to
+    # Fan-out (docs/build-job.md): build only this module's layer (`--only`), or build no
+    # module layer at all and pull every missing one from the cache (`--from-cache-only`).
+    only: str = ""
+    from_cache_only: bool = False
 
 
 @dataclass
@@ -163,8 +167,13 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
             # Its own scratch folder: the state folder is mounted into build steps.
             auth_dir = Path(stack.enter_context(scratch_dir(ctx, "registry")))
             ctx.remote = open_shared_cache(settings.registry, settings.storage, runner, progress.line, auth_dir)
+        if settings.only:
+            build_only(ctx, settings.only)
+            return ctx
         while True:
             try:
+                if settings.from_cache_only:
+                    require_module_layers(ctx)
                 build_layers(ctx)
                 break
             except StackConflict as e:
@@ -241,6 +250,60 @@ def build_layers(ctx: BuildContext) -> None:
                     future.result()  # the first failure is raised once every job has ended
             continue
         one(layer)
+
+
+class MissingLayers(ComposerError):
+    """Fan-out: a layer another Job should have pushed is in neither storage nor cache."""
+
+
+def only_layer(plan: Plan, name: str) -> Layer:
+    for layer in plan.layers():
+        if layer.kind is LayerKind.MODULE and layer.name == name:
+            return layer
+    names = ", ".join(x.name for x in plan.layers() if x.kind is LayerKind.MODULE)
+    raise ComposerError(f"--only {name}: the recipe {plan.recipe.name} has no module layer {name} "
+                        f"(its modules: {names})")
+
+
+def have_or_pull(ctx: BuildContext, layer: Layer) -> bool:
+    """layer is in the local storage, or was pulled into it from the registry cache."""
+    if layer.key in ctx.existing:
+        return True
+    if ctx.remote is not None and ctx.remote.fetch(layer.key):
+        save_key_document(ctx, layer.key, layer.key_document)
+        ctx.existing.add(layer.key)
+        return True
+    return False
+
+
+def build_only(ctx: BuildContext, name: str) -> None:
+    """One index of a fanned-out build: exactly the layer of module name, on its parent
+    from the local storage or the cache; no other layer is built, nothing is tagged."""
+    layers = ctx.plan.layers()
+    target = only_layer(ctx.plan, name)
+    # Its parent, and the base its package lists are fetched on (refresh_lists).
+    needed = [x for x in layers if x.key == target.parent_key or x.kind is LayerKind.BASE]
+    missing = [] if target.key in ctx.existing else [x for x in needed if not have_or_pull(ctx, x)]
+    if missing:
+        names = ", ".join(f"{x.label} ({x.key})" for x in missing)
+        raise MissingLayers(f"--only {name}: layer(s) it is built on in neither the local storage nor the "
+                            f"--cache-from registry: {names}", hint="run the fan-out's parent Job first")
+    assert target.step is not None
+    step = target.step
+    with ctx.progress.step(f"[{target.index}/{len(layers) - 1}] {target.label}") as report:
+        _layer(ctx, target, report, lambda: build_module(ctx, step))
+    mark_used(ctx.settings.cache_dir, [r.key for r in ctx.results])
+
+
+def require_module_layers(ctx: BuildContext) -> None:
+    """The final stage of a fanned-out build builds no module layer: each missing one is
+    pulled from the cache, or the build fails naming every one still missing."""
+    missing = [x for x in ctx.plan.layers() if x.kind is LayerKind.MODULE and not have_or_pull(ctx, x)]
+    if missing:
+        names = ", ".join(f"{x.name} ({x.key})" for x in missing)
+        raise MissingLayers(f"--from-cache-only: {len(missing)} module layer(s) in neither the local storage "
+                            f"nor the --cache-from registry: {names}",
+                            hint="run their `composer build --only MODULE` Jobs first")
 
 
 def default_jobs() -> int:

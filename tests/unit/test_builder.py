@@ -402,3 +402,67 @@ def test_plan_names_a_damaged_image_in_one_line() -> None:
     with pytest.raises(DamagedImages, match=f"damaged image.*{DAMAGED[:12]}") as caught:
         list_cached_keys(DamagedStorage(), cmd.Storage())
     assert caught.value.hint is not None and f"buildah rmi --force {DAMAGED}" in caught.value.hint
+
+
+# --- fan-out: --only MODULE and --from-cache-only (docs/build-job.md) ---------------
+
+
+def test_only_builds_exactly_that_module_layer_on_its_parent(tmp_path: Path) -> None:
+    plan = plan_file(write_restack_recipe(tmp_path))
+    core, right = plan.steps[0], plan.steps[2]
+    assert right.module.name == "right" and right.restacked
+    runner = RecordingRunner(cached=[plan.base.key, core.key])
+    ctx = build(plan, BuildSettings(storage=cmd.Storage(root=str(tmp_path / "s")), cache_dir=tmp_path / "c",
+                                    archive=False, only="right"), runner, quiet())
+    assert [(r.layer.name, r.cache) for r in ctx.results] == [("right", "miss")]
+    assert [a[-1] for a in runner.calls if a[1] == "commit"] == [cmd.cache_ref(right.key)]
+    assert [a[-1] for a in module_froms(runner)] == [cmd.cache_ref(core.key)]
+    assert "tag" not in runner.verbs()  # no image: only a layer
+
+
+def test_only_without_its_parent_fails_naming_it(tmp_path: Path) -> None:
+    plan = plan_file(write_restack_recipe(tmp_path))
+    core = plan.steps[0]
+    runner = RecordingRunner(cached=[plan.base.key])
+    with pytest.raises(ComposerError) as e:
+        build(plan, BuildSettings(storage=cmd.Storage(root=str(tmp_path / "s")), cache_dir=tmp_path / "c",
+                                  archive=False, only="left"), runner, quiet())
+    assert str(e.value).startswith(f"--only left: layer(s) it is built on in neither the local storage nor "
+                                   f"the --cache-from registry: core ({core.key})")
+    assert "\n" not in str(e.value)
+    assert not [a for a in runner.calls if a[1] in ("from", "commit")]
+
+
+def test_only_names_an_unknown_module(tmp_path: Path) -> None:
+    plan = plan_file(write_restack_recipe(tmp_path))
+    with pytest.raises(ComposerError, match=r"^--only nope: the recipe demo has no module layer nope "
+                                            r"\(its modules: core, left, right, top\)$"):
+        build(plan, BuildSettings(storage=cmd.Storage(root=str(tmp_path / "s")), cache_dir=tmp_path / "c",
+                                  archive=False, only="nope"), RecordingRunner(), quiet())
+
+
+def test_from_cache_only_fails_naming_every_missing_module_and_builds_nothing(tmp_path: Path) -> None:
+    plan = plan_file(write_restack_recipe(tmp_path))
+    core, left, right, top = plan.steps
+    runner = RecordingRunner(cached=[plan.base.key, core.key, right.key])
+    with pytest.raises(ComposerError) as e:
+        build(plan, BuildSettings(storage=cmd.Storage(root=str(tmp_path / "s")), cache_dir=tmp_path / "c",
+                                  archive=False, from_cache_only=True), runner, quiet())
+    assert str(e.value).startswith(
+        f"--from-cache-only: 2 module layer(s) in neither the local storage nor the --cache-from registry: "
+        f"left ({left.key}), top ({top.key}) (")
+    assert not [a for a in runner.calls if a[1] in ("from", "commit", "run")]
+
+
+def test_from_cache_only_stacks_and_finalizes_the_module_layers_it_has(tmp_path: Path) -> None:
+    plan = plan_file(write_restack_recipe(tmp_path))
+    assert plan.reconcile is not None
+    # The reconcile layer is there too: stacking needs real layers (the integration test).
+    runner = RecordingRunner(cached=[plan.base.key, *(s.key for s in plan.steps), plan.reconcile.key])
+    ctx = build(plan, BuildSettings(storage=cmd.Storage(root=str(tmp_path / "s")), cache_dir=tmp_path / "c",
+                                    archive=False, from_cache_only=True), runner, quiet())
+    assert [(r.layer.name, r.cache) for r in ctx.results] == [
+        ("scratch", "hit"), ("core", "hit"), ("left", "hit"), ("right", "hit"), ("top", "hit"),
+        ("reconcile", "hit"), ("finalize", "miss")]
+    assert [a[-1] for a in runner.calls if a[1] == "commit"] == [cmd.cache_ref(plan.finalize.key)]
+    assert runner.calls[-1] == ["buildah", "tag", cmd.cache_ref(plan.finalize.key), "localhost/demo:latest"]
