@@ -58,6 +58,7 @@ class BuildSettings:
     # module layer at all and pull every missing one from the cache (`--from-cache-only`).
     only: str = ""
     from_cache_only: bool = False
+    parent_only: bool = False  # `--parent-only`: the layers up to the common parent, no more
 
 
 @dataclass
@@ -170,6 +171,10 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
         if settings.only:
             build_only(ctx, settings.only)
             return ctx
+        if settings.parent_only:
+            build_layers(ctx, parent_layers(plan))
+            mark_used(settings.cache_dir, [r.key for r in ctx.results])
+            return ctx
         while True:
             try:
                 if settings.from_cache_only:
@@ -220,11 +225,21 @@ def images_repaired(ctx: BuildContext) -> dict[str, set[str]]:
             return list_images(ctx.runner, storage)
 
 
-def build_layers(ctx: BuildContext) -> None:
-    """Every layer of the plan, in order, each cached or built. Restacked module layers
-    do not depend on each other: up to settings.jobs of them build at once."""
-    layers = ctx.plan.layers()
-    last = len(layers) - 1
+def parent_layers(plan: Plan) -> list[Layer]:
+    """The fan-out's first stage: the base and the linear layers up to the common parent."""
+    if plan.reconcile is None:
+        raise ComposerError(f"--parent-only: the recipe {plan.recipe.name} restacks no module",
+                            hint='set layering = "restack" in the recipe (docs/restack.md)')
+    layers = plan.layers()
+    end = next(x.index for x in layers if x.key == plan.reconcile.parent_key)
+    return layers[:end + 1]
+
+
+def build_layers(ctx: BuildContext, only: list[Layer] | None = None) -> None:
+    """Every layer of the plan (or of only), in order, each cached or built. Restacked
+    module layers do not depend on each other: up to settings.jobs of them build at once."""
+    last = len(ctx.plan.layers()) - 1
+    layers = ctx.plan.layers() if only is None else only
 
     def one(layer: Layer) -> None:
         with ctx.progress.step(f"[{layer.index}/{last}] {layer.label}") as report:

@@ -406,12 +406,15 @@ def registry_creds(creds: str, creds_file: Path | None) -> str:
               help="Build only MODULE's layer on its parent (local or --cache-from); push it with --cache-to.")
 @click.option("--from-cache-only", is_flag=True,
               help="Build no module layer: pull each missing one from --cache-from, or fail naming them.")
+@click.option("--parent-only", is_flag=True,
+              help="Restack: build only the layers up to the common parent (a fan-out's first Job).")
 @pass_settings
 @global_options
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
           no_archive: bool, oci_archive: bool, host_ca: bool, quiet: bool, jobs: int | None,
           cache_from: str, cache_to: str, tls_verify: bool | None, creds: str, authfile: str,
-          push_ref: str, sbom: bool, locked: bool | None, only: str, from_cache_only: bool) -> None:
+          push_ref: str, sbom: bool, locked: bool | None, only: str, from_cache_only: bool,
+          parent_only: bool) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
     from composer.builder import BuildSettings, default_host_ca, default_jobs, measure_sizes, report_document
     from composer.builder import build as run_build
@@ -420,8 +423,9 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
 
     runner = Runner(verbose=settings.verbose)
     push_ref = check_image_ref(push_ref, "--push") if push_ref else ""
-    if only and (from_cache_only or push_ref):
-        raise click.UsageError("--only builds one module layer: not with --from-cache-only or --push")
+    if sum(map(bool, (only, from_cache_only, parent_only))) > 1 or (push_ref and (only or parent_only)):
+        raise click.UsageError("--only, --parent-only and --from-cache-only are stages of their own; "
+                               "only the last pushes an image")
     the_plan = make_plan(settings, recipe, runner)
     progress = Progress(quiet=quiet)
     the_plan = lock_mode(settings, the_plan, locked, progress)
@@ -440,12 +444,16 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
         registry=registry,
         only=only,
         from_cache_only=from_cache_only,
+        parent_only=parent_only,
     )
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ctx = run_build(the_plan, build_settings, runner, progress)
     if only:
         (result,) = ctx.results
         progress.line(f"{only}: layer {result.key} {result.cache}" + (", pushed" if result.pushed else ""))
+        return
+    if parent_only:
+        progress.line(f"common parent {ctx.results[-1].key}: {len(ctx.results)} layers")
         return
     write_manifest(the_plan, output_dir, progress)
     if sbom:

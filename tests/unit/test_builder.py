@@ -466,3 +466,15 @@ def test_from_cache_only_stacks_and_finalizes_the_module_layers_it_has(tmp_path:
         ("reconcile", "hit"), ("finalize", "miss")]
     assert [a[-1] for a in runner.calls if a[1] == "commit"] == [cmd.cache_ref(plan.finalize.key)]
     assert runner.calls[-1] == ["buildah", "tag", cmd.cache_ref(plan.finalize.key), "localhost/demo:latest"]
+
+
+def test_parent_only_builds_up_to_the_common_parent(tmp_path: Path) -> None:
+    plan = plan_file(write_restack_recipe(tmp_path))
+    core = plan.steps[0]
+    runner = RecordingRunner()
+    ctx = build(plan, BuildSettings(storage=cmd.Storage(root=str(tmp_path / "s")), cache_dir=tmp_path / "c",
+                                    archive=False, parent_only=True), runner, quiet())
+    assert [(r.layer.name, r.cache) for r in ctx.results] == [("scratch", "miss"), ("core", "miss")]
+    assert [a[-1] for a in runner.calls if a[1] == "commit"] == [cmd.cache_ref(plan.base.key),
+                                                                 cmd.cache_ref(core.key)]
+    assert "tag" not in runner.verbs()

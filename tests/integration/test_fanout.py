@@ -1,0 +1,61 @@
+"""A fanned-out build through a real registry (docker-registry on 127.0.0.1), each stage in
+a storage of its own as a Job's Pod would have: the common parent pushed, each restacked
+module built alone by `build --only` on the pulled parent and pushed, and the final stage
+(`build --from-cache-only`) pulling them, stacking, reconciling and finalizing: the same
+image ID as a one-machine build. A missing module layer fails it in one line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RECIPES, Containers, Registry
+from tests.integration.test_registry import CORE, HTTP, build, other_machine
+
+pytestmark = pytest.mark.integration
+
+FANOUT = RECIPES / "fanout-ci.toml"
+LEAVES = ("motd", "marker", "fan-note")
+
+
+@pytest.fixture(scope="module")
+def repo(containers: Containers, registry: Registry) -> str:
+    """The parent stage: the session's storage pushes the base and builds and pushes jq."""
+    repo = f"{registry.host}/fanout-cache"
+    containers.build_once(CORE)
+    build(containers, CORE, "--cache-to", repo, HTTP)  # the shared base, pushed
+    containers.composer("build", str(FANOUT), "--only", "jq", "--cache-to", repo, HTTP)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def final_box(containers: Containers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]:
+    with other_machine(containers, tmp_path_factory.mktemp("final")) as box:
+        yield box
+
+
+def test_fan_out_builds_the_same_image_as_one_machine(containers: Containers, repo: str, final_box: Containers,
+                                                       tmp_path: Path) -> None:
+    for i, leaf in enumerate(LEAVES):
+        with other_machine(containers, tmp_path / f"index-{i}") as box:
+            result = box.composer("build", str(FANOUT), "--only", leaf, "--cache-from", repo, "--cache-to", repo,
+                                  HTTP)
+            assert f"{leaf}: layer " in result.stderr and " miss, pushed" in result.stderr
+            assert not any(leaf in name or "fanout" in name for name in box.images())  # a layer, no image
+        if i == 1:
+            # Two of three there: the final stage builds nothing, and names the one missing.
+            failed = final_box.composer("build", str(FANOUT), "--no-archive", "--from-cache-only",
+                                        "--cache-from", repo, HTTP, check=False)
+            assert failed.returncode != 0
+            errors = [line for line in failed.stderr.splitlines() if "--from-cache-only" in line]
+            assert len(errors) == 1 and "1 module layer(s)" in errors[0] and "fan-note (" in errors[0], failed.stderr
+            assert "Traceback" not in failed.stderr
+    report, _ = build(final_box, FANOUT, "--from-cache-only", "--cache-from", repo, HTTP)
+    caches = {layer["module"]: layer["cache"] for layer in report["layers"]}
+    assert all(caches[m] in ("pulled", "hit") for m in ("jq", *LEAVES)), caches
+    assert caches["reconcile"] == "miss" and caches["finalize"] == "miss"
+    one_machine, _ = build(containers, FANOUT)  # the session's storage builds the leaves itself
+    image = one_machine["image"]
+    assert final_box.images()[image] == containers.images()[image]
