@@ -755,13 +755,17 @@ def cache_prune(settings: Settings, older_than: float | None, keep: int | None, 
 @click.option("--recipe-path", metavar="PATH",
               help="RECIPE's path in the container (default: its path in this project, which the image carries).")
 @click.option("--pod", "as_pod", is_flag=True, help="Print the Pod of the Job's template (for podman kube play).")
+@click.option("--fan-out", "fan_out", is_flag=True,
+              help="Restack: a parent Job, one Indexed Job of the restacked modules, a final Job.")
+@click.option("--parallelism", type=click.IntRange(1, 1000), default=None,
+              help="--fan-out: module layers built at once (default: all).")
 @click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the manifest here instead of printing it.")
 @pass_settings
 @global_options
 def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, cache_from: str | None,
         cache_to: str | None, push_ref: str | None, registry_secret: str | None, recipe_path: str | None,
-        as_pod: bool, output_file: Path | None) -> None:
+        as_pod: bool, fan_out: bool, parallelism: int | None, output_file: Path | None) -> None:
     """Print a Kubernetes Job that builds RECIPE with composer in a cluster (docs/build-job.md)."""
     from composer.emit.job import JobConfig, job_name, render_job
     from composer.recipe import load_recipe
@@ -781,8 +785,24 @@ def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, ca
         cache_from=cache_from or cache_repo, cache_to=cache_to or cache_repo,
         push=push_ref, registry_secret=registry_secret,
     )
-    text = render_job(config, as_pod=as_pod)
+    text = (fanout_text(settings, recipe, config, parallelism, as_pod) if fan_out
+            else render_job(config, as_pod=as_pod))
     write_output(text, output_file)
+
+
+def fanout_text(settings: Settings, recipe: Path, config: Any, parallelism: int | None, as_pod: bool) -> str:
+    from composer.emit.job import FanOut, render_fanout
+
+    if as_pod:
+        raise click.UsageError("--fan-out prints Jobs: not with --pod")
+    if not (config.cache_from and config.cache_to):
+        raise click.UsageError("--fan-out: the stages share layers through a registry: give --cache REPO")
+    the_plan = make_plan(settings, recipe)  # offline: which modules are restacked is all it needs
+    modules = tuple(s.module.name for s in the_plan.steps if s.restacked)
+    if not modules:
+        raise ComposerError(f"{recipe}: --fan-out: no restacked module to fan out",
+                            hint='layering = "restack" in the recipe (docs/restack.md)')
+    return render_fanout(FanOut(config, modules, parallelism))
 
 
 @cli.command()

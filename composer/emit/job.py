@@ -6,6 +6,7 @@ Pure: a JobConfig in, a manifest out; nothing here starts a process."""
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,3 +132,87 @@ def render_job(config: JobConfig, as_pod: bool = False) -> str:
         f"# in {config.image}, privileged (buildah in a container); docs/build-job.md\n"
     )
     return header + dump(pod_of_job(job) if as_pod else job)
+
+
+# --- a fanned-out build: parent Job, one Indexed Job of module layers, final Job ------
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """The three stages of a restack recipe's build as Jobs (docs/build-job.md, "Fan-out").
+    modules: the restacked modules, one completion index each, in plan order."""
+
+    config: JobConfig  # name, recipe, image, cache (from = to), push
+    modules: tuple[str, ...]
+    parallelism: int | None = None
+    parent_cached: bool = False  # the registry has the common parent: no parent Job
+
+
+def stage_config(config: JobConfig, suffix: str, push: str | None = None) -> JobConfig:
+    name = f"{config.name[:63 - len(suffix) - 1].rstrip('-')}-{suffix}"
+    return JobConfig(name=name, recipe=config.recipe, image=config.image, cache_from=config.cache_from,
+                     cache_to=config.cache_to, push=push, registry_secret=config.registry_secret,
+                     backoff_limit=config.backoff_limit, ttl_seconds=config.ttl_seconds)
+
+
+def index_script(fan: FanOut) -> str:
+    """The Indexed Job's container: JOB_COMPLETION_INDEX picks the module (a case with one
+    branch per index), then exec composer (docs/build-job.md)."""
+    args = " ".join(shlex.quote(a) for a in build_args(stage_config(fan.config, "modules")))
+    cases = "".join(f"  {i}) module={shlex.quote(m)} ;;\n" for i, m in enumerate(fan.modules))
+    return (f'case "$JOB_COMPLETION_INDEX" in\n{cases}'
+            '  *) echo "no module for index $JOB_COMPLETION_INDEX" >&2; exit 2 ;;\nesac\n'
+            f'exec composer {args} --only "$module"\n')
+
+
+def fanout_documents(fan: FanOut) -> list[dict[str, Any]]:
+    """The parent Job (unless the registry has the parent), the Indexed Job, the final Job."""
+    docs = []
+    if not fan.parent_cached:
+        parent = stage_config(fan.config, "parent")
+        job = job_document(parent)
+        job["spec"]["template"]["spec"]["containers"][0]["args"] = [*build_args(parent), "--parent-only"]
+        docs.append(job)
+    modules = stage_config(fan.config, "modules")
+    job = job_document(modules)
+    spec = job["spec"]
+    spec.update({"completionMode": "Indexed", "completions": len(fan.modules),
+                 "parallelism": fan.parallelism or len(fan.modules), "backoffLimitPerIndex": 1})
+    spec.pop("backoffLimit")  # per index instead: a failed index is retried alone
+    box = spec["template"]["spec"]["containers"][0]
+    box["command"] = ["/bin/sh", "-c", index_script(fan)]
+    del box["args"]
+    docs.append(job)
+    final = stage_config(fan.config, "final", push=fan.config.push)
+    final = JobConfig(name=final.name, recipe=final.recipe, image=final.image, cache_from=final.cache_from,
+                      push=final.push, registry_secret=final.registry_secret,
+                      backoff_limit=final.backoff_limit, ttl_seconds=final.ttl_seconds)
+    job = job_document(final)
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = [*build_args(final), "--from-cache-only"]
+    docs.append(job)
+    for later in docs[1:]:
+        # Created suspended: each starts when the stage before it completed (kubectl patch).
+        later["spec"]["suspend"] = True
+    return docs
+
+
+def wait_sequence(names: list[str]) -> list[str]:
+    """The commands that run the stages in order, by the standard means only."""
+    lines = [f"kubectl wait --for=condition=complete --timeout=2h job/{names[0]}"]
+    for name in names[1:]:
+        lines += [f"kubectl patch job/{name} --type=merge -p '{{\"spec\":{{\"suspend\":false}}}}'",
+                  f"kubectl wait --for=condition=complete --timeout=2h job/{name}"]
+    return lines
+
+
+def render_fanout(fan: FanOut) -> str:
+    """The Jobs as one multi-document YAML, with the order they must run in as comments."""
+    docs = fanout_documents(fan)
+    names = [d["metadata"]["name"] for d in docs]
+    header = [f"# composer fan-out build of {fan.config.recipe}: {len(fan.modules)} restacked modules "
+              f"({', '.join(fan.modules)}) built side by side; docs/build-job.md",
+              "# kubectl apply -f this file, then run the stages in order (later Jobs are created suspended):"]
+    if fan.parent_cached:
+        header.append("# (no parent Job: the registry cache already has the common parent)")
+    header += [f"#   {line}" for line in wait_sequence(names)]
+    return "\n".join(header) + "\n" + "---\n".join(dump(d) for d in docs)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from composer.cli import cli, main
 from composer.emit.job import JobConfig, build_args, job_document, job_name, pod_of_job
+from composer.errors import ComposerError
 from composer.planner import plan_file
 from composer.selfmodule import self_modules_dir, source_digest
 
@@ -57,10 +58,10 @@ def test_golden(golden: str) -> None:
 
 @pytest.mark.parametrize("golden", sorted(JOB_GOLDEN))
 def test_the_job_and_its_pod_pass_the_kubernetes_schema(golden: str) -> None:
-    document = yaml.safe_load((GOLDEN_DIR / golden).read_text())
-    assert document["apiVersion"] == "batch/v1" and document["kind"] == "Job"
-    validate(document)
-    validate(pod_of_job(document))
+    for document in yaml.safe_load_all((GOLDEN_DIR / golden).read_text()):  # a fan-out's are three
+        assert document["apiVersion"] == "batch/v1" and document["kind"] == "Job"
+        validate(document)
+        validate(pod_of_job(document))
 
 
 def test_the_schema_check_catches_a_wrong_field() -> None:
@@ -184,3 +185,57 @@ def test_the_composer_recipe_plans_with_the_generated_module() -> None:
 def test_recipes_that_do_not_name_composer_do_not_generate_it(tmp_path: Path) -> None:
     plan_file(ROOT / "recipes" / "turboflow.toml")
     assert not (tmp_path / "xdg" / "composer" / "self").exists()
+
+
+# ---- the fan-out (--fan-out) -------------------------------------------------------------
+
+
+def fanout_jobs(*extra: str) -> list[dict[str, Any]]:
+    result = job(str(ROOT / "tests" / "recipes" / "fanout-ci.toml"), "--fan-out", "--image", IMAGE,
+                 "--cache", "registry.example:5000/c", *extra)
+    assert result.exit_code == 0, result.output
+    return list(yaml.safe_load_all(result.output))
+
+
+def test_fan_out_is_a_parent_job_an_indexed_job_and_a_final_job() -> None:
+    parent, modules, final = fanout_jobs("--push", "registry.example:5000/fanout:test")
+    assert parent["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--parent-only"
+    assert "suspend" not in parent["spec"]  # it starts at once; the others when resumed
+    spec = modules["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"], spec["suspend"]) == (
+        "Indexed", 3, 3, True)
+    script = spec["template"]["spec"]["containers"][0]["command"][2]
+    assert "  0) module=motd ;;\n  1) module=marker ;;\n  2) module=fan-note ;;\n" in script
+    assert 'exec composer build tests/recipes/fanout-ci.toml --no-archive --cache-from registry.example:5000/c ' \
+           '--cache-to registry.example:5000/c --only "$module"' in script
+    args = final["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-3:] == ["--push", "registry.example:5000/fanout:test", "--from-cache-only"]
+    assert "--cache-to" not in args and final["spec"]["suspend"] is True
+    for document in (parent, modules, final):
+        validate(document)
+
+
+@pytest.mark.parametrize("index,module", [("0", "motd"), ("1", "marker"), ("2", "fan-note"), ("3", None)])
+def test_each_index_runs_its_own_module(index: str, module: str | None, tmp_path: Path) -> None:
+    """The index script run by sh, with a composer of its own that prints its argv."""
+    import os
+    import subprocess
+
+    (_, modules, _) = fanout_jobs()
+    script = modules["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    fake = tmp_path / "composer"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "JOB_COMPLETION_INDEX": index}
+    done = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True)
+    if module is None:
+        assert done.returncode == 2 and "no module for index 3" in done.stderr
+    else:
+        assert done.returncode == 0 and done.stdout.splitlines()[-2:] == ["--only", module]
+
+
+def test_fan_out_needs_a_cache_and_a_restack_recipe() -> None:
+    result = job(str(ROOT / "tests" / "recipes" / "fanout-ci.toml"), "--fan-out", "--image", IMAGE)
+    assert result.exit_code != 0 and "--fan-out: the stages share layers through a registry" in result.output
+    with pytest.raises(ComposerError, match=r"core-test.toml: --fan-out: no restacked module to fan out"):
+        job(str(ROOT / "tests" / "recipes" / "core-test.toml"), "--fan-out", "--image", IMAGE, "--cache", "r/c")
