@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 RECIPE = RECIPES / "devpod-ci.toml"
 PROGRAMS = {"dbus", "sshd", "xvnc", "xfce4", "management-api", "tmux-autostart"}
 SEED_USERS = {  # name: (uid, gid, home mode, sudo)
-    "devuser": (1000, 1000, "755", True),
+    "devuser": (1000, 1000, "750", True),
     "gemini-user": (1001, 1001, "700", False),
     "openai-user": (1002, 1002, "700", False),
     "zai-user": (1003, 1003, "700", False),
@@ -260,7 +260,9 @@ def test_healthcheck_in_image_config(containers: Containers, image: str) -> None
     inspect: list[dict[str, Any]] = json.loads(containers.podman("image", "inspect", image).stdout)
     check = inspect[0]["Healthcheck"]  # podman shows the Docker-format config here
     assert check["Test"][:2] == ["CMD", "curl"]
-    assert "http://localhost:9090/health" in check["Test"]
+    # through the management API's root-only health socket (issue 20: no user can starve it)
+    assert check["Test"][-3:] == ["--unix-socket", "/run/composer/management-api/health.sock",
+                                  "http://localhost/health"]
     assert check["Interval"] == 30 * 10**9
     # ...and the check passes in the running devpod.
     pod = run_devpod(containers, image, [])

@@ -119,7 +119,7 @@ def test_each_credential_file_is_its_users_alone(pod: Devpod) -> None:
 
 
 def test_ai_users_cannot_read_other_homes(pod: Devpod) -> None:
-    # devuser's home is 0755 by the recipe; what is private in it stays private.
+    # devuser's home is 0750 (the AI users are not in its group); what is private in it stays private.
     private = [*(f"ls /home/devuser/{folder}" for folder in (".config/claude", ".ssh", ".vnc")),
                *(f"cat /home/devuser/{file}"
                  for file in (".Xauthority", ".vnc/passwd", ".ssh/authorized_keys"))]
