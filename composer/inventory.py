@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from composer import commands as cmd
+from composer.errors import CommandError
 
 if TYPE_CHECKING:
     from composer.runner import Runner
@@ -160,6 +161,12 @@ def image_inventory(runner: Runner, storage: cmd.Storage, key: str, cache_dir: P
     runner.run(cmd.from_image(storage, cmd.cache_ref(key), name))
     try:
         text = runner.output(cmd.run_in(storage, name, ["/bin/sh", "-c", SCRIPT]))
+    except CommandError as e:
+        # An image without a shell (a scratch base with files copied in) has no package
+        # database either: nothing to list. Any other failure is an error.
+        if "/bin/sh" not in e.output or "no such file or directory" not in e.output.lower():
+            raise
+        text = ""
     finally:
         runner.run(cmd.buildah(storage, "rm", name))
     components = parse(text)

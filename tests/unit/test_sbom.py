@@ -139,3 +139,34 @@ def test_provenance_statement_names_the_image_and_every_layer() -> None:
     layers = doc["predicate"]["runDetails"]["byproducts"][0]["annotations"]["layers"]
     assert [layer["key"] for layer in layers] == plan.all_keys()
     assert json.loads(json.dumps(doc)) == doc  # plain JSON
+
+
+class ShellLessRunner:
+    """What buildah answers when the image has no /bin/sh (a scratch base with files)."""
+
+    def __init__(self, output: str) -> None:
+        self.out = output
+        self.calls: list[list[str]] = []
+
+    def run(self, argv: list[str], env: object = None, stream: bool = False) -> str:
+        self.calls.append(list(argv))
+        return ""
+
+    def output(self, argv: list[str], env: object = None) -> str:
+        from composer.errors import CommandError
+
+        raise CommandError(list(argv), 1, self.out)
+
+
+def test_an_image_without_a_shell_has_nothing_to_list(tmp_path: Path) -> None:
+    from composer import commands as cmd
+    from composer.errors import CommandError
+    from composer.inventory import image_inventory
+
+    missing = 'error running container: exec: "/bin/sh": stat /bin/sh: no such file or directory\n'
+    runner = ShellLessRunner(missing)
+    assert image_inventory(runner, cmd.Storage(), "a" * 64, tmp_path) == []  # type: ignore[arg-type]
+    assert runner.calls[-1][-2] == "rm"  # its container removed
+    with pytest.raises(CommandError):  # any other failure is an error
+        image_inventory(ShellLessRunner("permission denied\n"), cmd.Storage(), "b" * 64,  # type: ignore[arg-type]
+                        tmp_path)
