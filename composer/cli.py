@@ -448,6 +448,7 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
     )
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ctx = run_build(the_plan, build_settings, runner, progress)
+    the_plan = ctx.plan  # as built: modules found to collide went onto the stack (replan)
     if only:
         (result,) = ctx.results
         progress.line(f"{only}: layer {result.key} {result.cache}" + (", pushed" if result.pushed else ""))
