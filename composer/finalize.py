@@ -177,16 +177,6 @@ def services_json(services: Sequence[Service]) -> list[dict[str, Any]]:
     ]
 
 
-def secret_names(recipe: Recipe, credentials: Sequence[dict[str, Any]]) -> tuple[str, ...]:
-    """The recipe's secrets and every secret a module's credentials name, sorted."""
-    names = {s.name for s in recipe.secrets}
-    for c in credentials:
-        names.update(v for v in (c.get("secrets") or {}).values())
-        if c.get("secret"):
-            names.add(c["secret"])
-    return tuple(sorted(names))
-
-
 def credentials_json(steps: Sequence[Step]) -> list[dict[str, Any]]:
     """Every module's credentials, in layer order, as the hook reads them."""
     return [

@@ -16,7 +16,6 @@ from composer.finalize import (
     finalize_document,
     merge_image_config,
     merge_services,
-    secret_names,
 )
 from composer.keys import cache_key, check_module_file, file_digest, file_entry, tree_entries
 from composer.lockfile import Lock
@@ -120,6 +119,9 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
         steps.append(Step(len(steps) + 1, module, options, hooks, parent, cache_key(document), document,
                           why=f"linear: {reason}"))
         parent = steps[-1].key
+    # Every secret the modules' credentials read is declared (kube Secret, check, the
+    # entrypoint's list of names to unset) before finalize is keyed.
+    recipe = declare_credential_secrets(recipe, steps)
     services = merge_services(steps)
     image = merge_image_config(recipe, steps)
     labels = (
@@ -128,11 +130,11 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     )
     names = tuple(env_names(recipe, steps))
     credentials = tuple(credentials_json(steps))
-    secrets = secret_names(recipe, credentials)
+    secrets = tuple(sorted({s.name for s in recipe.secrets}))
     final_doc = finalize_document(parent, services, image, labels, names, credentials, secrets)
     final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc,
                          secrets)
-    return Plan(declare_credential_secrets(recipe, steps), base, tuple(steps), final, reconcile, lock=the_lock)
+    return Plan(recipe, base, tuple(steps), final, reconcile, lock=the_lock)
 
 
 def declare_credential_secrets(recipe: Recipe, steps: Sequence[Step]) -> Recipe:

@@ -95,7 +95,7 @@ class RegistryListing:
 
 def registry_candidates(entries: Sequence[Entry], older_than_days: float | None, keep: int | None,
                         now: float) -> list[Entry]:
-    """Tags to delete, by the local rules (composer/cache.py), among the layers this cache
+    """Tags to delete, by the local rules (composer/cache/local.py), among the layers this cache
     knows (a key document or a use recorded): a registry is shared, and a layer another
     machine built and this one never saw may be what that machine's images use."""
     known = [e for e in entries if e.module != UNKNOWN and e.last_used is not None]
