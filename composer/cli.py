@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -481,19 +481,30 @@ def write_sboms(plan: Plan, runner: Runner, settings: Settings, output_dir: Path
                 started: str) -> None:
     """<name>-<tag>.spdx.json and .cdx.json beside the archive, and the build's provenance
     statement (docs/sbom.md); each layer's part is read once per layer key."""
+    from composer import inventory
+    from composer import sbom as sbom_module
+    from composer.emit import provenance
     from composer.emit import sbom as emit
-    from composer.emit.provenance import statement
-    from composer.sbom import collect
+    from composer.keys import cache_key, file_digest
 
+    stem = f"{plan.recipe.name}-{plan.recipe.tag}"
+    outputs = [output_dir / f"{stem}.{suffix}" for suffix in (*SBOM_FORMATS.values(), "provenance.json")]
+    marker = output_dir / f"{stem}.sbom.key"
+    key = cache_key({"final": plan.finalize.key, "image": plan.image_ref, "recipe": file_digest(plan.recipe.path),
+                     "code": [file_digest(Path(str(m.__file__))) for m in (emit, provenance, inventory, sbom_module)]})
+    if is_current(marker, outputs, key):  # a no-op build: the same image, the same documents
+        progress.line(f"sbom {output_dir / stem}.{{spdx,cdx,provenance}}.json up to date")
+        return
     with progress.step("sbom") as report:
-        bom = collect(plan, runner, settings.storage, settings.cache_dir)
+        bom = sbom_module.collect(plan, runner, settings.storage, settings.cache_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"{plan.recipe.name}-{plan.recipe.tag}"
         for fmt, suffix in SBOM_FORMATS.items():
             document = emit.spdx(bom) if fmt == "spdx" else emit.cyclonedx(bom)
             (output_dir / f"{stem}.{suffix}").write_text(json.dumps(document, indent=1) + "\n")
-        provenance = statement(plan, image_id(runner, settings.storage, plan.image_ref), started, bom.created)
-        (output_dir / f"{stem}.provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
+        statement = provenance.statement(plan, image_id(runner, settings.storage, plan.image_ref), started,
+                                         bom.created)
+        (output_dir / f"{stem}.provenance.json").write_text(json.dumps(statement, indent=1) + "\n")
+        marker.write_text(key + "\n")
         report(f"{len(bom.entries)} components: {output_dir / stem}.{{spdx,cdx,provenance}}.json")
 
 
@@ -549,13 +560,19 @@ def write_manifest(plan: Plan, output_dir: Path, progress: Progress) -> None:
         "renderer": [file_digest(Path(kube.__file__)), file_digest(Path(pod.__file__))],
     }
     key = cache_key(inputs)
-    if path.is_file() and marker.is_file() and marker.read_text().strip() == key:
+    if is_current(marker, [path], key):
         progress.line(f"kube manifest {path} up to date")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(kube.render_manifest(plan))
     marker.write_text(key + "\n")
     progress.line(f"kube manifest {path}")
+
+
+def is_current(marker: Path, outputs: Sequence[Path], key: str) -> bool:
+    """What a build writes beside the archive is left alone when every file of it exists and
+    the marker beside them holds the key of the inputs they were made from."""
+    return all(p.is_file() for p in outputs) and marker.is_file() and marker.read_text().strip() == key
 
 
 @cli.command()
