@@ -172,10 +172,10 @@ def test_root_path_and_service_logs(pod: Devpod) -> None:
     for path in (pod.sh("printenv PATH").stdout,
                  pod.sh("tr '\\0' '\\n' < /proc/1/environ | sed -n 's/^PATH=//p'").stdout):
         assert path.strip() and not path.startswith("/opt/venv/bin"), path
-    # supervisord makes the logs with umask 027 (also after a rotation); its programs 022.
+    # supervisord makes the logs with umask 027 (also after a rotation), and so do its programs.
     assert "Umask:\t0027" in pod.sh("cat /proc/1/status").stdout
     sshd = pod.sh("supervisorctl pid sshd").stdout.strip()
-    assert "Umask:\t0022" in pod.sh(f"cat /proc/{sshd}/status").stdout
+    assert "Umask:\t0027" in pod.sh(f"cat /proc/{sshd}/status").stdout
     logs = pod.sh("ls /var/log/*.log").stdout.split()
     assert {f"/var/log/{p}.log" for p in PROGRAMS} <= set(logs), logs
     readable = pod.sh("find /var/log/*.log /var/log/supervisor -type f -perm /o=r").stdout.split()

@@ -5,8 +5,8 @@
 # /var/log volume) get mode 0640 and the group; each program's log is made that way
 # before supervisord opens it (it appends and keeps the mode). supervisord itself runs
 # with umask 027 (composer-entrypoint sets it), so a log it makes later (after a
-# rotation) is not readable by others either; its programs get the usual umask 022
-# back here. Only files root owns and that have one link are changed, never through
+# rotation) is not readable by others either; its programs get umask 027 too, so
+# what a service writes is not everyone's. Only files root owns and that have one link are changed, never through
 # a symlink.
 set -eu
 # shellcheck source=../../base/files/hooklib.sh
