@@ -154,11 +154,22 @@ def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) ->
 
         conflicts = known_conflicts(settings.cache_dir)
     the_plan = plan_loaded(loaded, settings.modules_dirs, digest, conflicts)
+    report_notes(settings, the_plan)
     if the_plan.recipe.pod != Pod():  # a recipe without [pod] has no Pod to check
         from composer.pod import check_pod
 
         check_pod(the_plan)  # now, not first when a manifest is rendered
     return the_plan
+
+
+def report_notes(settings: Settings, plan: Plan) -> None:
+    """The plan's warnings about the recipe (what a `replace` could not carry over): one
+    line each, or with --strict an error."""
+    if plan.notes and settings.strict:
+        more = f" (and {len(plan.notes) - 1} more)" if len(plan.notes) > 1 else ""
+        raise ComposerError(plan.notes[0] + more, hint="drop --strict to build anyway")
+    for line in plan.notes:
+        click.echo(f"composer: warning: {line}", err=True)
 
 
 def report_shadowing(settings: Settings, recipe: Recipe) -> None:
@@ -201,6 +212,7 @@ def check(settings: Settings, recipe: Path) -> None:
     errors = problems + errors
     if plan is None or errors:
         raise ComposerErrors(errors)
+    report_notes(settings, plan)
     click.echo(f"{recipe}: ok — base {plan.base.base.source}, {len(plan.steps)} layers, "
                f"{len(plan.finalize.services)} services")
 

@@ -172,6 +172,8 @@ class LayerRef:
     index: int = 0  # position in the resolved recipe
     file: str = ""  # the recipe file that declared it, for error messages
     field: str = ""  # "layers[3]" in that file
+    replaced: str = ""  # the parent's module a child's `replace` swapped for this one
+    carried: tuple[str, ...] = ()  # options set for the replaced module, carried over to this one
 
     @property
     def where(self) -> str:
@@ -408,6 +410,7 @@ class Plan:
     finalize: FinalizeStep
     reconcile: ReconcileStep | None = None
     lock: Any = field(default=None, compare=False)  # composer.lockfile.Lock the keys follow, if any
+    notes: tuple[str, ...] = field(default=(), compare=False)  # warnings about the recipe, one line each
 
     @property
     def image_ref(self) -> str:

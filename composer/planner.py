@@ -134,7 +134,8 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     final_doc = finalize_document(parent, services, image, labels, names, credentials, secrets)
     final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc,
                          secrets)
-    return Plan(recipe, base, tuple(steps), final, reconcile, lock=the_lock)
+    notes = replace_notes(recipe, {s.module.name: s.module for s in steps})
+    return Plan(recipe, base, tuple(steps), final, reconcile, lock=the_lock, notes=notes)
 
 
 def declare_credential_secrets(recipe: Recipe, steps: Sequence[Step]) -> Recipe:
@@ -159,6 +160,7 @@ def declare_credential_secrets(recipe: Recipe, steps: Sequence[Step]) -> Recipe:
 def resolve_layer(recipe: Recipe, module: Module, layer: LayerRef) -> tuple[Module, dict[str, Any],
                                                                          tuple[tuple[str, Path], ...]]:
     """A layer's module with its options checked, defaulted and put in, and its hooks."""
+    layer = without_foreign_options(module, layer)
     check_family(module, layer, recipe)
     check_option_names(module, layer, recipe)
     options = resolve_options(module, layer)
@@ -200,6 +202,58 @@ def check_recipe(recipe: Recipe, extra_module_dirs: Sequence[Path] = (), base_di
         return plan_recipe(recipe, modules, base_digest, conflicts), []
     except ComposerError as e:
         return None, [e]
+
+
+def foreign_options(module: Module, layer: LayerRef) -> list[str]:
+    """The options a `replace` carried over from the module it swapped out that this module
+    does not have."""
+    return [name for name in layer.carried if name in layer.options and name not in module.options_schema]
+
+
+def without_foreign_options(module: Module, layer: LayerRef) -> LayerRef:
+    foreign = foreign_options(module, layer)
+    if not foreign:
+        return layer
+    return dataclasses.replace(layer, options={k: v for k, v in layer.options.items() if k not in foreign})
+
+
+def replace_notes(recipe: Recipe, modules: Mapping[str, Module]) -> tuple[str, ...]:
+    """One line per option a `replace` could not carry over to the new module, and per port
+    the new module publishes that the recipe's pod does not map (modules: with their options
+    put in)."""
+    notes = list(unmapped_ports(recipe, modules))
+    for layer in recipe.layers:
+        module = modules.get(layer.module)
+        if module is None or not layer.replaced:
+            continue
+        foreign = foreign_options(module, layer)
+        if not foreign:
+            continue
+        files = dict.fromkeys(recipe.origin("layers", layer.module, "options", name) for name in foreign)
+        valid = sorted(module.options_schema)
+        one = len(foreign) == 1
+        notes.append(f"{layer.where}: {'option' if one else 'options'} {', '.join(foreign)} of {layer.replaced!r} "
+                     f"(set in {', '.join(files)}) {'is not an option' if one else 'are not options'} of "
+                     f"{layer.module!r}: dropped (its options: {', '.join(valid) or 'none'})")
+    return tuple(notes)
+
+
+def unmapped_ports(recipe: Recipe, modules: Mapping[str, Module]) -> list[str]:
+    """'file: replace.old: new publishes 6080/tcp, which no pod port maps' for each port of a
+    module a `replace` brought in, when the recipe's pod maps ports at all."""
+    if not recipe.pod.ports:
+        return []
+    mapped = {port.container for port in recipe.pod.ports}
+    out = []
+    for layer in recipe.layers:
+        module = modules.get(layer.module)
+        if module is None or not layer.replaced:
+            continue
+        for port in module.ports:
+            if int(port.partition("/")[0]) not in mapped:
+                out.append(f"{layer.where}: {layer.module!r} publishes {port}, which no pod port maps "
+                           f"(unreachable from outside the pod; {recipe.origin('pod', 'ports')}: pod.ports)")
+    return out
 
 
 def check_option_names(module: Module, layer: LayerRef, recipe: Recipe) -> None:

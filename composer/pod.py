@@ -80,14 +80,23 @@ def check_published(plan: Plan) -> None:
     if not recipe.removed:
         return
     published = {int(p.partition("/")[0]) for p in plan.finalize.image.ports}
+    mapped = {port.container for port in recipe.pod.ports}
+    # What a replacing module publishes and the pod does not map: most likely what the
+    # dangling port should now be.
+    instead = [f"{s.module.name}'s {p.partition('/')[0]}" for s in plan.steps
+               if any(layer.module == s.module.name and layer.replaced for layer in recipe.layers)
+               for p in s.module.ports if int(p.partition("/")[0]) not in mapped]
     errors = []
     for i, port in enumerate(recipe.pod.ports):
         if port.container not in published:
             label = port.name or port.container
+            hint = f"drop it: [unset] pod = {{ ports = [{label!r}] }}".replace("'", '"')
+            if instead:
+                hint += f"; and map {', '.join(instead)} (no pod port maps it)"
             errors.append(ComposerError(
                 f"{dangling_where(recipe, f'pod.ports[{i}]', 'pod', 'ports')}: container port {port.container} "
                 f"is published by no module of the recipe nor [image].ports{dropped_text(recipe)}",
-                hint=f"drop it: [unset] pod = {{ ports = [{label!r}] }}".replace("'", '"'),
+                hint=hint,
             ))
     probe = recipe.pod.probe
     # `liveness = true` runs the image's health check when there is one: checked below.

@@ -67,7 +67,7 @@ def load_recipe(path: Path, problems: list[ComposerError] | None = None) -> Reci
     for required in ("name", "base"):
         if required not in resolved.raw:
             raise ComposerError(f"{where}: {required}: missing (required, here or in a parent)")
-    found: list[ComposerError] = []
+    found: list[ComposerError] = list(resolved.problems)
     recipe = _build(path.resolve(), resolved, found)
     if found and problems is None:
         raise found[0] if len(found) == 1 else ComposerErrors(found)
@@ -90,6 +90,11 @@ class Resolved:
     removed: dict[str, tuple[str, str]] = field(default_factory=dict)  # module -> (file, field)
     unset: dict[str, str] = field(default_factory=dict)  # value path dropped whole -> file
     chain: tuple[Path, ...] = ()  # the recipe files read: this one first, then what it extends
+    # module -> (the module it replaced, its options carried over): see _merge
+    carried: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    # the mistakes in remove/only/replace/unset along the chain; each edit that has one is
+    # skipped, so that `check` goes on to the modules (load_recipe raises them otherwise)
+    problems: list[ComposerError] = field(default_factory=list)
 
 
 def _resolve(path: Path, seen: tuple[Path, ...]) -> Resolved:
@@ -155,6 +160,7 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
     origins = dict(parent.origins)
     removed = dict(parent.removed)
     unset = dict(parent.unset)
+    carried = dict(parent.carried)
     names = [entry["module"] for entry in layers]
 
     # Every mistake in remove/only/replace/unset is reported, not only the first.
@@ -191,23 +197,26 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
                                         + did_you_mean(old, names)))
             continue
         i = names.index(old)
-        layers[i] = {"module": new}
+        # The new module keeps the options the recipe set for the old one (a geometry, a
+        # user): those it has by the same name apply, the rest are dropped with a note
+        # (Plan.notes), so a swap does not fall back to defaults silently.
+        options = copy.deepcopy(layers[i].get("options", {}))
+        layers[i] = {"module": new, "options": options} if options else {"module": new}
         names[i] = new
         layer_origins[i] = (where, f"replace.{old}")
         removed[old] = (where, f"replace.{old}")
+        carried[new] = (old, tuple(options))
+        for path in [p for p in origins if p[:3] == ("layers", old, "options")]:
+            origins[("layers", new, *path[2:])] = origins[path]
         _forget(origins, ("layers", old))
         origins[("layers", new)] = where
 
     merged = {k: v for k, v in parent.raw.items() if k not in EDIT_KEYS}
     merged["layers"] = layers
     errors += unset_values(merged, child.get("unset", {}), origins, where)
-    if errors:
-        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
     unset.update({_path_text(p): where for p in dropped_whole(child.get("unset", {}))})
     layers = merged["layers"]
     errors += readded_layers(child, dropped_by, where)
-    if errors:
-        raise errors[0] if len(errors) == 1 else ComposerErrors(errors)
 
     for entry, origin in zip(child.get("layers", []), child_origins, strict=True):
         name = entry["module"]
@@ -216,6 +225,9 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
             merged_options = deep_merge(layers[i].get("options", {}), entry.get("options", {}))
             layers[i] = {"module": name, "options": merged_options}
             layer_origins[i] = origin
+            if name in carried:  # an option this file sets for the new module is its own
+                old, kept = carried[name]
+                carried[name] = (old, tuple(o for o in kept if o not in entry.get("options", {})))
         else:
             layers.append(dict(entry))
             layer_origins.append(origin)
@@ -239,7 +251,9 @@ def _merge(parent: Resolved, child: dict[str, Any], child_origins: list[tuple[st
             _forget(origins, (key,))
     origins.update(value_origins(child, where))
     merged["layers"] = layers
-    return Resolved(merged, layer_origins, origins, removed, unset)
+    carried = {name: value for name, value in carried.items() if name in names}
+    return Resolved(merged, layer_origins, origins, removed, unset, carried=carried,
+                    problems=[*parent.problems, *errors])
 
 
 def readded_layers(child: dict[str, Any], dropped_by: dict[str, str], where: str) -> list[ComposerError]:
@@ -398,6 +412,8 @@ def _build(path: Path, resolved: Resolved, problems: list[ComposerError]) -> Rec
             index=i,
             file=origins[i][0],
             field=origins[i][1],
+            replaced=resolved.carried.get(e["module"], ("", ()))[0],
+            carried=resolved.carried.get(e["module"], ("", ()))[1],
         )
         for i, e in enumerate(raw.get("layers", []))
     )

@@ -240,3 +240,86 @@ def test_every_mistake_in_the_childs_edits_is_reported(tmp_path: Path) -> None:
     lines = errors(check(path, ROOT / "layers"))
     assert [line.split(": ")[1] for line in lines] == ["remove[0]", "remove[1]", "replace.vnc", "unset.secrets[0]"]
     assert "(did you mean 'cuda'?)" in lines[0] and "(did you mean 'latex'?)" in lines[1]
+
+
+def web_desktop(tmp_path: Path) -> Path:
+    """A stand-in for another desktop module: shares geometry and user with vnc-desktop,
+    lacks its display, depth, port, listen and password_secret, and publishes 6080."""
+    return module(tmp_path, "web-desktop", """requires = ["base", "supervisord"]
+ports = ["6080/tcp"]
+[options.geometry]
+type = "string"
+default = "1024x768"
+[options.user]
+type = "string"
+default = "devuser"
+""")
+
+
+def test_replace_keeps_the_options_the_new_module_shares_and_names_the_rest(tmp_path: Path) -> None:
+    from composer.planner import plan_file
+
+    web_desktop(tmp_path)
+    path = team(tmp_path, 'replace = { vnc-desktop = "web-desktop" }\n'
+                          '[pod]\nports = [{ name = "ssh", container = 22, host = 2222 }]\n')
+    plan = plan_file(path, (tmp_path / "layers",))
+    [step] = [s for s in plan.steps if s.module.name == "web-desktop"]
+    # turboflow sets geometry 1920x1080 for vnc-desktop: the swap keeps it (not 1024x768).
+    assert step.options == {"geometry": "1920x1080", "user": "devuser"}
+    ports, options = plan.notes
+    assert ports == (f"{tmp_path}/team.toml: replace.vnc-desktop: 'web-desktop' publishes 6080/tcp, which no pod "
+                     f"port maps (unreachable from outside the pod; {tmp_path}/team.toml: pod.ports)")
+    # The options turboflow sets that web-desktop lacks, in one line.
+    assert options == (f"{tmp_path}/team.toml: replace.vnc-desktop: options display, depth, port, listen of "
+                       "'vnc-desktop' (set in recipes/turboflow.toml) are not options of 'web-desktop': dropped "
+                       "(its options: geometry, user)")
+    # check says the same as warnings, and passes; --strict makes them errors.
+    result = check(path, tmp_path / "layers")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"composer: warning: {note}" for note in plan.notes]
+    strict = subprocess.run([sys.executable, "-m", "composer", "--strict", "--modules-dir", str(tmp_path / "layers"),
+                             "check", str(path)], capture_output=True, text=True, cwd=ROOT)
+    assert strict.returncode == 1 and "(and 1 more)" in strict.stderr, strict.stderr
+
+
+def test_an_option_the_child_sets_for_the_new_module_is_checked_not_carried(tmp_path: Path) -> None:
+    web_desktop(tmp_path)
+    path = team(tmp_path, 'replace = { vnc-desktop = "web-desktop" }\n'
+                          '[[layers]]\nmodule = "web-desktop"\n[layers.options]\ngeometry = "800x600"\ndepth = 16\n')
+    [line] = errors(check(path, tmp_path / "layers", ROOT / "layers"))
+    assert line.startswith(f"{tmp_path}/team.toml: layers[0].options.depth: module 'web-desktop' has no option "
+                           "'depth'"), line
+    from composer.planner import plan_file
+
+    path.write_text(path.read_text().replace("depth = 16\n", ""))
+    plan = plan_file(path, (tmp_path / "layers",))
+    [step] = [s for s in plan.steps if s.module.name == "web-desktop"]
+    assert step.options["geometry"] == "800x600"
+    assert not any("'geometry'" in note for note in plan.notes), plan.notes
+
+
+def test_the_dangling_port_hint_names_the_port_the_new_module_publishes(tmp_path: Path) -> None:
+    web_desktop(tmp_path)
+    result = check(team(tmp_path, 'replace = { vnc-desktop = "web-desktop" }\n'), tmp_path / "layers")
+    [line] = errors(result)
+    assert line.startswith(f"{tmp_path}/team.toml: pod.ports[1] (set in recipes/turboflow.toml): container port "
+                           "5901 is published by no module"), line
+    assert ('composer: hint: drop it: [unset] pod = { ports = ["vnc"] }; and map web-desktop\'s 6080 '
+            "(no pod port maps it)") in result.stderr, result.stderr
+
+
+def test_mistakes_in_the_childs_edits_do_not_stop_the_module_checks(tmp_path: Path) -> None:
+    """remove/replace/unset mistakes and a module's unknown option: one run, every line."""
+    path = team(tmp_path, """
+remove = ["gui-apps", "gui-appz"]
+replace = { latexx = "latex" }
+[unset.options.users]
+nobody = true
+[[layers]]
+module = "ssh"
+[layers.options]
+usr = "devuser"
+""")
+    lines = errors(check(path, ROOT / "layers"))
+    assert [line.split(": ")[1] for line in lines] == [
+        "remove[1]", "replace.latexx", "unset.options.users.nobody", "layers[0].options.usr"], lines
