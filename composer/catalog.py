@@ -15,13 +15,15 @@ from composer.schema import display
 PROJECT_ROOT = PROJECT_LAYERS.parent
 
 
-def folder_text(folder: Path) -> str:
-    """A module folder as shown: relative to the project for shipped modules (so the
-    generated docs read the same on every machine), else as display() puts it."""
+def folder_text(folder: Path | str) -> str:
+    """A module folder as shown to a person: relative to the project for shipped modules
+    (so the generated docs read the same on every machine), else as display() puts it.
+    JSON output has the absolute path (summary, details): one meaning for every module,
+    whatever the current folder."""
     try:
-        return str(folder.resolve().relative_to(PROJECT_ROOT))
+        return str(Path(folder).resolve().relative_to(PROJECT_ROOT))
     except ValueError:
-        return display(folder)
+        return display(Path(folder))
 
 
 def summary(module: Module, shadowed: Sequence[Path] = ()) -> dict[str, Any]:
@@ -32,8 +34,8 @@ def summary(module: Module, shadowed: Sequence[Path] = ()) -> dict[str, Any]:
         "version": module.version,
         "description": module.description,
         "families": None if families is None else [str(f) for f in families],
-        "folder": folder_text(module.path),
-        "shadows": [folder_text(f) for f in shadowed],
+        "folder": str(module.path.resolve()),
+        "shadows": [str(f.resolve()) for f in shadowed],
     }
 
 
@@ -101,8 +103,8 @@ def summary_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     for r in rows:
         families = ",".join(r["families"]) if r["families"] is not None else "any"
         lines.append(f"{r['name']:<{width}}  {r['version']:<7} {families:<12} {r['description']}")
-        lines.append(f"{'':<{width}}  from {r['folder']}"
-                     + (f" (shadows {', '.join(r['shadows'])})" if r["shadows"] else ""))
+        lines.append(f"{'':<{width}}  from {folder_text(r['folder'])}"
+                     + (f" (shadows {', '.join(map(folder_text, r['shadows']))})" if r["shadows"] else ""))
     return lines
 
 
@@ -110,9 +112,9 @@ def detail_lines(info: Mapping[str, Any]) -> list[str]:
     """`composer show MODULE` as text."""
     families = ", ".join(info["families"]) if info["families"] is not None else "any (no packages)"
     lines = [f"{info['name']} {info['version']} — {info['description']}",
-             f"  folder:    {info['folder']}", f"  families:  {families}"]
+             f"  folder:    {folder_text(info['folder'])}", f"  families:  {families}"]
     if info["shadows"]:
-        lines.append(f"  shadows:   {', '.join(info['shadows'])}")
+        lines.append(f"  shadows:   {', '.join(map(folder_text, info['shadows']))}")
     for key in ("requires", "after", "ports", "volumes", "hooks", "scripts"):
         if info[key]:
             lines.append(f"  {key + ':':<10} {', '.join(info[key])}")
@@ -161,9 +163,9 @@ def markdown(modules: Sequence[Module]) -> str:
         info = details(m)
         out += ["", f"## {m.name}", "", f"{m.description}", ""]
         readme = m.path / "README.md"
-        facts = [f"version {m.version}", f"folder `{info['folder']}`"]
+        facts = [f"version {m.version}", f"folder `{folder_text(info['folder'])}`"]
         if readme.is_file():
-            facts.append(f"[README]({Path('..') / info['folder'] / 'README.md'})")
+            facts.append(f"[README]({Path('..') / folder_text(info['folder']) / 'README.md'})")
         out.append("- " + ", ".join(facts))
         for key, label in (("requires", "requires"), ("after", "after"), ("ports", "ports"),
                            ("volumes", "volumes"), ("hooks", "start-up hooks")):

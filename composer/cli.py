@@ -24,7 +24,6 @@ from composer.errors import CommandError, ComposerError, ComposerErrors, redact
 from composer.model import BaseKind, Layering, LayerKind, Plan, Pod, Recipe
 from composer.progress import Progress
 from composer.runner import Runner
-from composer.schema import display
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -141,9 +140,20 @@ def load_checked(settings: Settings, recipe: Path, problems: list[ComposerError]
 
 
 def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) -> Plan:
+    the_plan = plan_of(settings, load_checked(settings, recipe), runner)
+    report_notes(settings, the_plan)
+    if the_plan.recipe.pod != Pod():  # a recipe without [pod] has no Pod to check
+        from composer.pod import check_pod
+
+        check_pod(the_plan)  # now, not first when a manifest is rendered
+    return the_plan
+
+
+def plan_of(settings: Settings, loaded: Recipe, runner: Runner | None = None) -> Plan:
+    """A loaded recipe's plan: an image: base keyed by its image ID (looked up with a
+    runner), restacked modules known to collide built on the stack."""
     from composer.planner import plan_loaded
 
-    loaded = load_checked(settings, recipe)
     digest = ""
     base = loaded.base
     if base.kind is BaseKind.IMAGE and "@" not in base.ref and runner is not None:
@@ -153,13 +163,7 @@ def make_plan(settings: Settings, recipe: Path, runner: Runner | None = None) ->
         from composer.builder import known_conflicts
 
         conflicts = known_conflicts(settings.cache_dir)
-    the_plan = plan_loaded(loaded, settings.modules_dirs, digest, conflicts)
-    report_notes(settings, the_plan)
-    if the_plan.recipe.pod != Pod():  # a recipe without [pod] has no Pod to check
-        from composer.pod import check_pod
-
-        check_pod(the_plan)  # now, not first when a manifest is rendered
-    return the_plan
+    return plan_loaded(loaded, settings.modules_dirs, digest, conflicts)
 
 
 def report_notes(settings: Settings, plan: Plan) -> None:
@@ -215,6 +219,8 @@ def check(settings: Settings, recipe: Path) -> None:
     report_notes(settings, plan)
     click.echo(f"{recipe}: ok — base {plan.base.base.source}, {len(plan.steps)} layers, "
                f"{len(plan.finalize.services)} services")
+    if plan.recipe.parent_file is not None:
+        click.echo(parent_cost(settings, plan))
 
 
 @cli.command()
@@ -262,12 +268,23 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bo
         if restack and layer.step is not None:
             how = f"  {'restacked' if layer.restacked else 'linear'}: {layer.step.why}"
         click.echo(f"  {layer.index:>2}  {layer.name:<20} {layer.key[:16]}  {status:<8}{how}".rstrip())
+    if the_plan.recipe.parent_file is not None:
+        click.echo(parent_cost(settings, the_plan, None if offline else runner))
     if why and cached is not None:
         from composer.explain import explain
 
         click.echo("why:")
         for line in explain(the_plan, cached, settings.cache_dir):
             click.echo(f"  {line}")
+
+
+def parent_cost(settings: Settings, plan: Plan, runner: Runner | None = None) -> str:
+    """What a child recipe shares with the recipe it extends, in one line."""
+    from composer.effective import shared_line
+    from composer.recipe import load_recipe
+
+    assert plan.recipe.parent_file is not None
+    return shared_line(plan, plan_of(settings, load_recipe(plan.recipe.parent_file), runner))
 
 
 def show_effective(recipe: Path, as_json: bool) -> None:
@@ -327,8 +344,9 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
             document["layering"] = str(plan.recipe.layering)
         elif layer.step is not None:
             s = layer.step
-            modules.append({"module": s.module.name, "version": s.module.version, "folder": display(s.module.path),
-                            "options": s.options, "key": s.key, "parent": s.parent_key,
+            modules.append({"module": s.module.name, "version": s.module.version,
+                            "folder": str(s.module.path.resolve()), "options": s.options, "key": s.key,
+                            "parent": s.parent_key,
                             "status": status(s.key), "restacked": s.restacked, "why": s.why})
         elif layer.kind is LayerKind.RECONCILE:
             reconcile = {"key": layer.key, "parent": layer.parent_key, "status": status(layer.key),

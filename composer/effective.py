@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from composer.explain import differences
+from composer.explain import change_text, field_changes
 from composer.model import Layer, LayerKind, Plan, Recipe, display_name
 
 BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -87,9 +87,14 @@ def _match(layer: Layer) -> str:
     return layer.name if layer.kind is LayerKind.MODULE else f"({layer.kind})"
 
 
+# The shape of `composer diff --json` (docs/teams.md); raised when a field changes meaning.
+DIFF_FORMAT = 1
+
+
 def diff_document(a: Plan, b: Plan) -> dict[str, Any]:
     """Which of A's layers B shares (same cache key: built once, used by both), A's first
-    layer B does not share and why, and the modules only one of them has."""
+    layer B does not share and what differs, and the modules only one of them has. Data
+    only: render_diff words it."""
     b_layers = b.layers()
     b_keys = {layer.key for layer in b_layers}
     b_by_name = {_match(layer): layer for layer in b_layers}
@@ -98,19 +103,27 @@ def diff_document(a: Plan, b: Plan) -> dict[str, Any]:
     first = next((layer for layer in a_layers if layer.key not in b_keys), None)
     divergent = None
     if first is not None:
-        divergent = {"index": first.index, "layer": first.label, "why": divergence(first, b_by_name, b_keys)}
+        other = b_by_name.get(_match(first))
+        divergent = {
+            "index": first.index, "layer": first.label, "key": first.key,
+            "b_key": None if other is None else other.key,
+            "changes": [] if other is None else field_changes(other.key_document, first.key_document),
+            "parent": {"a": first.parent_key or None, "b": None if other is None else other.parent_key or None,
+                       "a_in_b": not first.parent_key or first.parent_key in b_keys},
+        }
     a_modules = [s.module.name for s in a.steps]
     b_modules = [s.module.name for s in b.steps]
-    options = {}
+    options: dict[str, dict[str, dict[str, Any]]] = {}
     for step in a.steps:
-        other = next((s for s in b.steps if s.module.name == step.module.name), None)
-        if other is not None and other.options != step.options:
-            options[step.module.name] = [
-                f"{k}: {json.dumps(other.options.get(k))} -> {json.dumps(step.options.get(k))}"
-                for k in sorted(set(step.options) | set(other.options))
-                if step.options.get(k) != other.options.get(k)
-            ]
+        other_step = next((s for s in b.steps if s.module.name == step.module.name), None)
+        if other_step is not None and other_step.options != step.options:
+            options[step.module.name] = {
+                k: {"b": other_step.options.get(k), "a": step.options.get(k)}
+                for k in sorted(set(step.options) | set(other_step.options))
+                if step.options.get(k) != other_step.options.get(k)
+            }
     return {
+        "format": DIFF_FORMAT,
         "a": {"recipe": display_name(a.recipe.path), "image": a.image_ref, "layers": len(a_layers)},
         "b": {"recipe": display_name(b.recipe.path), "image": b.image_ref, "layers": len(b_layers)},
         "shared": shared,
@@ -121,17 +134,27 @@ def diff_document(a: Plan, b: Plan) -> dict[str, Any]:
     }
 
 
-def divergence(layer: Layer, b_by_name: dict[str, Layer], b_keys: set[str]) -> list[str]:
-    """Why a layer of A is not one of B's: what differs from B's layer of the same name."""
-    other = b_by_name.get(_match(layer))
-    if other is None:
-        return [f"{layer.label} is not in B"]
-    reasons = differences(other.key_document, layer.key_document)
-    if layer.parent_key and layer.parent_key not in b_keys:
-        reasons.append("it is built on a layer B does not have")
-    elif layer.parent_key != other.parent_key:
-        reasons.append("it is built on another of B's layers than in B")
-    return reasons or ["its cache key differs"]
+def divergence_lines(first: dict[str, Any]) -> list[str]:
+    """Why A's first divergent layer is not one of B's, in words."""
+    if first["b_key"] is None:
+        return [f"{first['layer']} is not in B"]
+    lines = [change_text(change) for change in first["changes"]]
+    parent = first["parent"]
+    if not parent["a_in_b"]:
+        lines.append("it is built on a layer B does not have")
+    elif parent["a"] != parent["b"]:
+        lines.append("it is built on another of B's layers than in B")
+    return lines or ["its cache key differs"]
+
+
+def shared_line(a: Plan, b: Plan) -> str:
+    """'shares 14 of its 18 layers with recipes/turboflow.toml; the first it builds anew:
+    [5] vnc-desktop': what a child recipe costs next to its parent's build."""
+    document = diff_document(a, b)
+    line = (f"shares {len(document['shared'])} of its {document['a']['layers']} layers with "
+            f"{document['b']['recipe']}")
+    first = document["first_divergent"]
+    return line + (f"; the first it builds anew: [{first['index']}] {first['layer']}" if first else "")
 
 
 def render_diff(document: dict[str, Any]) -> list[str]:
@@ -145,10 +168,11 @@ def render_diff(document: dict[str, Any]) -> list[str]:
         lines.append("A has no layer B lacks")
     else:
         lines.append(f"first divergent: [{first['index']}] {first['layer']}")
-        lines += [f"      {reason}" for reason in first["why"]]
+        lines += [f"      {reason}" for reason in divergence_lines(first)]
     for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
         if document[key]:
             lines.append(f"{label}: {', '.join(document[key])}")
     for module, changes in document["options"].items():
-        lines.append(f"options of {module} (B -> A): " + "; ".join(changes))
+        lines.append(f"options of {module} (B -> A): "
+                     + "; ".join(f"{k}: {json.dumps(v['b'])} -> {json.dumps(v['a'])}" for k, v in changes.items()))
     return lines

@@ -27,34 +27,46 @@ def stored_documents(cache_dir: Path) -> list[dict[str, Any]]:
     return documents
 
 
-def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Readable differences between two key documents of the same step."""
-    out: list[str] = []
-    for field in sorted(set(old) | set(new)):
-        a, b = old.get(field), new.get(field)
-        if a == b or field == "parent":
+def field_changes(b_document: dict[str, Any], a_document: dict[str, Any]) -> list[dict[str, Any]]:
+    """What differs between two key documents of one layer (B's, A's), as data: one entry
+    per option (`options.NAME`), per file or hook (`files`, with its `path`), per other
+    field; `b` and `a` hold the values, null where one side has none. The parent is
+    reported apart."""
+    out: list[dict[str, Any]] = []
+    for name in sorted(set(a_document) | set(b_document)):
+        old, new = b_document.get(name), a_document.get(name)
+        if old == new or name == "parent":
             continue
-        if field == "lock":  # composer.lock: name the packages that moved
-            out += changes("", a, b)
-        elif field == "files" or field == "hooks":
-            before = {e[0]: e[1:] for e in a or []}
-            after = {e[0]: e[1:] for e in b or []}
-            for name in sorted(set(before) | set(after)):
-                if name not in before:
-                    out.append(f"{field}: {name} added")
-                elif name not in after:
-                    out.append(f"{field}: {name} removed")
-                elif before[name][0] != after[name][0]:
-                    out.append(f"{field}: {name} mode {before[name][0]} -> {after[name][0]}")
-                elif before[name] != after[name]:
-                    out.append(f"{field}: {name} changed")
-        elif isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                if a.get(key) != b.get(key):
-                    out.append(f"{field}.{key}: {json.dumps(a.get(key))} -> {json.dumps(b.get(key))}")
+        if name in ("files", "hooks"):
+            before = {e[0]: e[1:] for e in old or []}
+            after = {e[0]: e[1:] for e in new or []}
+            out += [{"field": name, "path": path, "b": before.get(path), "a": after.get(path)}
+                    for path in sorted(set(before) | set(after)) if before.get(path) != after.get(path)]
+        elif isinstance(old, dict) and isinstance(new, dict):
+            out += [{"field": f"{name}.{key}", "b": old.get(key), "a": new.get(key)}
+                    for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
         else:
-            out.append(f"{field}: {json.dumps(a)} -> {json.dumps(b)}")
+            out.append({"field": name, "b": old, "a": new})
     return out
+
+
+def change_text(change: dict[str, Any]) -> str:
+    """One change of field_changes in words: `files: etc/motd changed`, `options.user: "a" -> "b"`."""
+    old, new = change["b"], change["a"]
+    if "path" in change:
+        what = f"{change['field']}: {change['path']}"
+        if old is None or new is None:
+            return f"{what} {'added' if old is None else 'removed'}"
+        return f"{what} mode {old[0]} -> {new[0]}" if old[0] != new[0] else f"{what} changed"
+    return f"{change['field']}: {json.dumps(old)} -> {json.dumps(new)}"
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Readable differences between two key documents of the same step; a composer.lock
+    change names the packages that moved."""
+    out = changes("", old.get("lock"), new.get("lock")) if old.get("lock") != new.get("lock") else []
+    plain = [{k: v for k, v in document.items() if k != "lock"} for document in (old, new)]
+    return out + [change_text(change) for change in field_changes(*plain)]
 
 
 def missing_reasons(plan: Plan, cached: set[str], cache_dir: Path) -> dict[str, list[str]]:

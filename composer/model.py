@@ -201,6 +201,7 @@ class Recipe:
     module_dirs: tuple[Path, ...] = ()  # layers/ folders searched, first match wins (recipe.module_dirs)
     cache_from: str = ""  # [cache] from: registry repository (docs/cache.md)
     cache_to: str = ""  # [cache] to
+    parent_file: Path | None = None  # the recipe it extends, resolved (None: it extends none)
     # Modules a child recipe dropped from its parent: (module, file, field), for messages.
     removed: tuple[tuple[str, str, str], ...] = ()
     # Values a child's [unset] dropped whole: (path such as "pod.network", file).

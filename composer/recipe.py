@@ -445,6 +445,7 @@ def _build(path: Path, resolved: Resolved, problems: list[ComposerError]) -> Rec
         origins={_path_text(p): w for p, w in resolved.origins.items()},
         cache_from=check_repo(cache.get("from", ""), f"{where}: cache.from"),
         cache_to=check_repo(cache.get("to", ""), f"{where}: cache.to"),
+        parent_file=resolved.chain[1] if len(resolved.chain) > 1 else None,
     )
 
 

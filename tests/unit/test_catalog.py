@@ -30,7 +30,7 @@ def test_modules_json_lists_every_shipped_module() -> None:
     assert [r["name"] for r in rows] == SHIPPED
     ssh = next(r for r in rows if r["name"] == "ssh")
     assert ssh == {"name": "ssh", "version": "1.0.0", "description": ssh["description"],
-                   "families": ["debian", "arch"], "folder": "layers/ssh", "shadows": []}
+                   "families": ["debian", "arch"], "folder": str(ROOT / "layers" / "ssh"), "shadows": []}
     assert ssh["description"].startswith("OpenSSH server")
 
 
@@ -47,7 +47,7 @@ def test_modules_of_a_recipe_include_its_own_and_say_what_they_shadow(tmp_path: 
     recipe = make_team(tmp_path, str(ROOT / "recipes" / "turboflow.toml"))
     rows = {r["name"]: r for r in json.loads(invoke("modules", "--json", str(recipe)).stdout)}
     assert rows["hello"]["families"] is None and rows["hello"]["folder"] == str(recipe.parent / "layers" / "hello")
-    assert rows["python"]["version"] == "9.9.9" and rows["python"]["shadows"] == ["layers/python"]
+    assert rows["python"]["version"] == "9.9.9" and rows["python"]["shadows"] == [str(ROOT / "layers" / "python")]
     text = invoke("modules", str(recipe)).stdout
     assert f"from {recipe.parent / 'layers' / 'python'} (shadows layers/python)" in text
 
@@ -135,7 +135,7 @@ def test_show_a_team_module_through_its_recipe(tmp_path: Path) -> None:
 
     recipe = make_team(tmp_path, str(ROOT / "recipes" / "turboflow.toml"))
     python = json.loads(invoke("show", "--json", "python", "--recipe", str(recipe)).stdout)
-    assert python["version"] == "9.9.9" and python["shadows"] == ["layers/python"]
+    assert python["version"] == "9.9.9" and python["shadows"] == [str(ROOT / "layers" / "python")]
     assert json.loads(invoke("show", "--json", "python").stdout)["version"] == "1.0.0"  # without: the project's
     hello = invoke("show", "hello", "--recipe", str(recipe)).stdout.splitlines()
     assert hello[:3] == ["hello 0.1.0 — Says hello", f"  folder:    {recipe.parent / 'layers' / 'hello'}",

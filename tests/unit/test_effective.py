@@ -80,17 +80,24 @@ def test_diff_shared_layers_and_first_divergent(tmp_path: Path) -> None:
     path = team(tmp_path)
     document = json.loads(invoke("diff", "--json", str(path), str(TURBOFLOW)))
     assert document["shared"] == ["base debootstrap:trixie", "base"]
+    assert document["format"] == 1
     first = document["first_divergent"]
-    assert first["layer"] == "users" and first["index"] == 2
-    assert first["why"][0].startswith('options.helpers: {"as-gemini": "gemini-user", "as-openai": "openai-user", '
-                                      '"as-zai": "zai-user"} -> {"as-gemini"')
+    assert first["layer"] == "users" and first["index"] == 2 and first["b_key"] != first["key"]
+    # Data, not prose: each change names its field and both values.
+    helpers = next(c for c in first["changes"] if c["field"] == "options.helpers")
+    assert helpers["b"] == {"as-gemini": "gemini-user", "as-openai": "openai-user", "as-zai": "zai-user"}
+    assert helpers["a"] != helpers["b"]
+    assert first["parent"]["a_in_b"] and first["parent"]["a"] == first["parent"]["b"]
     assert document["only_in_a"] == []
     assert document["only_in_b"] == ["python", "cuda", "ai-credentials", "vnc-desktop", "tmux-workspace",
                                       "rust", "gui-apps", "skills", "agents"]
-    assert document["options"]["ssh"] == ['user: "devuser" -> "gemini-user"']
+    assert document["options"]["ssh"] == {"user": {"b": "devuser", "a": "gemini-user"}}
     text = invoke("diff", str(path), str(TURBOFLOW))
     assert "shared: 2 of A's 10 layers (base debootstrap:trixie, base)" in text
     assert "first divergent: [2] users" in text
+    assert ('      options.helpers: {"as-gemini": "gemini-user", "as-openai": "openai-user", "as-zai": "zai-user"} -> '
+            in text)
+    assert 'options of ssh (B -> A): user: "devuser" -> "gemini-user"' in text
     assert invoke("plan", "--offline", "--against", str(TURBOFLOW), str(path)) == text
 
 
@@ -102,7 +109,7 @@ def test_diff_of_a_recipe_with_itself_shares_everything() -> None:
 def test_plan_json_has_options_and_folder() -> None:
     layers = json.loads(invoke("plan", "--json", "--offline", str(TURBOFLOW)))["layers"]
     users = next(entry for entry in layers if entry["module"] == "users")
-    assert users["folder"] == "layers/users"
+    assert users["folder"] == str(ROOT / "layers" / "users")
     assert users["options"]["helpers_for"] == ["devuser"] and len(users["options"]["users"]) == 4
 
 
@@ -111,3 +118,16 @@ def test_why_gives_a_layers_own_change_and_an_earlier_one(tmp_path: Path) -> Non
     reasons = missing_reasons(after, {before.base.key, before.steps[0].key}, cache)
     assert reasons[after.steps[1].key] == ["files: module.toml changed"]
     assert reasons[after.steps[2].key] == ["files: module.toml changed", "an earlier layer changed (2 jq)"]
+
+
+def test_check_and_plan_say_what_a_team_shares_with_its_parent(tmp_path: Path) -> None:
+    """A team that changes a foundation module learns the cost before it builds."""
+    docs = ROOT / "recipes" / "teams" / "docs.toml"
+    diff = json.loads(invoke("diff", "--json", str(docs), str(TURBOFLOW)))
+    line = (f"shares {len(diff['shared'])} of its {diff['a']['layers']} layers with recipes/turboflow.toml; "
+            f"the first it builds anew: [{diff['first_divergent']['index']}] python")
+    assert line == "shares 4 of its 15 layers with recipes/turboflow.toml; the first it builds anew: [4] python"
+    assert invoke("check", str(docs)).splitlines()[-1] == line
+    assert invoke("plan", "--offline", str(docs)).splitlines()[-1] == line
+    # A recipe that extends nothing has no such line.
+    assert "shares" not in invoke("check", str(TURBOFLOW))

@@ -32,7 +32,8 @@ RECIPE = load_schema("recipe")["properties"]
 RECIPE_DEFS = load_schema("recipe")["$defs"]
 POD = RECIPE["pod"]["properties"]
 # Recipe fields worked out while loading (extends, origins), not read from a key of their own
-RECIPE_DERIVED = {"path", "module_dirs", "cache_from", "cache_to", "removed", "unset", "effective", "origins"}
+RECIPE_DERIVED = {"path", "module_dirs", "cache_from", "cache_to", "removed", "unset", "effective", "origins",
+                  "parent_file"}
 # Recipe keys that shape other fields instead of being one: the extends machinery and [cache]
 RECIPE_INSTRUCTIONS = {"extends", "remove", "replace", "only", "unset", "cache"}
 
