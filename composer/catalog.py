@@ -57,6 +57,9 @@ def option_info(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     pattern = spec.get("pattern", items.get("pattern"))
     if pattern:
         limits.append(f"matches {pattern}")
+    # A table, or a list of tables: the keys each may have (the users of `users`).
+    table = items if kind == "array of object" else spec
+    required = set(table.get("required", ()))
     return {
         "name": name,
         "type": kind if isinstance(kind, str) else " or ".join(kind),
@@ -64,7 +67,21 @@ def option_info(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         "description": spec.get("description", ""),
         "allowed": allowed,
         "limits": limits,
+        "fields": [option_info(key, sub) | {"required": key in required}
+                   for key, sub in table.get("properties", {}).items()],
     }
+
+
+def field_lines(fields: Sequence[Mapping[str, Any]], indent: str) -> list[str]:
+    """The keys of a table option (or of each item of a list of tables), one line each."""
+    lines = []
+    for f in fields:
+        default = "required" if f["required"] else "no default" if f["default"] is None \
+            else f"default {value_text(f['default'])}"
+        allowed = f"; one of {', '.join(value_text(v) for v in f['allowed'])}" if f["allowed"] is not None else ""
+        lines.append(f"{indent}.{f['name']} ({f['type']}, {default}{allowed}): {f['description']}".rstrip(": "))
+        lines += field_lines(f["fields"], indent + "  ")
+    return lines
 
 
 def details(module: Module, shadowed: Sequence[Path] = ()) -> dict[str, Any]:
@@ -127,6 +144,7 @@ def detail_lines(info: Mapping[str, Any]) -> list[str]:
                 lines.append(f"      allowed: {', '.join(value_text(v) for v in o['allowed'])}")
             if o["limits"]:
                 lines.append(f"      {'; '.join(o['limits'])}")
+            lines += field_lines(o["fields"], "      ")
     for family, packages in info["packages"].items():
         lines.append(f"  packages ({family}): {' '.join(packages)}")
     for option, by_value in info["option_packages"].items():
@@ -190,6 +208,9 @@ def markdown(modules: Sequence[Module]) -> str:
                 if o["allowed"] is not None:
                     notes.append("one of " + ", ".join(f"`{value_text(v)}`" for v in o["allowed"]))
                 notes += [f"`{limit}`" for limit in o["limits"]]
+                if o["fields"]:
+                    notes.append("keys: " + ", ".join(
+                        f"`{f['name']}` ({f['type']}{', required' if f['required'] else ''})" for f in o["fields"]))
                 out.append(f"| `{o['name']}` | {o['type']} | {_cell(default)} | {_cell('; '.join(notes))} |")
     return "\n".join(out) + "\n"
 

@@ -56,7 +56,8 @@ def test_show_json_has_options_packages_services_ports_hooks() -> None:
     info = json.loads(invoke("show", "--json", "vnc-desktop").stdout)
     options = {o["name"]: o for o in info["options"]}
     assert options["depth"] == {"name": "depth", "type": "integer", "default": 24,
-                                "description": "Colour depth in bits", "allowed": [16, 24, 32], "limits": []}
+                                "description": "Colour depth in bits", "allowed": [16, 24, 32], "limits": [],
+                                "fields": []}
     assert options["port"]["limits"] == ["1..65535"]
     assert info["requires"] == ["base", "supervisord"] and info["after"] == ["users"]
     assert "tigervnc-standalone-server" in info["packages"]["debian"] and "tigervnc" in info["packages"]["arch"]
@@ -71,6 +72,19 @@ def test_show_json_option_packages_and_credentials() -> None:
     assert next(o for o in gui["options"] if o["name"] == "apps")["type"] == "array of string"
     creds = json.loads(invoke("show", "--json", "ai-credentials").stdout)["credentials"]
     assert creds and all(c["secrets"] for c in creds)
+
+
+def test_show_names_the_keys_of_a_list_of_tables() -> None:
+    """`users` is an array of tables: show says which keys each user has, not only 'object'."""
+    users = next(o for o in json.loads(invoke("show", "--json", "users").stdout)["options"] if o["name"] == "users")
+    fields = {f["name"]: f for f in users["fields"]}
+    assert list(fields)[:3] == ["name", "uid", "gid"]
+    assert fields["name"]["required"] and fields["uid"]["type"] == "integer" and not fields["gid"]["required"]
+    assert fields["home_mode"]["default"] == "0750"
+    lines = invoke("show", "users").stdout.splitlines()
+    assert "      .uid (integer, required)" in lines
+    assert any(line.startswith('      .home_mode (string, default "0750"): Mode of the home') for line in lines)
+    assert "keys: `name` (string, required), `uid` (integer, required)" in (ROOT / "docs" / "modules.md").read_text()
 
 
 def test_show_text() -> None:
