@@ -712,7 +712,8 @@ def cache_ls(settings: Settings, as_json: bool, registry_repo: str, tls_verify: 
     """Every cache layer: key, module, size, last used, the tagged images built on it."""
     import time
 
-    from composer.cache.local import age_text, human_size, list_entries
+    from composer.cache.local import age_text, list_entries
+    from composer.units import human_size
 
     runner = Runner(verbose=settings.verbose)
     if registry_repo:
@@ -765,8 +766,9 @@ def cache_prune(settings: Settings, older_than: float | None, keep: int | None, 
     """Remove cache layers no tagged image is built on (by age and/or per module count)."""
     import time
 
-    from composer.cache.local import human_size, list_entries, prune_candidates, remove
+    from composer.cache.local import list_entries, prune_candidates, remove
     from composer.cache.prune import registry_candidates
+    from composer.units import human_size
 
     if older_than is None and keep is None:
         raise ComposerError("cache prune: say what to remove", hint="give --older-than DAYS and/or --keep N")

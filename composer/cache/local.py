@@ -131,15 +131,6 @@ def remove(runner: Runner, storage: cmd.Storage, cache_dir: Path, entries: Seque
         (cache_dir / USED / entry.key).unlink(missing_ok=True)
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
-
-
 def age_text(last: float | None, now: float) -> str:
     if last is None:
         return "unknown"

@@ -10,10 +10,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from composer.errors import ComposerError
 from composer.model import Layer, LayerKind, Plan
-from composer.runner import Runner
+from composer.units import human_size
+
+if TYPE_CHECKING:
+    from composer.runner import Runner
 
 # Colours a person tells apart (also in grey print): cached green, missing orange.
 FILL = {"cached": "#c7e9c0", "missing": "#fdd0a2", "unknown": "#f0f0f0"}
@@ -44,15 +48,6 @@ def quote(text: str) -> str:
 
 def node_id(layer: Layer) -> str:
     return f"L{layer.index}"
-
-
-def human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 SIZE_UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
@@ -87,7 +82,7 @@ def label(layer: Layer, plan: Plan, known: Known) -> str:
     if layer.key in known.sizes:
         # Image sizes add up the layers below: a layer's own is the difference to its parent.
         own = known.sizes[layer.key] - known.sizes.get(layer.parent_key, 0)
-        details.append(("+" if layer.parent_key else "") + human(max(own, 0)))
+        details.append(("+" if layer.parent_key else "") + human_size(max(own, 0)))
     status = state(layer, known)
     if status != "unknown":
         details.append(status)
