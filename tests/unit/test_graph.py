@@ -44,7 +44,7 @@ def test_states_and_sizes() -> None:
     plan = plan_file(TURBOFLOW)
     layers = plan.layers()
     base, first = layers[0], layers[1]
-    known = Known(cached=frozenset({base.key, first.key}), sizes={base.key: 100 * 2**20, first.key: 130 * 2**20})
+    known = Known(cached=frozenset({base.key, first.key}), sizes={base.key: 100 * 1000**2, first.key: 130 * 1000**2})
     text = render_dot(plan, known)
     assert re.search(r'L0 \[label="base\\ndebootstrap:trixie\\n\w{12}  100.0 MB  cached", fillcolor="#c7e9c0"\]', text)
     assert re.search(r'L1 \[label="base 1.0.0\\n\w{12}  \+30.0 MB  cached"', text)
