@@ -281,10 +281,14 @@ def only_layer(plan: Plan, name: str) -> Layer:
 
 
 def have_or_pull(ctx: BuildContext, layer: Layer) -> bool:
-    """layer is in the local storage, or was pulled into it from the registry cache."""
+    """layer is in the local storage, or was pulled into it from the registry cache, its
+    parent first: a pulled layer must sit on its local parent (docs/cache.md)."""
     if layer.key in ctx.existing:
         return True
-    if ctx.remote is not None and ctx.remote.fetch(layer.key):
+    parent = next((x for x in ctx.plan.layers() if x.key == layer.parent_key), None)
+    if ctx.remote is None or (parent is not None and not have_or_pull(ctx, parent)):
+        return False
+    if ctx.remote.fetch(layer.key, diff_ids_below(ctx, layer)):
         save_key_document(ctx, layer.key, layer.key_document)
         ctx.existing.add(layer.key)
         return True
@@ -407,7 +411,7 @@ def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: C
         report("cached, pushed" if pushed else "cached")
         ctx.results.append(LayerResult(layer, "hit", time.monotonic() - started, pushed=pushed))
         return
-    if ctx.remote is not None and ctx.remote.fetch(layer.key):
+    if ctx.remote is not None and ctx.remote.fetch(layer.key, diff_ids_below(ctx, layer)):
         save_key_document(ctx, layer.key, layer.key_document)
         ctx.existing.add(layer.key)
         seconds = time.monotonic() - started
@@ -421,6 +425,23 @@ def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: C
     pushed = ctx.remote is not None and ctx.remote.offer(layer.key)
     ctx.results.append(LayerResult(layer, "miss", seconds, pushed=pushed))
     report(f"built in {seconds:.1f}s" + (", pushed" if pushed else ""))
+
+
+def diff_ids_below(ctx: BuildContext, layer: Layer) -> list[str] | None:
+    """The diff IDs a layer pulled from the registry must sit on: its local parent's; for
+    the reconcile layer the stack's (the common parent's and each member's own layer). A
+    debootstrap or scratch base sits on nothing; an image base on upstream layers that are
+    not composer's to check (None)."""
+    from composer.restack.stack import inspect_docs
+
+    if layer.kind is LayerKind.BASE:
+        return [] if ctx.plan.base.base.kind in (BaseKind.DEBOOTSTRAP, BaseKind.SCRATCH) else None
+    storage = ctx.settings.storage
+    below = inspect_docs(ctx.runner, storage, cmd.cache_ref(layer.parent_key)).diff_ids
+    if layer.kind is LayerKind.RECONCILE:
+        below += [inspect_docs(ctx.runner, storage, cmd.cache_ref(s.key)).diff_ids[-1]
+                  for s in ctx.plan.steps if s.restacked]
+    return below
 
 
 def lock_paths(ctx: BuildContext) -> list[tuple[Path, str]]:

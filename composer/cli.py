@@ -406,6 +406,19 @@ def registry_creds(creds: str, creds_file: Path | None) -> str:
     return creds
 
 
+def sign_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--sign-key and --sign-passphrase-file: what signs pushed images (docs/cache.md)."""
+    for option in reversed([
+        click.option("--sign-key", envvar="COMPOSER_SIGN_KEY", default="", metavar="FILE",
+                     help="Sign what is pushed (--cache-to, --push) with this sigstore private key "
+                          "(composer keygen); the signatures go beside the images in the registry."),
+        click.option("--sign-passphrase-file", envvar="COMPOSER_SIGN_PASSPHRASE_FILE", default="", metavar="FILE",
+                     help="The sign key's passphrase, on the first line of FILE."),
+    ]):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @recipe_arg
 @click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -424,7 +437,10 @@ def registry_creds(creds: str, creds_file: Path | None) -> str:
               help="Registry repository to pull missing layers from (docs/cache.md).")
 @click.option("--cache-to", envvar="COMPOSER_CACHE_TO", default="", metavar="REPO",
               help="Registry repository to push layers to, tagged by their keys.")
+@click.option("--verify-key", envvar="COMPOSER_VERIFY_KEY", default="", metavar="FILE",
+              help="Use only --cache-from entries signed with this sigstore public key (docs/cache.md).")
 @registry_options
+@sign_options
 @click.option("--push", "push_ref", default="", metavar="REF",
               help="Push the image to this registry reference when it is built (host/path:tag).")
 @click.option("--sbom/--no-sbom", default=True, show_default=True,
@@ -442,13 +458,14 @@ def registry_creds(creds: str, creds_file: Path | None) -> str:
 @global_options
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
           no_archive: bool, oci_archive: bool, host_ca: bool, quiet: bool, jobs: int | None,
-          cache_from: str, cache_to: str, tls_verify: bool | None, creds: str, authfile: str,
-          push_ref: str, sbom: bool, locked: bool | None, only: str, from_cache_only: bool,
-          parent_only: bool) -> None:
+          cache_from: str, cache_to: str, verify_key: str, tls_verify: bool | None, creds: str, authfile: str,
+          sign_key: str, sign_passphrase_file: str, push_ref: str, sbom: bool, locked: bool | None, only: str,
+          from_cache_only: bool, parent_only: bool) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
     from composer.builder import BuildSettings, default_host_ca, default_jobs, measure_sizes, report_document
     from composer.builder import build as run_build
     from composer.cache.registry import RegistryCache, push_image
+    from composer.cache.signing import Signing, check_key_files
     from composer.refs import check_image_ref, check_repo
 
     runner = Runner(verbose=settings.verbose)
@@ -456,13 +473,14 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
     if sum(map(bool, (only, from_cache_only, parent_only))) > 1 or (push_ref and (only or parent_only)):
         raise click.UsageError("--only, --parent-only and --from-cache-only are stages of their own; "
                                "only the last pushes an image")
+    signing = check_key_files(Signing(sign_key, sign_passphrase_file, verify_key))
     the_plan = make_plan(settings, recipe, runner)
     progress = Progress(quiet=quiet)
     the_plan = lock_mode(settings, the_plan, locked, progress)
     # The command line (or its environment variables) wins over the recipe's [cache].
     registry = RegistryCache(check_repo(cache_from, "--cache-from") or the_plan.recipe.cache_from,
                              check_repo(cache_to, "--cache-to") or the_plan.recipe.cache_to,
-                             tls_verify, authfile, creds)
+                             tls_verify, authfile, creds, signing)
     build_settings = BuildSettings(
         storage=settings.storage,
         cache_dir=settings.cache_dir,
@@ -496,7 +514,7 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
     if push_ref:
         with progress.step(f"push {push_ref}") as push_report:
             push_image(runner, settings.storage, the_plan.image_ref, push_ref, tls_verify, authfile, creds,
-                       scratch_folder(settings))
+                       scratch_folder(settings), signing)
             push_report("done")
     hits = sum(1 for r in ctx.results if r.cache == "hit")
     pulled = sum(1 for r in ctx.results if r.cache == "pulled")
@@ -675,15 +693,19 @@ def scratch_folder(settings: Settings) -> Path:
 @recipe_arg
 @click.argument("ref")
 @registry_options
+@sign_options
 @pass_settings
 @global_options
-def push(settings: Settings, recipe: Path, ref: str, tls_verify: bool | None, creds: str, authfile: str) -> None:
+def push(settings: Settings, recipe: Path, ref: str, tls_verify: bool | None, creds: str, authfile: str,
+         sign_key: str, sign_passphrase_file: str) -> None:
     """Push the image RECIPE was built into to REF (host/path:tag), without building."""
     from composer.builder import list_cached_keys
     from composer.cache.registry import push_image
+    from composer.cache.signing import Signing, check_key_files
     from composer.refs import check_image_ref
 
     dest = check_image_ref(ref, "REF")
+    signing = check_key_files(Signing(sign_key, sign_passphrase_file))
     runner = Runner(verbose=settings.verbose)
     the_plan = make_plan(settings, recipe, runner)
     final = the_plan.finalize.key
@@ -691,8 +713,23 @@ def push(settings: Settings, recipe: Path, ref: str, tls_verify: bool | None, cr
         raise ComposerError(f"{recipe}: not built (its last layer {final[:16]} is not in containers-storage)",
                             hint=f"run composer build {recipe} first, or build with --push")
     push_image(runner, settings.storage, cmd.cache_ref(final), dest, tls_verify, authfile, creds,
-               scratch_folder(settings))
+               scratch_folder(settings), signing)
     click.echo(f"pushed {the_plan.image_ref} to {dest}")
+
+
+@cli.command()
+@click.option("--output-prefix", required=True, type=click.Path(path_type=Path, dir_okay=False), metavar="P",
+              help="Write the pair to P.private (0600) and P.pub.")
+@click.option("--passphrase-file", required=True, type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="The private key's passphrase, on the first line of FILE (never on the command line).")
+@pass_settings
+@global_options
+def keygen(settings: Settings, output_prefix: Path, passphrase_file: Path) -> None:
+    """Make a sigstore key pair for --sign-key and --verify-key (docs/cache.md)."""
+    from composer.cache.keygen import generate_key_pair
+
+    private, public, maker = generate_key_pair(Runner(verbose=settings.verbose), output_prefix, passphrase_file)
+    click.echo(f"{private} (private: --sign-key, keep it secret) and {public} (public: --verify-key), made by {maker}")
 
 
 @cli.group()

@@ -26,8 +26,10 @@ description = "composer itself: this project's source at /opt/composer and its P
 requires = ["composer-tools"]
 
 [packages]
-debian = ["python3", "python3-click", "python3-jsonschema", "python3-yaml", "python3-sh"]
-arch = ["python", "python-click", "python-jsonschema", "python-yaml", "python-sh"]
+debian = ["python3", "python3-click", "python3-jsonschema", "python3-yaml", "python3-sh", "python3-cryptography",
+          "python3-nacl"]
+arch = ["python", "python-click", "python-jsonschema", "python-yaml", "python-sh", "python-cryptography",
+        "python-pynacl"]
 
 [[scripts]]
 run = "install.sh"

@@ -9,7 +9,7 @@ a new backend implements the two calls and is chosen there."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,8 +23,10 @@ class SharedCache(Protocol):
     """A cache of layers shared between machines, asked by key. Both calls are thread-safe
     and never raise for an unreachable cache: they warn once and answer False."""
 
-    def fetch(self, key: str) -> bool:
-        """Put key's layer into the local storage when the cache has a trusted one."""
+    def fetch(self, key: str, below: Sequence[str] | None) -> bool:
+        """Put key's layer into the local storage when the cache has a trusted one that sits
+        exactly on its local parent: below are that parent's diff IDs (the pulled image has
+        them and one more), None for a layer with no local parent to check (an image base)."""
         ...
 
     def offer(self, key: str) -> bool:

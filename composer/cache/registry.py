@@ -2,8 +2,12 @@
 layer missing locally is pulled from there before it is built (docs/cache.md).
 
 The registry is a cache, never a dependency: a registry that is down, slow or full costs
-one warning line and the build goes on locally. An image whose key label does not match
-the tag it was found under is refused; skopeo checks every blob against its digest."""
+one warning line and the build goes on locally. What is pulled is checked before it is
+used (docs/cache.md, "What is trusted"): its key label must match the tag it was found
+under; it must sit exactly on the local parent (the parent's diff IDs and one more); with
+--verify-key, its manifest digest must carry a sigstore signature by that key for
+REPO:KEY (composer/cache/signing.py). A refused entry costs one warning and a local build.
+skopeo checks every blob against its digest."""
 
 from __future__ import annotations
 
@@ -13,11 +17,22 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from composer import commands as cmd
+from composer.cache.signing import (
+    Signer,
+    Signing,
+    Verifier,
+    attachment_tag,
+    payload_document,
+    payload_problem,
+    read_attachment_dir,
+    write_attachment_layout,
+)
 from composer.errors import CommandError, ComposerError
 from composer.runner import Runner
 from composer.scratch import owned_tempdir
@@ -40,6 +55,7 @@ class RegistryCache:
     tls_verify: bool | None = None  # None: registries.conf decides
     authfile: str = ""  # default: skopeo's (REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json)
     creds: str = ""  # USER[:PASSWORD]; written to a private auth file, never argv
+    signing: Signing = field(default_factory=Signing)  # --sign-key, --verify-key
 
     def __bool__(self) -> bool:
         return bool(self.cache_from or self.cache_to)
@@ -83,6 +99,28 @@ def inspect_argv(repo: str, key: str, tls_verify: bool | None, authfile: str, ra
             f"docker://{repo}:{key}"]
 
 
+def inspect_config_argv(repo: str, digest: str, tls_verify: bool | None, authfile: str) -> list[str]:
+    """The config of the manifest with this digest (skopeo checks it against the manifest)."""
+    return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "inspect", "--config", "--retry-times", "1",
+            *tls_flag("tls-verify", tls_verify), *(["--authfile", authfile] if authfile else []),
+            f"docker://{repo}@{digest}"]
+
+
+def attachment_pull_argv(repo: str, tag: str, folder: str, tls_verify: bool | None, authfile: str) -> list[str]:
+    """Copy a signature attachment (a small OCI artifact) to a dir: folder."""
+    return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "copy", "--quiet", "--retry-times", "1",
+            *tls_flag("src-tls-verify", tls_verify), *(["--src-authfile", authfile] if authfile else []),
+            f"docker://{repo}:{tag}", f"dir:{folder}"]
+
+
+def attachment_push_argv(folder: str, repo: str, tag: str, tls_verify: bool | None, authfile: str) -> list[str]:
+    """Copy a signature attachment from an OCI layout, byte for byte (its digests are what
+    c/image and cosign read)."""
+    return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "copy", "--quiet", "--retry-times", "2",
+            "--preserve-digests", *tls_flag("dest-tls-verify", tls_verify),
+            *(["--dest-authfile", authfile] if authfile else []), f"oci:{folder}", f"docker://{repo}:{tag}"]
+
+
 def pull_argv(storage: cmd.Storage, repo: str, key: str, digest: str, tls_verify: bool | None,
               authfile: str) -> list[str]:
     """Copy the manifest with this digest (the one whose label was checked) to the cache tag."""
@@ -91,29 +129,68 @@ def pull_argv(storage: cmd.Storage, repo: str, key: str, digest: str, tls_verify
             f"docker://{repo}@{digest}", cmd.storage_ref(storage, cmd.cache_ref(key))]
 
 
-def push_argv(storage: cmd.Storage, repo: str, key: str, tls_verify: bool | None, authfile: str) -> list[str]:
-    return copy_out_argv(storage, cmd.cache_ref(key), f"{repo}:{key}", tls_verify, authfile, COPY_TIMEOUT)
+def push_argv(storage: cmd.Storage, repo: str, key: str, tls_verify: bool | None, authfile: str,
+              digestfile: str = "") -> list[str]:
+    return copy_out_argv(storage, cmd.cache_ref(key), f"{repo}:{key}", tls_verify, authfile, COPY_TIMEOUT,
+                         digestfile)
 
 
 def copy_out_argv(storage: cmd.Storage, ref: str, dest: str, tls_verify: bool | None, authfile: str,
-                  timeout: str = "") -> list[str]:
-    """Copy an image of containers-storage to dest (registry/repo:tag)."""
+                  timeout: str = "", digestfile: str = "") -> list[str]:
+    """Copy an image of containers-storage to dest (registry/repo:tag); with digestfile,
+    skopeo writes the pushed manifest's digest there (what a signature signs)."""
     return ["skopeo", *(["--command-timeout", timeout] if timeout else []), "copy", "--quiet",
-            "--retry-times", "2", *tls_flag("dest-tls-verify", tls_verify),
+            "--retry-times", "2", *(["--digestfile", digestfile] if digestfile else []),
+            *tls_flag("dest-tls-verify", tls_verify),
             *(["--dest-authfile", authfile] if authfile else []), cmd.storage_ref(storage, ref), f"docker://{dest}"]
 
 
+def repository_of(ref: str) -> str:
+    """host[:port]/path of host[:port]/path[:tag]."""
+    head, _, last = ref.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}"
+
+
+def sign_pushed(runner: Runner, signer: Signer, reference: str, digest: str, tls_verify: bool | None,
+                authfile: str, folder: Path) -> None:
+    """Sign digest as reference (REPO:TAG) and push the signature beside it, as a sigstore
+    attachment of REPO. Raises CommandError when the registry refuses it."""
+    layout = folder / f"sig-{digest.split(':', 1)[1][:16]}"
+    payload = payload_document(digest, reference, int(time.time()))
+    write_attachment_layout(layout, payload, signer.sign(payload))
+    runner.run(attachment_push_argv(str(layout), repository_of(reference), attachment_tag(digest), tls_verify,
+                                    authfile))
+
+
+def read_digest(path: Path) -> str:
+    digest = path.read_text().strip() if path.is_file() else ""
+    return digest if re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else ""
+
+
 def push_image(runner: Runner, storage: cmd.Storage, ref: str, dest: str, tls_verify: bool | None,
-               authfile: str, creds: str, scratch: Path) -> None:
-    """Push an image (the build's result) to a registry: asked for, so a failure is an error."""
+               authfile: str, creds: str, scratch: Path, signing: Signing | None = None) -> None:
+    """Push an image (the build's result) to a registry, signed with signing's key when it
+    has one: asked for, so a failure is an error."""
+    signer = Signer(signing.sign_key, signing.passphrase_file) if signing and signing.sign_key else None
     with owned_tempdir(scratch, "push") as folder:
         if creds:
             authfile = write_auth_file([dest], creds, Path(folder))
+        digestfile = Path(folder, "digest")
+        hint = "check the registry, --tls-verify and the credentials (docs/cache.md)"
         try:
-            runner.run(copy_out_argv(storage, ref, dest, tls_verify, authfile))
+            runner.run(copy_out_argv(storage, ref, dest, tls_verify, authfile, digestfile=str(digestfile)))
         except CommandError as e:
-            raise ComposerError(f"push {dest}: {e.tail(1).strip() or f'skopeo exit {e.code}'}",
-                                hint="check the registry, --tls-verify and the credentials (docs/cache.md)") from None
+            raise ComposerError(f"push {dest}: {e.tail(1).strip() or f'skopeo exit {e.code}'}", hint=hint) from None
+        if signer is None:
+            return
+        digest = read_digest(digestfile)
+        if not digest:
+            raise ComposerError(f"push {dest}: skopeo wrote no manifest digest to sign")
+        try:
+            sign_pushed(runner, signer, dest, digest, tls_verify, authfile, Path(folder))
+        except CommandError as e:
+            raise ComposerError(f"push {dest}: the image is pushed but its signature was not "
+                                f"({skopeo_message(e.tail(1)) or f'skopeo exit {e.code}'})", hint=hint) from None
 
 
 # --- talking to the registry ---------------------------------------------------------------
@@ -130,14 +207,23 @@ class Remote:
         self.storage = storage
         self.runner = runner
         self.warn = warn
+        self.scratch = scratch
         self.lock = threading.Lock()
         self.down: set[str] = set()  # repositories that failed once
         self.tags: dict[str, set[str]] = {}  # repository -> keys it holds (asked once)
         self.authfile = config.authfile
         if config.creds:
             self.authfile = write_auth_file([config.cache_from, config.cache_to], config.creds, scratch)
+        signing = config.signing
+        # Loaded before the first layer: a wrong passphrase fails the build at once.
+        self.signer = Signer(signing.sign_key, signing.passphrase_file) if signing.sign_key and config.cache_to \
+            else None
+        self.verifier = Verifier(signing.verify_key) if signing.verify_key and config.cache_from else None
         self.pushed: list[str] = []
         self.pulled: list[str] = []
+        if config.cache_from and self.verifier is None:
+            warn(f"warning: registry cache {config.cache_from}: entries are not verified (no --verify-key): "
+                 "whoever can push there decides what a pulled layer holds (docs/cache.md)")
 
     def _fail(self, repo: str, what: str, error: CommandError) -> None:
         with self.lock:
@@ -147,6 +233,10 @@ class Remote:
         reason = skopeo_message(error.tail(1)) or f"exit {error.code}"
         self.warn(f"warning: registry cache {repo}: {what} failed ({reason}); building locally, "
                   "without the registry for the rest of this build")
+
+    def _refuse(self, repo: str, key: str, why: str) -> bool:
+        self.warn(f"warning: registry cache {repo}:{key[:16]}… refused: {why}; building it locally")
+        return False
 
     def _keys(self, repo: str) -> set[str] | None:
         """The keys repo holds (one list-tags call per build), None when it cannot be asked."""
@@ -170,8 +260,10 @@ class Remote:
             self.tags[repo] = keys
         return keys
 
-    def fetch(self, key: str) -> bool:
-        """Pull key's cache image when the registry has it and its key label matches."""
+    def fetch(self, key: str, below: Sequence[str] | None) -> bool:
+        """Pull key's cache image when the registry has it and every check passes: its key
+        label, its signature (with a verify key), its parent chain (below: the diff IDs of
+        the local parent it must sit on, None when it has no local parent to check)."""
         repo = self.config.cache_from
         if not repo:
             return False
@@ -186,13 +278,15 @@ class Remote:
         except ValueError:
             info = {}
         labelled = (info.get("Labels") or {}).get(KEY_LABEL)
-        if labelled != key or not str(info.get("Digest", "")).startswith("sha256:"):
-            self.warn(f"warning: registry cache {repo}:{key[:16]}… refused: its {KEY_LABEL} label is "
-                      f"{labelled!r}, not the key it is tagged with; building it locally")
+        digest = str(info.get("Digest", ""))
+        if labelled != key or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            return self._refuse(repo, key, f"its {KEY_LABEL} label is {labelled!r}, not the key it is tagged with")
+        if self.verifier is not None and not self._signed(repo, key, digest):
+            return False
+        if below is not None and not self._on_parent(repo, key, digest, below):
             return False
         try:
-            self.runner.run(pull_argv(self.storage, repo, key, info["Digest"], self.config.tls_verify,
-                                      self.authfile))
+            self.runner.run(pull_argv(self.storage, repo, key, digest, self.config.tls_verify, self.authfile))
         except CommandError as e:
             self._fail(repo, f"pulling {key[:16]}", e)
             return False
@@ -200,8 +294,46 @@ class Remote:
             self.pulled.append(key)
         return True
 
+    def _signed(self, repo: str, key: str, digest: str) -> bool:
+        """Whether digest carries a signature by the verify key for REPO:KEY (warns when not)."""
+        assert self.verifier is not None
+        with owned_tempdir(self.scratch, "sig") as folder:
+            copied = Path(folder, "attachment")
+            try:
+                self.runner.run(attachment_pull_argv(repo, attachment_tag(digest), str(copied),
+                                                     self.config.tls_verify, self.authfile))
+            except CommandError as e:
+                if not missing_manifest(e.output):
+                    self._fail(repo, f"reading the signature of {key[:16]}", e)
+                    return False
+                return self._refuse(repo, key, "it is not signed (no sigstore signature beside it)")
+            signatures = read_attachment_dir(copied)
+        by_key = [payload for payload, signature in signatures if self.verifier.verifies(payload, signature)]
+        if not by_key:
+            return self._refuse(repo, key, f"none of its {len(signatures)} signature(s) is by --verify-key "
+                                           f"{self.config.signing.verify_key}")
+        problems = [payload_problem(payload, digest, f"{repo}:{key}") for payload in by_key]
+        if "" not in problems:
+            return self._refuse(repo, key, f"its signature by --verify-key does not sign this image: {problems[0]}")
+        return True
+
+    def _on_parent(self, repo: str, key: str, digest: str, below: Sequence[str]) -> bool:
+        """Whether the image's diff IDs are exactly below and one more (warns when not)."""
+        try:
+            config = json.loads(self.runner.output(inspect_config_argv(repo, digest, self.config.tls_verify,
+                                                                       self.authfile)))
+            diff_ids = [str(d) for d in (config.get("rootfs") or {}).get("diff_ids") or ()]
+        except CommandError as e:
+            self._fail(repo, f"reading the config of {key[:16]}", e)
+            return False
+        except (ValueError, AttributeError):
+            diff_ids = []
+        problem = chain_problem(diff_ids, below)
+        return self._refuse(repo, key, problem) if problem else True
+
     def offer(self, key: str) -> bool:
-        """Push key's cache image unless the registry has it already; True when pushed."""
+        """Push key's cache image unless the registry has it already, and sign it with the
+        sign key; True when pushed (and signed)."""
         repo = self.config.cache_to
         if not repo:
             return False
@@ -210,16 +342,53 @@ class Remote:
             return False
         if local_key_label(self.runner, self.storage, key) != key:
             return False  # committed by a composer before key labels: a pull would refuse it
-        try:
-            self.runner.run(push_argv(self.storage, repo, key, self.config.tls_verify, self.authfile))
-        except CommandError as e:
-            # The manifest (and so the tag) is written last: a push that failed tags nothing.
-            self._fail(repo, f"pushing {key[:16]}", e)
-            return False
+        with owned_tempdir(self.scratch, "push") as folder:
+            digestfile = Path(folder, "digest")
+            try:
+                self.runner.run(push_argv(self.storage, repo, key, self.config.tls_verify, self.authfile,
+                                          str(digestfile)))
+            except CommandError as e:
+                # The manifest (and so the tag) is written last: a push that failed tags nothing.
+                self._fail(repo, f"pushing {key[:16]}", e)
+                return False
+            with self.lock:
+                self.tags[repo].add(key)
+            if self.signer is not None and not self._sign(repo, key, read_digest(digestfile), Path(folder)):
+                return False
         with self.lock:
-            self.tags[repo].add(key)
             self.pushed.append(key)
         return True
+
+    def _sign(self, repo: str, key: str, digest: str, folder: Path) -> bool:
+        assert self.signer is not None
+        try:
+            if not digest:
+                raise CommandError(["skopeo"], 0, "skopeo wrote no manifest digest to sign")
+            sign_pushed(self.runner, self.signer, f"{repo}:{key}", digest, self.config.tls_verify, self.authfile,
+                        folder)
+        except CommandError as e:
+            # The tag is there unsigned: a build with --verify-key refuses it; a later build
+            # sees the tag and does not push it again, so say so.
+            self._fail(repo, f"signing {key[:16]} (pushed unsigned)", e)
+            return False
+        return True
+
+
+def chain_problem(diff_ids: Sequence[str], below: Sequence[str]) -> str:
+    """Why an image with diff_ids does not sit exactly on a parent with below; "" when it does."""
+    if list(diff_ids[:-1]) == list(below) and len(diff_ids) == len(below) + 1:
+        return ""
+    if len(diff_ids) <= len(below) or list(diff_ids[:len(below)]) != list(below):
+        shared = next((i for i, (a, b) in enumerate(zip(diff_ids, below, strict=False)) if a != b),
+                      min(len(diff_ids), len(below)))
+        return (f"it is not built on the local parent (its {len(diff_ids)} layers share the first {shared} "
+                f"of the parent's {len(below)})")
+    return f"it has {len(diff_ids) - len(below)} layers of its own over the local parent, not 1"
+
+
+def missing_manifest(output: str) -> bool:
+    """skopeo's words for a tag the repository does not have."""
+    return any(words in output for words in ("manifest unknown", "404 (Not Found)", "not found"))
 
 
 def unknown_repository(output: str) -> bool:

@@ -82,31 +82,31 @@ def test_argv_lists_pin_the_digest_and_pass_tls_only_when_asked() -> None:
 
 def test_a_matching_label_is_pulled_by_digest(tmp_path: Path) -> None:
     runner, warnings = FakeSkopeo({"k1": "k1"}), []
-    assert remote(runner, tmp_path, warnings, cache_from=REPO).fetch("k1")
+    assert remote(runner, tmp_path, warnings, cache_from=REPO).fetch("k1", None)
     assert copies(runner)[0][-2] == f"docker://{REPO}@sha256:{'d' * 64}"
-    assert warnings == []
+    assert len(warnings) == 1 and "not verified (no --verify-key)" in warnings[0]  # said once, at the start
 
 
 def test_a_key_the_registry_lacks_is_not_asked_for(tmp_path: Path) -> None:
     runner, warnings = FakeSkopeo({"k1": "k1"}), []
     r = remote(runner, tmp_path, warnings, cache_from=REPO)
-    assert not r.fetch("k2") and not r.fetch("k3")
+    assert not r.fetch("k2", None) and not r.fetch("k3", None)
     assert [a for a in runner.calls if "inspect" in a] == []
     assert len([a for a in runner.calls if "list-tags" in a]) == 1  # asked once per build
 
 
 def test_an_image_under_another_key_is_refused(tmp_path: Path) -> None:
     runner, warnings = FakeSkopeo({"k2": "k1"}), []
-    assert not remote(runner, tmp_path, warnings, cache_from=REPO).fetch("k2")
+    assert not remote(runner, tmp_path, warnings, cache_from=REPO).fetch("k2", None)
     assert copies(runner) == []
-    assert len(warnings) == 1 and "refused" in warnings[0]
+    assert len(warnings) == 2 and "refused" in warnings[1]
 
 
 def test_a_registry_that_is_down_warns_once(tmp_path: Path) -> None:
     runner, warnings = FakeSkopeo({}, down=True), []
     r = remote(runner, tmp_path, warnings, cache_from=REPO, cache_to=REPO)
-    assert not r.fetch("k1") and not r.offer("k1") and not r.fetch("k2") and not r.offer("k2")
-    assert len(warnings) == 1 and "building locally" in warnings[0]
+    assert not r.fetch("k1", None) and not r.offer("k1") and not r.fetch("k2", None) and not r.offer("k2")
+    assert len(warnings) == 2 and "not verified" in warnings[0] and "building locally" in warnings[1]
     assert len(runner.calls) == 1  # nothing more asked of it
 
 
@@ -125,7 +125,7 @@ def test_push_only_what_the_registry_lacks_and_only_labelled_images(tmp_path: Pa
 def test_creds_go_to_a_private_auth_file_never_argv(tmp_path: Path) -> None:
     runner, warnings = FakeSkopeo({"k1": "k1"}), []
     r = remote(runner, tmp_path, warnings, cache_from=REPO, creds="ci:s3cret")
-    r.fetch("k1")
+    r.fetch("k1", None)
     assert not any("s3cret" in a for argv in runner.calls for a in argv)
     auth = Path(r.authfile)
     assert stat.S_IMODE(auth.stat().st_mode) == 0o600
@@ -182,16 +182,31 @@ def test_restacked_layers_are_pulled_not_built(tmp_path: Path) -> None:
     leaves = [s.key for s in plan.steps if s.restacked]
     assert plan.reconcile is not None and len(leaves) == 3
 
+    # Each image's diff IDs: its parent's and one of its own (the reconcile layer: the
+    # common parent's, each member's own layer, its own), as buildah commits them.
+    chains: dict[str, list[str]] = {}
+    for layer in plan.layers():
+        below = list(chains.get(layer.parent_key, []))
+        if layer.name == "reconcile":
+            below += [chains[k][-1] for k in leaves]
+        chains[layer.key] = [*below, f"sha256:{layer.key}"]
+
     class Registry(RecordingRunner):
         def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
             argv = [str(a) for a in argv]
             if argv[0] == "skopeo" and "list-tags" in argv:
                 self.calls.append(argv)
                 return json.dumps({"Tags": [*leaves, plan.reconcile.key]})  # type: ignore[union-attr]
+            if argv[0] == "skopeo" and "--config" in argv:  # pinned by digest: sha256:<key> here
+                self.calls.append(argv)
+                return json.dumps({"rootfs": {"type": "layers", "diff_ids": chains[argv[-1].rsplit(":", 1)[1]]}})
             if argv[0] == "skopeo" and "inspect" in argv:
                 self.calls.append(argv)
                 tag = argv[-1].rsplit(":", 1)[1]
-                return json.dumps({"Digest": "sha256:" + "e" * 64, "Labels": {KEY_LABEL: tag}})
+                return json.dumps({"Digest": f"sha256:{tag}", "Labels": {KEY_LABEL: tag}})
+            if argv[0] == "buildah" and "inspect" in argv and "--format" not in argv:  # a local image's documents
+                key = argv[-1].rsplit(":", 1)[1]
+                return json.dumps({"Manifest": "{}", "Config": json.dumps({"rootfs": {"diff_ids": chains[key]}})})
             if argv[0] == "buildah" and "inspect" in argv:  # the key label of a local image
                 return argv[-1].rsplit(":", 1)[1]
             return super().output(argv, env)
