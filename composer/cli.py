@@ -839,6 +839,9 @@ def cache_prune(settings: Settings, older_than: float | None, keep: int | None, 
 @click.option("--cache-to", metavar="REPO", help="Registry cache the build writes (default: --cache).")
 @click.option("--push", "push_ref", metavar="REF", help="Push the built image here.")
 @click.option("--registry-secret", metavar="NAME", help="A dockerconfigjson Secret with the registry's credentials.")
+@click.option("--signing-secret", metavar="NAME",
+              help="A Secret with cosign.key, cosign.password and cosign.pub: sign what is pushed, use only "
+                   "cache entries signed with that key (docs/build-job.md).")
 @click.option("--recipe-path", metavar="PATH",
               help="RECIPE's path in the container (default: its path in this project, which the image carries).")
 @click.option("--pod", "as_pod", is_flag=True, help="Print the Pod of the Job's template (for podman kube play).")
@@ -851,8 +854,9 @@ def cache_prune(settings: Settings, older_than: float | None, keep: int | None, 
 @pass_settings
 @global_options
 def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, cache_from: str | None,
-        cache_to: str | None, push_ref: str | None, registry_secret: str | None, recipe_path: str | None,
-        as_pod: bool, fan_out: bool, parallelism: int | None, output_file: Path | None) -> None:
+        cache_to: str | None, push_ref: str | None, registry_secret: str | None, signing_secret: str | None,
+        recipe_path: str | None, as_pod: bool, fan_out: bool, parallelism: int | None,
+        output_file: Path | None) -> None:
     """Print a Kubernetes Job that builds RECIPE with composer in a cluster (docs/build-job.md)."""
     from composer.emit.job import JobConfig, job_name, render_job
     from composer.recipe import load_recipe
@@ -870,7 +874,7 @@ def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, ca
     config = JobConfig(
         name=job_name(loaded.name), recipe=recipe_path, image=image,
         cache_from=cache_from or cache_repo, cache_to=cache_to or cache_repo,
-        push=push_ref, registry_secret=registry_secret,
+        push=push_ref, registry_secret=registry_secret, signing_secret=signing_secret,
     )
     text = (fanout_text(settings, recipe, config, parallelism, as_pod) if fan_out
             else render_job(config, as_pod=as_pod))

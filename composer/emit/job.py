@@ -17,6 +17,10 @@ PROJECT_IN_IMAGE = "/opt/composer"
 STORAGE_MOUNT = "/var/lib/containers"  # the image's storage.conf (layers/composer-tools)
 CACHE_MOUNT = "/root/.cache/composer"
 AUTH_MOUNT = "/run/composer-registry"
+SIGNING_MOUNT = "/run/composer-signing"
+# The keys of the signing Secret: the names `cosign generate-key-pair k8s://NS/NAME` gives
+# them, so that command (or kubectl create secret generic with --from-file) makes it.
+SIGNING_KEYS = {"cosign.key": "--sign-key", "cosign.password": "--sign-passphrase-file", "cosign.pub": "--verify-key"}
 LABELS = {"app.kubernetes.io/name": "composer", "app.kubernetes.io/component": "build"}
 
 
@@ -32,6 +36,7 @@ class JobConfig:
     cache_to: str | None = None
     push: str | None = None
     registry_secret: str | None = None  # a kubernetes.io/dockerconfigjson Secret
+    signing_secret: str | None = None  # cosign.key, cosign.password, cosign.pub (docs/build-job.md)
     jobs: int | None = None
     backoff_limit: int = 0
     ttl_seconds: int = 86400
@@ -52,8 +57,22 @@ def build_args(config: JobConfig) -> list[str]:
         args += ["--cache-to", config.cache_to]
     if config.push:
         args += ["--push", config.push]
+    args += signing_args(config)
     if config.jobs:
         args += ["--jobs", str(config.jobs)]
+    return args
+
+
+def signing_args(config: JobConfig) -> list[str]:
+    """Sign what is pushed, verify what is pulled, with the Secret's files (paths only)."""
+    if not config.signing_secret:
+        return []
+    args: list[str] = []
+    if config.cache_to or config.push:
+        args += ["--sign-key", f"{SIGNING_MOUNT}/cosign.key",
+                 "--sign-passphrase-file", f"{SIGNING_MOUNT}/cosign.password"]
+    if config.cache_from:
+        args += ["--verify-key", f"{SIGNING_MOUNT}/cosign.pub"]
     return args
 
 
@@ -66,6 +85,8 @@ def container(config: JobConfig) -> dict[str, Any]:
     if config.registry_secret:
         mounts.append({"name": "registry-auth", "mountPath": AUTH_MOUNT, "readOnly": True})
         env.append({"name": "REGISTRY_AUTH_FILE", "value": f"{AUTH_MOUNT}/auth.json"})
+    if config.signing_secret:
+        mounts.append({"name": "signing", "mountPath": SIGNING_MOUNT, "readOnly": True})
     return {
         "name": "composer",
         "image": config.image,
@@ -92,11 +113,22 @@ def volumes(config: JobConfig) -> list[dict[str, Any]]:
             "secretName": config.registry_secret,
             "items": [{"key": ".dockerconfigjson", "path": "auth.json"}],
         }})
+    if config.signing_secret:
+        # Readable by root only (the build runs as root); never an environment variable,
+        # which `ps e`, /proc/1/environ and a crash dump would show.
+        found.append({"name": "signing", "secret": {
+            "secretName": config.signing_secret,
+            "defaultMode": 0o400,
+            "items": [{"key": key, "path": key} for key in SIGNING_KEYS],
+        }})
     return found
 
 
 def pod_spec(config: JobConfig) -> dict[str, Any]:
-    return {"restartPolicy": "Never", "containers": [container(config)], "volumes": volumes(config)}
+    # The build talks to no Kubernetes API: no service-account token in a privileged
+    # container that runs recipe scripts.
+    return {"restartPolicy": "Never", "automountServiceAccountToken": False, "containers": [container(config)],
+            "volumes": volumes(config)}
 
 
 def job_document(config: JobConfig) -> dict[str, Any]:
@@ -152,6 +184,7 @@ def stage_config(config: JobConfig, suffix: str, push: str | None = None) -> Job
     name = f"{config.name[:63 - len(suffix) - 1].rstrip('-')}-{suffix}"
     return JobConfig(name=name, recipe=config.recipe, image=config.image, cache_from=config.cache_from,
                      cache_to=config.cache_to, push=push, registry_secret=config.registry_secret,
+                     signing_secret=config.signing_secret,
                      backoff_limit=config.backoff_limit, ttl_seconds=config.ttl_seconds)
 
 
@@ -185,7 +218,7 @@ def fanout_documents(fan: FanOut) -> list[dict[str, Any]]:
     docs.append(job)
     final = stage_config(fan.config, "final", push=fan.config.push)
     final = JobConfig(name=final.name, recipe=final.recipe, image=final.image, cache_from=final.cache_from,
-                      push=final.push, registry_secret=final.registry_secret,
+                      push=final.push, registry_secret=final.registry_secret, signing_secret=final.signing_secret,
                       backoff_limit=final.backoff_limit, ttl_seconds=final.ttl_seconds)
     job = job_document(final)
     job["spec"]["template"]["spec"]["containers"][0]["args"] = [*build_args(final), "--from-cache-only"]

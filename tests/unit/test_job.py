@@ -107,6 +107,28 @@ def test_registry_credentials_come_from_a_secret_never_the_manifest() -> None:
     validate(document)
 
 
+def test_the_signing_key_comes_from_a_secret_as_files_and_no_token_is_mounted() -> None:
+    result = job(TURBOFLOW, "--image", IMAGE, "--cache", "r.example/c", "--signing-secret", "team-signing")
+    document = yaml.safe_load(result.output)
+    spec = document["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "signing"]
+    assert volume["secret"]["secretName"] == "team-signing" and volume["secret"]["defaultMode"] == 0o400
+    assert [i["key"] for i in volume["secret"]["items"]] == ["cosign.key", "cosign.password", "cosign.pub"]
+    (box,) = spec["containers"]
+    (mount,) = [m for m in box["volumeMounts"] if m["name"] == "signing"]
+    assert mount == {"name": "signing", "mountPath": "/run/composer-signing", "readOnly": True}
+    args = box["args"]
+    assert args[args.index("--sign-key") + 1] == "/run/composer-signing/cosign.key"
+    assert args[args.index("--sign-passphrase-file") + 1] == "/run/composer-signing/cosign.password"
+    assert args[args.index("--verify-key") + 1] == "/run/composer-signing/cosign.pub"
+    assert not any(e["name"].startswith(("COMPOSER_SIGN", "COSIGN")) for e in box["env"])  # files, not env
+    validate(document)
+    # Without a Secret: no signing, and still no token.
+    plain = yaml.safe_load(job(TURBOFLOW, "--image", IMAGE).output)["spec"]["template"]["spec"]
+    assert plain["automountServiceAccountToken"] is False and "--sign-key" not in plain["containers"][0]["args"]
+
+
 def test_the_pod_variant_is_the_jobs_template() -> None:
     args = [TURBOFLOW, "--image", IMAGE]
     document = yaml.safe_load(job(*args).output)
