@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
-"""A fresh machine with a warm registry cache against a cold build, and composer's pull of
-a built image against `skopeo copy` of the same image.
+"""A fresh machine with a warm registry cache against a cold build, composer's pull of
+a built image against `skopeo copy` of the same image, and a verified pull (--verify-key)
+against an unverified one of the same signed cache.
 
 A private docker-registry on 127.0.0.1 (config and storage of its own, like the tests'
-fixture) is warmed once: a seed storage builds the recipe with --cache-to REPO and pushes
-the image with --push. Then, per run, each in a fresh storage and a fresh composer cache
-(a new machine), in an order that rotates from run to run:
-  - cold:   composer build RECIPE --no-archive                    (no registry)
-  - warm:   composer build RECIPE --no-archive --cache-from REPO  (every layer pulled)
-  - skopeo: skopeo copy docker://IMAGE containers-storage:IMAGE   (the final image alone)
+fixture) is warmed once: a seed storage builds the recipe with --cache-to REPO, signing
+each layer with a fresh key pair (--sign-key), and pushes the image with --push. Then, per
+run, each in a fresh storage and a fresh composer cache (a new machine), in an order that
+rotates from run to run:
+  - cold:     composer build RECIPE --no-archive                    (no registry)
+  - warm:     composer build RECIPE --no-archive --cache-from REPO  (every layer pulled, unverified)
+  - verified: the same with --verify-key PUB                        (every layer's signature checked)
+  - skopeo:   skopeo copy docker://IMAGE containers-storage:IMAGE   (the final image alone)
 Bytes moved: for cold, what the build downloaded (the debootstrap and package downloads
 composer keeps in its cache); for warm and skopeo, the bytes the registry served (its
 access log). The raw figures, the commit and the machine go to a JSON file.
 
-    python3 bench/registry.py [--runs 5] [--full] [--json bench/results-registry-DATE.json]
+    python3 bench/registry.py [--runs 5] [--full] [--cases warm,verified] [--json bench/results-registry-DATE.json]
     (as root; needs buildah, podman, skopeo, debootstrap and docker-registry)
 """
 
@@ -142,7 +145,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--full", action="store_true", help=f"Build {FULL_RECIPE.relative_to(ROOT)} instead.")
     parser.add_argument("--json", type=Path, help="Write the raw figures here.")
+    parser.add_argument("--cases", default="cold,warm,verified,skopeo",
+                        help="Which cases to run, comma-separated (default: all four).")
     args = parser.parse_args()
+    chosen = [c for c in args.cases.split(",") if c]
     recipe = FULL_RECIPE if args.full else CI_RECIPE
     info = machine_info()
 
@@ -152,11 +158,17 @@ def main() -> None:
     repo, pushed = f"{registry.host}/bench-cache", f"{registry.host}/bench/image:latest"
     http = "--no-tls-verify"
     runs: list[dict[str, object]] = []
+    keys = work / "keys"
+    keys.mkdir()
+    (keys / "passphrase").write_text("bench passphrase\n")
+    subprocess.run([sys.executable, "-m", "composer", "keygen", "--output-prefix", str(keys / "bench"),
+                    "--passphrase-file", str(keys / "passphrase")], cwd=ROOT, check=True, capture_output=True)
+    sign = ("--sign-key", str(keys / "bench.private"), "--sign-passphrase-file", str(keys / "passphrase"))
     try:
         with machine(work, "seed") as (env, folder):
             report = folder / "report.json"
             seed = timed(composer(folder, "build", "-q", "--no-archive", "--cache-to", repo, "--push", pushed, http,
-                                  "--report", str(report), str(recipe)), env)
+                                  *sign, "--report", str(report), str(recipe)), env)
             final = json.loads(report.read_text())["layers"][-1]["key"]
             seed_id = image_id(env, f"localhost/composer-cache:{final}")
         registry.served()
@@ -168,9 +180,9 @@ def main() -> None:
                              if (folder / "cache" / name).is_dir())
             return {"seconds": seconds, "bytes": downloaded}
 
-        def warm(env: dict[str, str], folder: Path) -> dict[str, object]:
+        def warm(env: dict[str, str], folder: Path, *verify: str) -> dict[str, object]:
             report = folder / "report.json"
-            seconds = timed(composer(folder, "build", "-q", "--no-archive", "--cache-from", repo, http,
+            seconds = timed(composer(folder, "build", "-q", "--no-archive", "--cache-from", repo, http, *verify,
                                      "--report", str(report), str(recipe)), env)
             document = json.loads(report.read_text())
             assert document["totals"]["misses"] == 0, document["totals"]
@@ -183,10 +195,13 @@ def main() -> None:
             return {"seconds": seconds, "bytes": registry.served(),
                     "same_image": image_id(env, "localhost/bench/image:latest") == seed_id}
 
-        cases = {"cold": cold, "warm": warm, "skopeo": copy}
-        names = list(cases)
+        def verified(env: dict[str, str], folder: Path) -> dict[str, object]:
+            return warm(env, folder, "--verify-key", str(keys / "bench.pub"))
+
+        cases = {"cold": cold, "warm": warm, "verified": verified, "skopeo": copy}
+        names = [n for n in cases if n in chosen]
         for i in range(args.runs):
-            order = names[i % 3:] + names[:i % 3]
+            order = names[i % len(names):] + names[:i % len(names)]
             for name in order:
                 registry.served()
                 with machine(work, f"{name}-{i}") as (env, folder):
@@ -196,22 +211,26 @@ def main() -> None:
                       flush=True)
     finally:
         registry.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)  # the key pair too
 
-    seconds = {name: [float(r["seconds"]) for r in runs if r["case"] == name] for name in ("cold", "warm", "skopeo")}
-    moved = {name: [int(r["bytes"]) for r in runs if r["case"] == name] for name in ("cold", "warm", "skopeo")}
+    seconds = {name: [float(r["seconds"]) for r in runs if r["case"] == name] for name in names}
+    moved = {name: [int(r["bytes"]) for r in runs if r["case"] == name] for name in names}
+    pairs = [(a, b) for a, b in (("warm", "cold"), ("warm", "skopeo"), ("verified", "warm"))
+             if a in names and b in names]
     result = {
         "recipe": str(recipe.relative_to(ROOT)), "runs": args.runs, "machine": info, "seed_seconds": seed,
         "seconds": {name: summary(v) for name, v in seconds.items()},
         "bytes": {name: summary([float(b) for b in v]) for name, v in moved.items()},
-        "ratios": {"warm/cold": statistics.median(seconds["warm"]) / statistics.median(seconds["cold"]),
-                   "warm/skopeo": statistics.median(seconds["warm"]) / statistics.median(seconds["skopeo"])},
+        "ratios": {f"{a}/{b}": statistics.median(seconds[a]) / statistics.median(seconds[b]) for a, b in pairs},
         # The same run's cases ran one after the other: on a shared machine their ratio is steadier.
-        "paired_ratios": {name: summary([w / o for w, o in zip(seconds["warm"], seconds[other], strict=True)])
-                          for name, other in (("warm/cold", "cold"), ("warm/skopeo", "skopeo"))},
+        "paired_ratios": {f"{a}/{b}": summary([x / y for x, y in zip(seconds[a], seconds[b], strict=True)])
+                          for a, b in pairs},
+        "paired_differences": {f"{a}-{b}": summary([x - y for x, y in zip(seconds[a], seconds[b], strict=True)])
+                               for a, b in pairs},
         "raw": runs,
     }
-    print(json.dumps({k: result[k] for k in ("seconds", "bytes", "ratios", "paired_ratios")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("seconds", "bytes", "ratios", "paired_ratios", "paired_differences")},
+                     indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -121,12 +121,22 @@ def attachment_push_argv(folder: str, repo: str, tag: str, tls_verify: bool | No
             *(["--dest-authfile", authfile] if authfile else []), f"oci:{folder}", f"docker://{repo}:{tag}"]
 
 
+# A pulled image waits under this name until its layers are checked; only then is it
+# tagged as the cache tag (a build killed in between leaves no unchecked cache tag).
+PULLED_REPO = "localhost/composer-pulled"
+
+
+def pulled_ref(key: str) -> str:
+    return f"{PULLED_REPO}:{key}"
+
+
 def pull_argv(storage: cmd.Storage, repo: str, key: str, digest: str, tls_verify: bool | None,
               authfile: str) -> list[str]:
-    """Copy the manifest with this digest (the one whose label was checked) to the cache tag."""
+    """Copy the manifest with this digest (the one whose label was checked) into storage,
+    under the holding name."""
     return ["skopeo", "--command-timeout", COPY_TIMEOUT, "copy", "--quiet", "--retry-times", "2",
             *tls_flag("src-tls-verify", tls_verify), *(["--src-authfile", authfile] if authfile else []),
-            f"docker://{repo}@{digest}", cmd.storage_ref(storage, cmd.cache_ref(key))]
+            f"docker://{repo}@{digest}", cmd.storage_ref(storage, pulled_ref(key))]
 
 
 def push_argv(storage: cmd.Storage, repo: str, key: str, tls_verify: bool | None, authfile: str,
@@ -221,6 +231,7 @@ class Remote:
         self.verifier = Verifier(signing.verify_key) if signing.verify_key and config.cache_from else None
         self.pushed: list[str] = []
         self.pulled: list[str] = []
+        self.graph: tuple[str, str] = ("", "")  # containers-storage's graph root and driver
         if config.cache_from and self.verifier is None:
             warn(f"warning: registry cache {config.cache_from}: entries are not verified (no --verify-key): "
                  "whoever can push there decides what a pulled layer holds (docs/cache.md)")
@@ -290,8 +301,29 @@ class Remote:
         except CommandError as e:
             self._fail(repo, f"pulling {key[:16]}", e)
             return False
+        if below is not None and not self._really_on_parent(repo, key, below):
+            return False
+        self.runner.run(cmd.buildah(self.storage, "tag", pulled_ref(key), cmd.cache_ref(key)))
+        self.runner.run(cmd.buildah(self.storage, "rmi", pulled_ref(key)))  # the holding name only
         with self.lock:
             self.pulled.append(key)
+        return True
+
+    def _really_on_parent(self, repo: str, key: str, below: Sequence[str]) -> bool:
+        """The image's config was checked before the pull; its layers are checked now, as
+        containers-storage applied them (each one's digest computed from its content):
+        skopeo 1.9 does not hold a config's diff IDs against the layers it copies."""
+        with self.lock:  # asked once per build
+            if not self.graph[0]:
+                self.graph = graph_root(self.runner, self.storage)
+        real = stored_diff_ids(*self.graph, pulled_ref(key))
+        config = image_diff_ids(self.runner, self.storage, pulled_ref(key))
+        problem = chain_problem(real, below) if real is not None else "its layers were not found in storage"
+        if not problem and real != config:
+            problem = "its layers are not the ones its config names"
+        if problem:
+            self.runner.run(cmd.buildah(self.storage, "rmi", "--force", pulled_ref(key)))
+            return self._refuse(repo, key, problem)
         return True
 
     def _signed(self, repo: str, key: str, digest: str) -> bool:
@@ -384,6 +416,48 @@ def chain_problem(diff_ids: Sequence[str], below: Sequence[str]) -> str:
         return (f"it is not built on the local parent (its {len(diff_ids)} layers share the first {shared} "
                 f"of the parent's {len(below)})")
     return f"it has {len(diff_ids) - len(below)} layers of its own over the local parent, not 1"
+
+
+def graph_root(runner: Runner, storage: cmd.Storage) -> tuple[str, str]:
+    """(graph root, driver) of the storage, as buildah resolves them."""
+    text = runner.output(cmd.buildah(storage, "info", "--format", "{{.store.GraphRoot}} {{.store.GraphDriverName}}"))
+    root, _, driver = text.strip().rpartition(" ")
+    return root, driver
+
+
+def stored_diff_ids(root: str, driver: str, ref: str) -> list[str] | None:
+    """The diff IDs of ref's layers as containers-storage recorded them when it applied
+    each one (its own digest of the content), bottom first: the image's top layer and its
+    parents, from the storage's records (no tool prints a layer's parent in full)."""
+    images = read_records(Path(root, f"{driver}-images", "images.json"))
+    layers = {str(r.get("id")): r for name in ("layers.json", "volatile-layers.json")
+              for r in read_records(Path(root, f"{driver}-layers", name))}
+    name = ref if "/" in ref.split(":", 1)[0] else f"localhost/{ref}"
+    top = next((str(i.get("layer") or "") for i in images if name in (i.get("names") or ())), None)
+    if top is None:
+        return None
+    chain: list[str] = []
+    while top:
+        record = layers.get(top)
+        if record is None or not record.get("diff-digest") or len(chain) > 500:
+            return None
+        chain.append(str(record["diff-digest"]))
+        top = str(record.get("parent") or "")
+    return chain[::-1]
+
+
+def read_records(path: Path) -> list[dict]:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+
+
+def image_diff_ids(runner: Runner, storage: cmd.Storage, ref: str) -> list[str]:
+    """The diff IDs an image's config names."""
+    info = json.loads(runner.output(cmd.buildah(storage, "inspect", "--type", "image", ref)))
+    return [str(d) for d in (json.loads(info["Config"]).get("rootfs") or {}).get("diff_ids") or ()]
 
 
 def missing_manifest(output: str) -> bool:

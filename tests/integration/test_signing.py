@@ -5,6 +5,7 @@ key label, so only the check under test stands between it and the build."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -185,3 +186,41 @@ def test_a_linear_layer_on_another_parent_is_refused_even_without_verify_key(
         for name in (report["image"], f"localhost/composer-cache:{keys['finalize']}",
                      f"localhost/composer-cache:{marker}"):
             fresh.buildah("rmi", "--force", name)
+
+
+def lie_about_parent(box: Containers, image: str, claimed_below: list[str], repo: str, key: str) -> None:
+    """Push image under key's tag with a config that names claimed_below as the layers under
+    its own: the layers are still the image's (skopeo copies them as they are)."""
+    folder = box.root / f"lie-{key[:16]}"
+    box.run("skopeo", "copy", "--quiet", f"containers-storage:{image}", f"dir:{folder}")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    config_file = folder / manifest["config"]["digest"].split(":", 1)[1]
+    config = json.loads(config_file.read_text())
+    config["rootfs"]["diff_ids"] = [*claimed_below, config["rootfs"]["diff_ids"][-1]]
+    data = json.dumps(config).encode()
+    config_file.unlink()
+    digest = hashlib.sha256(data).hexdigest()
+    (folder / digest).write_bytes(data)
+    manifest["config"].update(digest=f"sha256:{digest}", size=len(data))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    box.run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"dir:{folder}", f"docker://{repo}:{key}")
+
+
+def test_a_layer_whose_config_lies_about_its_parent_is_refused(
+        containers: Containers, registry: Registry, team: KeyPair, fresh: Containers) -> None:
+    """The marker layer's tag holds the base and a layer of the pusher's, with a config that
+    names the marker's real parent chain (base, motd, jq, greeting): the config check passes,
+    the layers containers-storage applied do not."""
+    repo = signed_cache(containers, registry, team, "lying-cache")
+    keys = layer_keys(containers)
+    marker = keys["marker"]
+    forge(containers, keys["debootstrap:trixie"], marker, repo)
+    greeting = json.loads(containers.buildah("inspect", "--type", "image",
+                                             f"localhost/composer-cache:{keys['greeting']}").stdout)
+    claimed = json.loads(greeting["Config"])["rootfs"]["diff_ids"]
+    lie_about_parent(containers, f"localhost/forged:{marker[:16]}", claimed, repo, marker)
+    report, stderr = build(fresh, CORE, "--cache-from", repo, HTTP)
+    assert by_module(report)["marker"] == "miss" and not has_forged_file(fresh, report["image"])
+    refused = [w for w in registry_warnings(stderr) if "refused" in w]
+    assert len(refused) == 1 and f"{marker[:16]}… refused: it is not built on the local parent" in refused[0], stderr
+    assert "localhost/composer-pulled:" not in fresh.buildah("images", "--format", "{{.Name}}").stdout

@@ -73,7 +73,7 @@ def test_argv_lists_pin_the_digest_and_pass_tls_only_when_asked() -> None:
     assert not any("tls-verify" in a for a in inspect_argv(REPO, "k1", None, ""))
     pull = pull_argv(STORAGE, REPO, "k1", "sha256:abc", False, "/a.json")
     assert pull[-2:] == [f"docker://{REPO}@sha256:abc",
-                         "containers-storage:[overlay@/var/lib/x+/run/x]localhost/composer-cache:k1"]
+                         "containers-storage:[overlay@/var/lib/x+/run/x]localhost/composer-pulled:k1"]
     assert "--src-tls-verify=false" in pull and pull[pull.index("--src-authfile") + 1] == "/a.json"
     push = push_argv(STORAGE, REPO, "k1", True, "")
     assert push[-1] == f"docker://{REPO}:k1" and "--dest-tls-verify=true" in push
@@ -191,9 +191,33 @@ def test_restacked_layers_are_pulled_not_built(tmp_path: Path) -> None:
             below += [chains[k][-1] for k in leaves]
         chains[layer.key] = [*below, f"sha256:{layer.key}"]
 
+    graph = tmp_path / "graph"
+    (graph / "overlay-images").mkdir(parents=True)
+    (graph / "overlay-layers").mkdir(parents=True)
+
+    def store(key: str) -> None:
+        """What containers-storage records when skopeo copies key's image into it."""
+        images = json.loads((graph / "overlay-images/images.json").read_text() or "[]") \
+            if (graph / "overlay-images/images.json").is_file() else []
+        layers = json.loads((graph / "overlay-layers/layers.json").read_text()) \
+            if (graph / "overlay-layers/layers.json").is_file() else []
+        ids = ["L" + "|".join(chains[key][:i + 1]) for i in range(len(chains[key]))]
+        layers += [{"id": ids[i], "parent": ids[i - 1] if i else "", "diff-digest": d}
+                   for i, d in enumerate(chains[key])]
+        images.append({"id": key, "names": [f"localhost/composer-pulled:{key}"], "layer": ids[-1]})
+        (graph / "overlay-images/images.json").write_text(json.dumps(images))
+        (graph / "overlay-layers/layers.json").write_text(json.dumps(layers))
+
     class Registry(RecordingRunner):
+        def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, stream: bool = False) -> str:
+            if argv[0] == "skopeo" and str(argv[-1]).startswith("containers-storage:"):
+                store(str(argv[-1]).rsplit(":", 1)[1])
+            return super().run(argv, env, stream)
+
         def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
             argv = [str(a) for a in argv]
+            if argv[0] == "buildah" and "info" in argv:
+                return f"{graph} overlay\n"
             if argv[0] == "skopeo" and "list-tags" in argv:
                 self.calls.append(argv)
                 return json.dumps({"Tags": [*leaves, plan.reconcile.key]})  # type: ignore[union-attr]
