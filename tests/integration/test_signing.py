@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from composer.cache.registry import attachment_tag, sign_pushed
-from composer.cache.signing import Signer
+from composer.cache.signing import Signer, Verifier, payload_problem, read_attachment_dir
 from composer.runner import Runner
 from tests.conftest import Containers, Registry
 from tests.integration.test_registry import CORE, HTTP, build, by_module, other_machine
@@ -110,6 +110,16 @@ def test_signed_entries_are_pulled_and_are_the_image_built_here(containers: Cont
     assert [layer["cache"] for layer in report["layers"]] == ["pulled"] * 6, stderr
     assert fresh.images()[report["image"]] == containers.images()[report["image"]]  # same image ID
     assert registry_warnings(stderr) == [], stderr
+    # `composer push` signs the image it pushes, beside it in its repository.
+    release = f"{registry.host}/core-signed:1.0"
+    containers.composer("push", str(CORE), release, HTTP, *team.sign_args())
+    digest = json.loads(containers.run("skopeo", "inspect", "--tls-verify=false", f"docker://{release}").stdout)["Digest"]
+    copied = fresh.root / "release-signature"
+    containers.run("skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                   f"docker://{registry.host}/core-signed:{attachment_tag(digest)}", f"dir:{copied}")
+    ((payload, signature),) = read_attachment_dir(copied)
+    assert Verifier(str(team.public)).verifies(payload, signature)
+    assert payload_problem(payload, digest, release) == ""
 
 
 def test_a_forged_finalize_is_used_without_verify_key_and_never_with_it(
