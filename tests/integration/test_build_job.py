@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from composer.cache.signing import Verifier, attachment_tag, payload_problem, read_attachment_dir
 from tests.conftest import RECIPES, Containers, Registry
 
 pytestmark = pytest.mark.integration
@@ -44,17 +45,32 @@ def inner_project(folder: Path) -> Path:
     return recipe
 
 
-def host_volumes(pod: dict[str, Any], work: Path, storage: Path) -> dict[str, Any]:
+def host_volumes(pod: dict[str, Any], work: Path, storage: Path, signing: Path) -> dict[str, Any]:
     """The Job's volumes as host folders, so the test can look at what the build left; the
-    recipe comes in at /work as a team's would (docs/build-job.md)."""
+    recipe comes in at /work as a team's would (docs/build-job.md); the signing Secret is a
+    folder with its three files (podman kube play has no Kubernetes Secrets)."""
     spec = pod["spec"]
     spec["volumes"] = [
         {"name": "storage", "hostPath": {"path": str(storage), "type": "Directory"}},
         {"name": "cache", "emptyDir": {}},
         {"name": "work", "hostPath": {"path": str(work), "type": "Directory"}},
+        {"name": "signing", "hostPath": {"path": str(signing), "type": "Directory"}},
     ]
     spec["containers"][0]["volumeMounts"].append({"name": "work", "mountPath": "/work", "readOnly": True})
     return pod
+
+
+def signing_secret(box: Containers, folder: Path) -> Path:
+    """The three files of the Job's signing Secret, from a `composer keygen` pair, 0400."""
+    folder.mkdir()
+    (folder / "cosign.password").write_text("correct horse battery\n")
+    box.composer("keygen", "--output-prefix", str(folder / "team"), "--passphrase-file",
+                 str(folder / "cosign.password"))
+    (folder / "team.private").rename(folder / "cosign.key")
+    (folder / "team.pub").rename(folder / "cosign.pub")
+    for name in ("cosign.key", "cosign.password", "cosign.pub"):
+        (folder / name).chmod(0o400)
+    return folder
 
 
 def test_the_composer_image_builds_a_recipe_inside_a_pod_and_pushes_it(containers: Containers, registry: Registry,
@@ -65,12 +81,17 @@ def test_the_composer_image_builds_a_recipe_inside_a_pod_and_pushes_it(container
 
     recipe = inner_project(tmp_path / "work")
     cache, pushed = f"{registry.host}/inner-cache", f"{registry.host}/inner:t1"
+    signing = signing_secret(containers, tmp_path / "signing")
     text = containers.composer("job", str(recipe), "--image", image, "--recipe-path", "/work/inner.toml",
-                               "--cache", cache, "--push", pushed, "--pod").stdout
+                               "--cache", cache, "--push", pushed, "--signing-secret", "composer-signing",
+                               "--pod").stdout
     pod = yaml.safe_load(text)
+    assert pod["spec"]["automountServiceAccountToken"] is False
     args = pod["spec"]["containers"][0]["args"]
     assert args == ["build", "/work/inner.toml", "--no-archive", "--cache-from", cache, "--cache-to", cache,
-                    "--push", pushed]
+                    "--push", pushed, "--sign-key", "/run/composer-signing/cosign.key",
+                    "--sign-passphrase-file", "/run/composer-signing/cosign.password",
+                    "--verify-key", "/run/composer-signing/cosign.pub"]
     # The test registry listens on the host's 127.0.0.1 and speaks plain HTTP.
     pod["spec"]["hostNetwork"] = True
     args.append("--no-tls-verify")
@@ -79,7 +100,7 @@ def test_the_composer_image_builds_a_recipe_inside_a_pod_and_pushes_it(container
     storage = tmp_path / "storage"
     storage.mkdir()
     manifest = tmp_path / "pod.yaml"
-    manifest.write_text(yaml.safe_dump(host_volumes(pod, tmp_path / "work", storage), sort_keys=False))
+    manifest.write_text(yaml.safe_dump(host_volumes(pod, tmp_path / "work", storage, signing), sort_keys=False))
 
     containers.podman("kube", "play", str(manifest))
     try:
@@ -89,6 +110,7 @@ def test_the_composer_image_builds_a_recipe_inside_a_pod_and_pushes_it(container
         assert code == "0", f"the build in the pod exited {code}:\n{logs}"
         assert "[1/2] note" in logs and INNER_REF in logs and f"push {pushed}" in logs, logs
         assert "warning" not in logs and logs.count(", pushed") == 3, logs  # every layer went to the cache
+        assert "correct horse" not in logs
     finally:
         containers.podman("kube", "down", str(manifest), check=False)
 
@@ -107,8 +129,20 @@ def test_the_composer_image_builds_a_recipe_inside_a_pod_and_pushes_it(container
         containers.buildah(*flags, "rmi", "--all", "--force", check=False)
 
     # What the pod pushed, read from the host: every layer under its key, and the image.
-    keys = json.loads(containers.run("skopeo", "list-tags", "--tls-verify=false", f"docker://{cache}").stdout)["Tags"]
+    tags = json.loads(containers.run("skopeo", "list-tags", "--tls-verify=false", f"docker://{cache}").stdout)["Tags"]
+    keys = [t for t in tags if not t.endswith(".sig")]
     assert len(keys) == 3, keys  # scratch base, note, finalize
+    # ... each signed in the pod with the Secret's key, checked here with its public key.
+    verifier = Verifier(str(signing / "cosign.pub"))
+    for key in keys:
+        digest = json.loads(containers.run("skopeo", "inspect", "--tls-verify=false",
+                                           f"docker://{cache}:{key}").stdout)["Digest"]
+        assert attachment_tag(digest) in tags
+        copied = tmp_path / f"sig-{key[:12]}"
+        containers.run("skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                       f"docker://{cache}:{attachment_tag(digest)}", f"dir:{copied}")
+        ((payload, signature),) = read_attachment_dir(copied)
+        assert verifier.verifies(payload, signature) and payload_problem(payload, digest, f"{cache}:{key}") == ""
     containers.run("skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{pushed}",
                    f"containers-storage:{PULLED_REF}")
     try:
