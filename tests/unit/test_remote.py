@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import stat
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -195,8 +196,15 @@ def test_restacked_layers_are_pulled_not_built(tmp_path: Path) -> None:
     (graph / "overlay-images").mkdir(parents=True)
     (graph / "overlay-layers").mkdir(parents=True)
 
+    records_lock = threading.Lock()  # restacked layers are pulled from several threads
+
     def store(key: str) -> None:
-        """What containers-storage records when skopeo copies key's image into it."""
+        """What containers-storage records when skopeo copies key's image into it (under its
+        lock, as c/storage writes them)."""
+        with records_lock:
+            write_records(key)
+
+    def write_records(key: str) -> None:
         images = json.loads((graph / "overlay-images/images.json").read_text() or "[]") \
             if (graph / "overlay-images/images.json").is_file() else []
         layers = json.loads((graph / "overlay-layers/layers.json").read_text()) \
@@ -205,8 +213,10 @@ def test_restacked_layers_are_pulled_not_built(tmp_path: Path) -> None:
         layers += [{"id": ids[i], "parent": ids[i - 1] if i else "", "diff-digest": d}
                    for i, d in enumerate(chains[key])]
         images.append({"id": key, "names": [f"localhost/composer-pulled:{key}"], "layer": ids[-1]})
-        (graph / "overlay-images/images.json").write_text(json.dumps(images))
-        (graph / "overlay-layers/layers.json").write_text(json.dumps(layers))
+        for path, records in ((graph / "overlay-images/images.json", images),
+                              (graph / "overlay-layers/layers.json", layers)):
+            path.with_suffix(".tmp").write_text(json.dumps(records))
+            path.with_suffix(".tmp").replace(path)  # atomically, as c/storage writes it
 
     class Registry(RecordingRunner):
         def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, stream: bool = False) -> str:
