@@ -505,17 +505,29 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
         progress.line(f"common parent {ctx.results[-1].key}: {len(ctx.results)} layers")
         return
     write_manifest(the_plan, output_dir, progress)
+    documents = []
     if sbom:
+        from composer.emit.attach import attach
+        from composer.emit.attach import documents as build_documents
+
         write_sboms(the_plan, runner, settings, output_dir, progress, started)
+        documents = build_documents(output_dir, f"{the_plan.recipe.name}-{the_plan.recipe.tag}")
+        if ctx.archive_path is not None:  # the SBOMs and provenance beside the image in its layout
+            from composer.builder import archive_path
+
+            layout = archive_path(the_plan, output_dir).with_suffix("")
+            subject, attached = attach(layout, the_plan.image_ref, documents)
+            progress.line(f"attached {', '.join(a.kind.name for a in attached)} to {subject.digest[:19]} in {layout}")
     if report_file:
         measure_sizes(ctx)
         report_file.parent.mkdir(parents=True, exist_ok=True)
         report_file.write_text(json.dumps(report_document(ctx), indent=2) + "\n")
     if push_ref:
         with progress.step(f"push {push_ref}") as push_report:
-            push_image(runner, settings.storage, the_plan.image_ref, push_ref, tls_verify, authfile, creds,
-                       scratch_folder(settings), signing)
-            push_report("done")
+            tags = push_image(runner, settings.storage, the_plan.image_ref, push_ref, tls_verify, authfile, creds,
+                              scratch_folder(settings), signing, documents)
+            push_report("done" + (f"; SBOMs and provenance as {', '.join(t.rsplit(':', 1)[1] for t in tags)}"
+                                  if tags else ""))
     hits = sum(1 for r in ctx.results if r.cache == "hit")
     pulled = sum(1 for r in ctx.results if r.cache == "pulled")
     progress.line(f"{the_plan.image_ref}: {hits}/{len(ctx.results)} layers cached"

@@ -33,6 +33,8 @@ from composer.cache.signing import (
     read_attachment_dir,
     write_attachment_layout,
 )
+from composer.emit.attach import Kind, artifact, write_artifact_layout
+from composer.emit.oci import MANIFEST_TYPE, Descriptor
 from composer.errors import CommandError, ComposerError
 from composer.runner import Runner
 from composer.scratch import owned_tempdir
@@ -92,11 +94,13 @@ def list_tags_argv(repo: str, tls_verify: bool | None, authfile: str) -> list[st
             f"docker://{repo}"]
 
 
-def inspect_argv(repo: str, key: str, tls_verify: bool | None, authfile: str, raw: bool = False) -> list[str]:
-    """skopeo inspect of a tag: labels, digest and layers; with raw the manifest itself."""
+def inspect_argv(repo: str, key: str, tls_verify: bool | None, authfile: str, raw: bool = False,
+                 digest: str = "") -> list[str]:
+    """skopeo inspect of a tag (or of a digest): labels, digest and layers; with raw the
+    manifest itself."""
     return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "inspect", *(["--raw"] if raw else []), "--retry-times", "1",
             *tls_flag("tls-verify", tls_verify), *(["--authfile", authfile] if authfile else []),
-            f"docker://{repo}:{key}"]
+            f"docker://{repo}@{digest}" if digest else f"docker://{repo}:{key}"]
 
 
 def inspect_config_argv(repo: str, digest: str, tls_verify: bool | None, authfile: str) -> list[str]:
@@ -178,9 +182,12 @@ def read_digest(path: Path) -> str:
 
 
 def push_image(runner: Runner, storage: cmd.Storage, ref: str, dest: str, tls_verify: bool | None,
-               authfile: str, creds: str, scratch: Path, signing: Signing | None = None) -> None:
+               authfile: str, creds: str, scratch: Path, signing: Signing | None = None,
+               documents: Sequence[tuple[Kind, Path]] = ()) -> list[str]:
     """Push an image (the build's result) to a registry, signed with signing's key when it
-    has one: asked for, so a failure is an error."""
+    has one, and each of documents (its SBOMs, its provenance) as an OCI 1.1 artifact whose
+    subject is the pushed manifest (composer/emit/attach.py): asked for, so a failure is an
+    error. The tags the documents were pushed to."""
     signer = Signer(signing.sign_key, signing.passphrase_file) if signing and signing.sign_key else None
     with owned_tempdir(scratch, "push") as folder:
         if creds:
@@ -191,16 +198,43 @@ def push_image(runner: Runner, storage: cmd.Storage, ref: str, dest: str, tls_ve
             runner.run(copy_out_argv(storage, ref, dest, tls_verify, authfile, digestfile=str(digestfile)))
         except CommandError as e:
             raise ComposerError(f"push {dest}: {e.tail(1).strip() or f'skopeo exit {e.code}'}", hint=hint) from None
-        if signer is None:
-            return
+        if signer is None and not documents:
+            return []
         digest = read_digest(digestfile)
         if not digest:
-            raise ComposerError(f"push {dest}: skopeo wrote no manifest digest to sign")
+            raise ComposerError(f"push {dest}: skopeo wrote no manifest digest")
+        if signer is not None:
+            try:
+                sign_pushed(runner, signer, dest, digest, tls_verify, authfile, Path(folder))
+            except CommandError as e:
+                raise ComposerError(f"push {dest}: the image is pushed but its signature was not "
+                                    f"({skopeo_message(e.tail(1)) or f'skopeo exit {e.code}'})", hint=hint) from None
         try:
-            sign_pushed(runner, signer, dest, digest, tls_verify, authfile, Path(folder))
+            return push_documents(runner, repository_of(dest), digest, documents, tls_verify, authfile, Path(folder))
         except CommandError as e:
-            raise ComposerError(f"push {dest}: the image is pushed but its signature was not "
+            raise ComposerError(f"push {dest}: the image is pushed but its SBOMs and provenance are not "
                                 f"({skopeo_message(e.tail(1)) or f'skopeo exit {e.code}'})", hint=hint) from None
+
+
+def push_documents(runner: Runner, repo: str, digest: str, documents: Sequence[tuple[Kind, Path]],
+                   tls_verify: bool | None, authfile: str, folder: Path) -> list[str]:
+    """Each document as an artifact of the manifest pushed as digest, under the tag
+    sha256-<hex>.<kind>: byte for byte (--preserve-digests), so its subject is that manifest."""
+    if not documents:
+        return []
+    raw = runner.output(inspect_argv(repo, "", tls_verify, authfile, raw=True, digest=digest)).encode()
+    media_type = json.loads(raw).get("mediaType") or MANIFEST_TYPE
+    subject = Descriptor(media_type, digest, len(raw))
+    if Descriptor.for_bytes(media_type, raw).digest != digest:
+        raise ComposerError(f"push {repo}@{digest}: the registry serves another manifest for this digest")
+    tags = []
+    for kind, path in documents:
+        item = artifact(kind, path.read_bytes(), path.name, subject)
+        layout = folder / f"artifact-{kind.name}"
+        write_artifact_layout(layout, item)
+        runner.run(attachment_push_argv(str(layout), repo, item.tag(subject), tls_verify, authfile))
+        tags.append(f"{repo}:{item.tag(subject)}")
+    return tags
 
 
 # --- talking to the registry ---------------------------------------------------------------

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
-from tests.conftest import RECIPES, Containers
+from composer.emit.attach import KINDS
+from tests.conftest import RECIPES, Containers, Registry
+from tests.unit.test_attach import validate_image
 from tests.unit.test_sbom import SCHEMAS, cyclonedx_validator
 
 pytestmark = pytest.mark.integration
@@ -99,3 +101,43 @@ def test_tools_sbom_covers_the_venv_and_npm_globals(containers: Containers, tmp_
     assert {"typescript", "ts-node"} <= {n for n, _ in listed}
     assert listed <= set(npms), sorted(listed - set(npms))[:10]
     assert npms[next(k for k in npms if k[0] == "typescript")] == ["node"]
+
+
+def test_the_layout_and_a_push_carry_the_sboms_and_provenance(containers: Containers, registry: Registry,
+                                                               tmp_path: Path) -> None:
+    """Attached as OCI 1.1 artifacts of the image: in the build's layout (listed beside the
+    image, named by their tag) and in the registry under sha256-<hex>.<kind>, fetched back
+    here byte for byte, their subject the manifest the registry serves for the image."""
+    recipe = RECIPES / "core-test.toml"
+    containers.build_once(recipe)
+    out, dest = tmp_path / "out", f"{registry.host}/core-sbom:1.0"
+    result = containers.composer("build", str(recipe), "-o", str(out), "--no-oci-archive", "--push", dest,
+                                 "--no-tls-verify")
+    layout = next(out.glob("*.oci"))
+    stem = layout.name.removesuffix(".oci")
+    files = {kind.name: out / f"{stem}.{kind.suffix}" for kind in KINDS}
+    assert "attached spdx, cdx, att to sha256:" in result.stderr, result.stderr
+
+    index = json.loads((layout / "index.json").read_text())
+    image = index["manifests"][0]
+    validate_image(layout, image["annotations"]["org.opencontainers.image.ref.name"], tmp_path / "view")
+    for kind in KINDS:
+        name = f"sha256-{image['digest'][7:]}.{kind.name}"
+        copied = tmp_path / f"layout-{kind.name}"
+        containers.run("skopeo", "copy", "--quiet", "--preserve-digests", f"oci:{layout}:{name}", f"dir:{copied}")
+        manifest = json.loads((copied / "manifest.json").read_text())
+        assert manifest["subject"]["digest"] == image["digest"] and manifest["artifactType"] == kind.media_type
+        assert (copied / manifest["layers"][0]["digest"][7:]).read_bytes() == files[kind.name].read_bytes()
+
+    pushed = json.loads(containers.run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{dest}").stdout)
+    digest = json.loads(containers.run("skopeo", "inspect", "--tls-verify=false", f"docker://{dest}").stdout)["Digest"]
+    assert pushed["layers"]  # the image itself
+    for kind in KINDS:
+        fetched = tmp_path / f"registry-{kind.name}"
+        containers.run("skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                       f"docker://{registry.host}/core-sbom:sha256-{digest[7:]}.{kind.name}", f"dir:{fetched}")
+        manifest = json.loads((fetched / "manifest.json").read_text())
+        assert manifest["subject"]["digest"] == digest, kind
+        assert (fetched / manifest["layers"][0]["digest"][7:]).read_bytes() == files[kind.name].read_bytes()
+    spdx = json.loads(files["spdx"].read_text())
+    assert any(p["name"] == "jq" for p in spdx["packages"])
