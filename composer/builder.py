@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from composer import commands as cmd
-from composer import inventory, lockfile, toolkit
+from composer import inventory, lockfile, timings, toolkit
 from composer.cache import SharedCache, open_shared_cache
 from composer.cache.local import mark_used
 from composer.cache.registry import KEY_LABEL, RegistryCache
@@ -424,6 +424,7 @@ def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: C
     seconds = time.monotonic() - started
     pushed = ctx.remote is not None and ctx.remote.offer(layer.key)
     ctx.results.append(LayerResult(layer, "miss", seconds, pushed=pushed))
+    timings.record(ctx.settings.cache_dir, layer.label, layer.key, seconds)  # plan --cluster reads them
     report(f"built in {seconds:.1f}s" + (", pushed" if pushed else ""))
 
 

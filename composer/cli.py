@@ -232,10 +232,12 @@ def check(settings: Settings, recipe: Path) -> None:
               help="Print the merged recipe (extends resolved), each value with the file that set it.")
 @click.option("--against", type=click.Path(path_type=Path, dir_okay=False),
               help="Compare with another recipe's plan (as `composer diff RECIPE AGAINST`).")
+@click.option("--cluster", is_flag=True,
+              help="Estimate a fanned-out build (composer job --fan-out) from the last measured layer times.")
 @pass_settings
 @global_options
 def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bool, effective: bool,
-         against: Path | None) -> None:
+         against: Path | None, cluster: bool) -> None:
     """Show the ordered layers of RECIPE with their cache keys and status."""
     if effective:
         show_effective(recipe, as_json)
@@ -257,6 +259,10 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bo
         reasons = missing_reasons(the_plan, cached, settings.cache_dir)
         for entry in document["layers"]:
             entry["missing_because"] = reasons.get(entry["key"], [])
+    if cluster:
+        from composer import timings
+
+        document["cluster"] = timings.cluster_estimate(the_plan, timings.load(settings.cache_dir))
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -270,6 +276,12 @@ def plan(settings: Settings, recipe: Path, as_json: bool, offline: bool, why: bo
         click.echo(f"  {layer.index:>2}  {layer.name:<20} {layer.key[:16]}  {status:<8}{how}".rstrip())
     if the_plan.recipe.parent_file is not None:
         click.echo(parent_cost(settings, the_plan, None if offline else runner))
+    if cluster:
+        from composer.timings import estimate_lines
+
+        click.echo("fan-out estimate (composer job --fan-out, docs/build-job.md):")
+        for line in estimate_lines(document["cluster"]):
+            click.echo(f"  {line}")
     if why and cached is not None:
         from composer.explain import explain
 

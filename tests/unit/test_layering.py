@@ -18,7 +18,7 @@ PURE = (
     "composer.schema", "composer.step", "composer.finalize", "composer.effective", "composer.explain",
     "composer.catalog", "composer.refs", "composer.commands",
     "composer.emit.kube", "composer.emit.containerfile", "composer.emit.job", "composer.emit.output",
-    "composer.emit.sbom", "composer.inventory",
+    "composer.emit.sbom", "composer.inventory", "composer.timings", "composer.units",
 )
 # Modules that run processes or talk to a registry, and the one library that starts them.
 EFFECTS = ("composer.runner", "composer.builder", "composer.cache.registry", "composer.cache.prune",
