@@ -17,6 +17,10 @@ from composer.runner import Runner
 
 # A cache tag is a key: the sha256 of the layer's key document.
 KEY_TAG = re.compile(r"[0-9a-f]{64}")
+# What sits beside a manifest under the tag scheme cosign uses: its signatures (.sig), its
+# SBOMs and provenance (.spdx, .cdx, .att; composer/emit/attach.py). Not images: never
+# inspected as one, never counted as a user of a layer.
+ATTACHMENT_TAG = re.compile(r"sha256-[0-9a-f]{64}\.[a-z]+")
 UNKNOWN = "?"
 
 
@@ -67,7 +71,7 @@ class RegistryListing:
     def entries(self, cache_dir: Path, local_users: dict[str, Sequence[str]]) -> list[Entry]:
         """Every key tag with its module (from this cache's key documents) and what uses it:
         the local tagged images built on it, and the repository's other tags built on it."""
-        tags = self.tags()
+        tags = [tag for tag in self.tags() if not ATTACHMENT_TAG.fullmatch(tag)]
         infos = {tag: self.inspect(tag) for tag in tags}
         # Tags that are not keys are images pushed here (--push): the layers they are built on stay.
         images = [(f"{self.repo}:{tag}", set(info.get("Layers") or ())) for tag, info in infos.items()

@@ -211,12 +211,14 @@ def test_registry_prune_keeps_what_images_use(registry: Registry, machine_b: Con
             for name, report in (("first", first), ("middle", middle), ("last", last))}
     only_middle = set(keys["middle"]) - set(keys["first"]) - set(keys["last"])
     assert len(only_middle) == 3  # greeting, marker, finalize
+    release = json.loads(machine_b.run("skopeo", "inspect", "--tls-verify=false", f"docker://{repo}:release").stdout)
+    documents = {f"sha256-{release['Digest'][7:]}.{kind}" for kind in ("spdx", "cdx", "att")}  # its SBOMs
     before = registry_tags(machine_b, repo)
-    assert before == {"release", *keys["first"], *keys["middle"], *keys["last"]}
+    assert before == {"release", *documents, *keys["first"], *keys["middle"], *keys["last"]}
 
     listing = json.loads(machine_b.composer("cache", "ls", "--registry", repo, "--json", HTTP).stdout)
     by_key = {e["key"]: e for e in listing}
-    assert set(by_key) == before - {"release"}
+    assert set(by_key) == before - {"release"} - documents  # the SBOMs are neither keys nor images
     assert all(last["image"] in by_key[k]["used_by"] for k in keys["last"])
     assert all(f"{repo}:release" in by_key[k]["used_by"] for k in keys["first"])
     assert {by_key[k]["module"] for k in only_middle} == {"greeting", "marker", "finalize"}
