@@ -716,13 +716,16 @@ def scratch_folder(settings: Settings) -> Path:
 @cli.command()
 @recipe_arg
 @click.argument("ref")
+@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False), default="build",
+              show_default=True, help="Where the build wrote the SBOMs and provenance pushed beside the image.")
 @registry_options
 @sign_options
 @pass_settings
 @global_options
-def push(settings: Settings, recipe: Path, ref: str, tls_verify: bool | None, creds: str, authfile: str,
-         sign_key: str, sign_passphrase_file: str) -> None:
-    """Push the image RECIPE was built into to REF (host/path:tag), without building."""
+def push(settings: Settings, recipe: Path, ref: str, output_dir: Path, tls_verify: bool | None, creds: str,
+         authfile: str, sign_key: str, sign_passphrase_file: str) -> None:
+    """Push the image RECIPE was built into to REF (host/path:tag), without building; with
+    the build's SBOMs and provenance beside it when they are that image's."""
     from composer.builder import list_cached_keys
     from composer.cache.registry import push_image
     from composer.cache.signing import Signing, check_key_files
@@ -736,9 +739,29 @@ def push(settings: Settings, recipe: Path, ref: str, tls_verify: bool | None, cr
     if final not in list_cached_keys(runner, settings.storage):
         raise ComposerError(f"{recipe}: not built (its last layer {final[:16]} is not in containers-storage)",
                             hint=f"run composer build {recipe} first, or build with --push")
-    push_image(runner, settings.storage, cmd.cache_ref(final), dest, tls_verify, authfile, creds,
-               scratch_folder(settings), signing)
-    click.echo(f"pushed {the_plan.image_ref} to {dest}")
+    documents = current_documents(the_plan, output_dir, image_id(runner, settings.storage, cmd.cache_ref(final)))
+    tags = push_image(runner, settings.storage, cmd.cache_ref(final), dest, tls_verify, authfile, creds,
+                      scratch_folder(settings), signing, documents)
+    click.echo(f"pushed {the_plan.image_ref} to {dest}"
+               + (f", with {', '.join(t.rsplit(':', 1)[1] for t in tags)}" if tags else ""))
+
+
+def current_documents(plan: Plan, output_dir: Path, image: str) -> list[tuple[Any, Path]]:
+    """The SBOMs and provenance a build wrote into output_dir, when they describe image (the
+    provenance's subject names it); else a warning and none."""
+    from composer.emit.attach import documents
+
+    found = documents(output_dir, f"{plan.recipe.name}-{plan.recipe.tag}")
+    provenance = next((path for kind, path in found if kind.name == "att"), None)
+    try:
+        subject = json.loads(provenance.read_text())["subject"][0]["digest"]["sha256"] if provenance else ""
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        subject = ""
+    if subject and subject == image.removeprefix("sha256:"):
+        return found
+    click.echo(f"composer: warning: no SBOMs of this image in {output_dir} (build it with -o {output_dir}): "
+               "the image is pushed without them", err=True)
+    return []
 
 
 @cli.command()

@@ -141,3 +141,12 @@ def test_the_layout_and_a_push_carry_the_sboms_and_provenance(containers: Contai
         assert (fetched / manifest["layers"][0]["digest"][7:]).read_bytes() == files[kind.name].read_bytes()
     spdx = json.loads(files["spdx"].read_text())
     assert any(p["name"] == "jq" for p in spdx["packages"])
+
+    # `composer push` of the built image carries them too when they are its own (the
+    # provenance names the image), and says so when the folder holds none.
+    again = f"{registry.host}/core-sbom:again"
+    pushed_again = containers.composer("push", str(recipe), again, "-o", str(out), "--no-tls-verify")
+    assert "with sha256-" in pushed_again.stdout and ".spdx" in pushed_again.stdout, pushed_again.stdout
+    bare = containers.composer("push", str(recipe), f"{registry.host}/core-sbom:bare", "-o", str(tmp_path / "none"),
+                               "--no-tls-verify")
+    assert "warning: no SBOMs of this image in" in bare.stderr, bare.stderr
