@@ -896,14 +896,18 @@ def cache_prune(settings: Settings, older_than: float | None, keep: int | None, 
               help="Restack: a parent Job, one Indexed Job of the restacked modules, a final Job.")
 @click.option("--parallelism", type=click.IntRange(1, 1000), default=None,
               help="--fan-out: module layers built at once (default: all).")
+@click.option("--check-registry", is_flag=True,
+              help="--fan-out: ask the cache which layers it has: no parent Job when it has the common parent, "
+                   "no index for a module layer it has.")
 @click.option("-o", "--output", "output_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the manifest here instead of printing it.")
+@registry_options
 @pass_settings
 @global_options
 def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, cache_from: str | None,
         cache_to: str | None, push_ref: str | None, registry_secret: str | None, signing_secret: str | None,
-        recipe_path: str | None, as_pod: bool, fan_out: bool, parallelism: int | None,
-        output_file: Path | None) -> None:
+        recipe_path: str | None, as_pod: bool, fan_out: bool, parallelism: int | None, check_registry: bool,
+        output_file: Path | None, tls_verify: bool | None, creds: str, authfile: str) -> None:
     """Print a Kubernetes Job that builds RECIPE with composer in a cluster (docs/build-job.md)."""
     from composer.emit.job import JobConfig, job_name, render_job
     from composer.recipe import load_recipe
@@ -923,12 +927,34 @@ def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, ca
         cache_from=cache_from or cache_repo, cache_to=cache_to or cache_repo,
         push=push_ref, registry_secret=registry_secret, signing_secret=signing_secret,
     )
-    text = (fanout_text(settings, recipe, config, parallelism, as_pod) if fan_out
+    if check_registry and not fan_out:
+        raise click.UsageError("--check-registry goes with --fan-out")
+    cached = registry_keys(settings, config.cache_from, tls_verify, creds, authfile) if check_registry else None
+    text = (fanout_text(settings, recipe, config, parallelism, as_pod, cached) if fan_out
             else render_job(config, as_pod=as_pod))
     write_output(text, output_file)
 
 
-def fanout_text(settings: Settings, recipe: Path, config: Any, parallelism: int | None, as_pod: bool) -> str:
+def registry_keys(settings: Settings, repo: str | None, tls_verify: bool | None, creds: str,
+                  authfile: str) -> set[str]:
+    """The cache keys a registry cache repository holds (one list-tags)."""
+    from composer.cache.prune import KEY_TAG, RegistryListing
+    from composer.cache.registry import write_auth_file
+    from composer.scratch import owned_tempdir
+
+    if not repo:
+        raise click.UsageError("--check-registry: give --cache REPO")
+    with owned_tempdir(scratch_folder(settings), "job") as folder:
+        if creds:
+            authfile = write_auth_file([repo], creds, Path(folder))
+        tags = RegistryListing(Runner(verbose=settings.verbose), repo, tls_verify, authfile).tags()
+    return {tag for tag in tags if KEY_TAG.fullmatch(tag)}
+
+
+def fanout_text(settings: Settings, recipe: Path, config: Any, parallelism: int | None, as_pod: bool,
+                cached: set[str] | None = None) -> str:
+    """The fan-out's Jobs; with cached (the registry's keys), only the stages and indices
+    whose layers the registry lacks."""
     from composer.emit.job import FanOut, render_fanout
 
     if as_pod:
@@ -936,11 +962,15 @@ def fanout_text(settings: Settings, recipe: Path, config: Any, parallelism: int 
     if not (config.cache_from and config.cache_to):
         raise click.UsageError("--fan-out: the stages share layers through a registry: give --cache REPO")
     the_plan = make_plan(settings, recipe)  # offline: which modules are restacked is all it needs
-    modules = tuple(s.module.name for s in the_plan.steps if s.restacked)
-    if not modules:
+    restacked = [s for s in the_plan.steps if s.restacked]
+    if not restacked:
         raise ComposerError(f"{recipe}: --fan-out: no restacked module to fan out",
                             hint='layering = "restack" in the recipe (docs/restack.md)')
-    return render_fanout(FanOut(config, modules, parallelism))
+    have = cached or set()
+    modules = tuple(s.module.name for s in restacked if s.key not in have)
+    parent_cached = restacked[0].parent_key in have
+    return render_fanout(FanOut(config, modules, parallelism, parent_cached=parent_cached,
+                                cached_modules=tuple(s.module.name for s in restacked if s.key in have)))
 
 
 @cli.command()

@@ -178,6 +178,7 @@ class FanOut:
     modules: tuple[str, ...]
     parallelism: int | None = None
     parent_cached: bool = False  # the registry has the common parent: no parent Job
+    cached_modules: tuple[str, ...] = ()  # restacked modules whose layer the registry has: no index
 
 
 def stage_config(config: JobConfig, suffix: str, push: str | None = None) -> JobConfig:
@@ -206,16 +207,17 @@ def fanout_documents(fan: FanOut) -> list[dict[str, Any]]:
         job = job_document(parent)
         job["spec"]["template"]["spec"]["containers"][0]["args"] = [*build_args(parent), "--parent-only"]
         docs.append(job)
-    modules = stage_config(fan.config, "modules")
-    job = job_document(modules)
-    spec = job["spec"]
-    spec.update({"completionMode": "Indexed", "completions": len(fan.modules),
-                 "parallelism": fan.parallelism or len(fan.modules), "backoffLimitPerIndex": 1})
-    spec.pop("backoffLimit")  # per index instead: a failed index is retried alone
-    box = spec["template"]["spec"]["containers"][0]
-    box["command"] = ["/bin/sh", "-c", index_script(fan)]
-    del box["args"]
-    docs.append(job)
+    if fan.modules:  # none when the registry has every module layer
+        modules = stage_config(fan.config, "modules")
+        job = job_document(modules)
+        spec = job["spec"]
+        spec.update({"completionMode": "Indexed", "completions": len(fan.modules),
+                     "parallelism": fan.parallelism or len(fan.modules), "backoffLimitPerIndex": 1})
+        spec.pop("backoffLimit")  # per index instead: a failed index is retried alone
+        box = spec["template"]["spec"]["containers"][0]
+        box["command"] = ["/bin/sh", "-c", index_script(fan)]
+        del box["args"]
+        docs.append(job)
     final = stage_config(fan.config, "final", push=fan.config.push)
     final = JobConfig(name=final.name, recipe=final.recipe, image=final.image, cache_from=final.cache_from,
                       push=final.push, registry_secret=final.registry_secret, signing_secret=final.signing_secret,
@@ -247,5 +249,7 @@ def render_fanout(fan: FanOut) -> str:
               "# kubectl apply -f this file, then run the stages in order (later Jobs are created suspended):"]
     if fan.parent_cached:
         header.append("# (no parent Job: the registry cache already has the common parent)")
+    if fan.cached_modules:
+        header.append(f"# (no index for {', '.join(fan.cached_modules)}: the registry cache has their layers)")
     header += [f"#   {line}" for line in wait_sequence(names)]
     return "\n".join(header) + "\n" + "---\n".join(dump(d) for d in docs)

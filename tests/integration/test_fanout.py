@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import RECIPES, Containers, Registry
 from tests.integration.test_registry import CORE, HTTP, build, by_module, other_machine
@@ -42,8 +44,18 @@ def final_box(containers: Containers, tmp_path_factory: pytest.TempPathFactory) 
         yield box
 
 
+def check_registry(box: Containers, repo: str) -> list[dict[str, Any]]:
+    """`composer job --fan-out --check-registry`: the Jobs the registry's state still needs."""
+    out = box.composer("job", str(FANOUT), "--fan-out", "--check-registry", "--image", "registry.example/composer:1",
+                       "--cache", repo, HTTP).stdout
+    return list(yaml.safe_load_all(out))
+
+
 def test_fan_out_builds_the_layers_of_a_one_machine_build(containers: Containers, repo: str, final_box: Containers,
                                                        tmp_path: Path) -> None:
+    # The registry has the common parent (jq), no module layer yet: no parent Job, 3 indices.
+    modules, final = check_registry(containers, repo)
+    assert modules["spec"]["completions"] == 3 and final["metadata"]["name"].endswith("-final")
     for i, leaf in enumerate(LEAVES):
         with other_machine(containers, tmp_path / f"index-{i}") as box:
             result = box.composer("build", str(FANOUT), "--only", leaf, "--cache-from", repo, "--cache-to", repo,
@@ -58,6 +70,10 @@ def test_fan_out_builds_the_layers_of_a_one_machine_build(containers: Containers
             errors = [line for line in failed.stderr.splitlines() if "--from-cache-only" in line]
             assert len(errors) == 1 and "1 module layer(s)" in errors[0] and "fan-note (" in errors[0], failed.stderr
             assert "Traceback" not in failed.stderr
+            # What is left to fan out: one index, fan-note's.
+            modules, final = check_registry(containers, repo)
+            script = modules["spec"]["template"]["spec"]["containers"][0]["command"][2]
+            assert modules["spec"]["completions"] == 1 and "  0) module=fan-note ;;\n  *)" in script
     report, _ = build(final_box, FANOUT, "--from-cache-only", "--cache-from", repo, HTTP)
     caches = {layer["module"]: layer["cache"] for layer in report["layers"]}
     assert all(caches[m] in ("pulled", "hit") for m in ("jq", *LEAVES)), caches

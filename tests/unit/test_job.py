@@ -261,3 +261,31 @@ def test_fan_out_needs_a_cache_and_a_restack_recipe() -> None:
     assert result.exit_code != 0 and "--fan-out: the stages share layers through a registry" in result.output
     with pytest.raises(ComposerError, match=r"core-test.toml: --fan-out: no restacked module to fan out"):
         job(str(ROOT / "tests" / "recipes" / "core-test.toml"), "--fan-out", "--image", IMAGE, "--cache", "r/c")
+
+
+def test_what_the_registry_has_gets_no_job_and_no_index() -> None:
+    """fanout_documents with the registry's state (what --check-registry asks it): no parent
+    Job when it has the common parent, no index for a layer it has, and with every module
+    layer there the final Job alone, started at once."""
+    from composer.emit.job import FanOut, fanout_documents, render_fanout
+
+    config = JobConfig(name="composer-build-fan", recipe="tests/recipes/fanout-ci.toml", image=IMAGE,
+                       cache_from="r/c", cache_to="r/c")
+    modules, final = fanout_documents(FanOut(config, ("fan-note",), parent_cached=True,
+                                             cached_modules=("motd", "marker")))
+    assert modules["spec"]["completions"] == 1 and "suspend" not in modules["spec"]
+    script = modules["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    assert "  0) module=fan-note ;;\n  *)" in script
+    assert final["spec"]["suspend"] is True
+    text = render_fanout(FanOut(config, ("fan-note",), parent_cached=True, cached_modules=("motd", "marker")))
+    assert "# (no index for motd, marker: the registry cache has their layers)" in text
+    (alone,) = fanout_documents(FanOut(config, (), parent_cached=True, cached_modules=("motd", "marker", "fan-note")))
+    assert alone["metadata"]["name"].endswith("-final") and "suspend" not in alone["spec"]
+    for document in (modules, final, alone):
+        validate(document)
+
+
+def test_check_registry_goes_with_fan_out() -> None:
+    result = job(str(ROOT / "tests" / "recipes" / "fanout-ci.toml"), "--check-registry", "--image", IMAGE,
+                 "--cache", "r/c")
+    assert result.exit_code != 0 and "--check-registry goes with --fan-out" in result.output
