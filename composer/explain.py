@@ -58,6 +58,11 @@ def change_text(change: dict[str, Any]) -> str:
         if old is None or new is None:
             return f"{what} {'added' if old is None else 'removed'}"
         return f"{what} mode {old[0]} -> {new[0]}" if old[0] != new[0] else f"{what} changed"
+    if change["field"] == "lock":  # a lock entry against none: its size, not every package
+        def entry(value: Any) -> str:
+            return "no lock entry" if value is None else f"{len(value)} locked packages"
+
+        return f"lock: {entry(old)} -> {entry(new)}"
     return f"{change['field']}: {json.dumps(old)} -> {json.dumps(new)}"
 
 

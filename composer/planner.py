@@ -135,6 +135,11 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     final = FinalizeStep(parent, cache_key(final_doc), services, image, labels, names, credentials, final_doc,
                          secrets)
     notes = replace_notes(recipe, {s.module.name: s.module for s in steps})
+    if lock == BESIDE and the_lock is None and recipe.parent_file is not None \
+            and lockfile.lock_path(recipe.parent_file).is_file():
+        notes += (f"{display(recipe.path)}: no lock, while the recipe it extends has one "
+                  f"({display(lockfile.lock_path(recipe.parent_file))}): its layers are keyed unlocked, so it "
+                  f"shares none of the parent's module layers (composer lock {display(recipe.path)}; docs/lock.md)",)
     return Plan(recipe, base, tuple(steps), final, reconcile, lock=the_lock, notes=notes)
 
 

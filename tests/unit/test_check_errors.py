@@ -266,7 +266,8 @@ def test_replace_keeps_the_options_the_new_module_shares_and_names_the_rest(tmp_
     [step] = [s for s in plan.steps if s.module.name == "web-desktop"]
     # turboflow sets geometry 1920x1080 for vnc-desktop: the swap keeps it (not 1024x768).
     assert step.options == {"geometry": "1920x1080", "user": "devuser"}
-    ports, options = plan.notes
+    ports, options, lock = plan.notes
+    assert "team.toml: no lock, while the recipe it extends has one" in lock  # turboflow's lock
     assert ports == (f"{tmp_path}/team.toml: replace.vnc-desktop: 'web-desktop' publishes 6080/tcp, which no pod "
                      f"port maps (unreachable from outside the pod; {tmp_path}/team.toml: pod.ports)")
     # The options turboflow sets that web-desktop lacks, in one line.
@@ -279,7 +280,7 @@ def test_replace_keeps_the_options_the_new_module_shares_and_names_the_rest(tmp_
     assert result.stderr.splitlines() == [f"composer: warning: {note}" for note in plan.notes]
     strict = subprocess.run([sys.executable, "-m", "composer", "--strict", "--modules-dir", str(tmp_path / "layers"),
                              "check", str(path)], capture_output=True, text=True, cwd=ROOT)
-    assert strict.returncode == 1 and "(and 1 more)" in strict.stderr, strict.stderr
+    assert strict.returncode == 1 and "(and 2 more)" in strict.stderr, strict.stderr
 
 
 def test_an_option_the_child_sets_for_the_new_module_is_checked_not_carried(tmp_path: Path) -> None:

@@ -76,8 +76,19 @@ def test_effective_json_origins(tmp_path: Path) -> None:
     assert not [p for p in origins if "cuda" in p or "model-cache" in p or p == "pod.network"]
 
 
+def unlocked_parent(tmp_path: Path) -> tuple[Path, Path]:
+    """The team recipe on a copy of turboflow without its lock: both keyed unlocked (a
+    locked turboflow shares only its base image with an unlocked child; docs/lock.md)."""
+    parent = tmp_path / "parent" / "turboflow.toml"
+    parent.parent.mkdir()
+    parent.write_text(TURBOFLOW.read_text())
+    path = tmp_path / "docs.toml"
+    path.write_text(TEAM.replace(str(TURBOFLOW), str(parent)))
+    return path, parent
+
+
 def test_diff_shared_layers_and_first_divergent(tmp_path: Path) -> None:
-    path = team(tmp_path)
+    path, TURBOFLOW = unlocked_parent(tmp_path)  # noqa: N806 (the recipe this test compares with)
     document = json.loads(invoke("diff", "--json", str(path), str(TURBOFLOW)))
     assert document["shared"] == ["base debootstrap:trixie", "base"]
     assert document["format"] == 1

@@ -17,7 +17,14 @@ from composer.recipe import PROJECT_LAYERS, load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TURBOFLOW = ROOT / "recipes" / "turboflow.toml"
+TURBOFLOW_LOCK = ROOT / "recipes" / "turboflow.lock"
 SHADOW = ("module 'python' is in team/layers and {project}; team/layers/python is used")
+
+
+# recipes/turboflow.lock exists; a team recipe beside none is keyed unlocked, and told so.
+LOCK_NOTE = (f"composer: warning: team/recipe.toml: no lock, while the recipe it extends has one ({TURBOFLOW_LOCK}): "
+             "its layers are keyed unlocked, so it shares none of the parent's module layers "
+             "(composer lock team/recipe.toml; docs/lock.md)")
 
 
 def make_team(where: Path, extends: str) -> Path:
@@ -67,7 +74,7 @@ def test_team_module_shadows_the_projects_with_a_warning(team: Path) -> None:
     assert result.returncode == 0, result.stderr
     warning = SHADOW.format(project=PROJECT_LAYERS)
     assert result.stderr.splitlines() == [
-        f"composer: warning: {TURBOFLOW}: layers[8].module: {warning}"
+        f"composer: warning: {TURBOFLOW}: layers[8].module: {warning}", LOCK_NOTE,
     ]
     import json
 
@@ -124,10 +131,11 @@ def test_team_folder_outside_the_repo_needs_no_flags(tmp_path: Path, how: str) -
     make_team(tmp_path, extends)
     shutil.rmtree(tmp_path / "team" / "layers" / "python")  # no shadowing: no warning either
     check = composer("check", "team/recipe.toml", cwd=tmp_path)
-    assert check.returncode == 0 and check.stderr == "", check.stderr
+    # No other warning than that a team of a locked turboflow has no lock of its own.
+    assert check.returncode == 0 and check.stderr.splitlines() == [LOCK_NOTE], check.stderr
     assert check.stdout.startswith("team/recipe.toml: ok — base debootstrap:trixie, 15 layers")
     plan = composer("plan", "--offline", "team/recipe.toml", cwd=tmp_path)
-    assert plan.returncode == 0 and plan.stderr == "", plan.stderr
+    assert plan.returncode == 0 and plan.stderr.splitlines() == [LOCK_NOTE], plan.stderr
     assert plan.stdout.startswith("localhost/team-x:latest") and " hello " in plan.stdout
 
 
