@@ -19,12 +19,12 @@ from typing import Any
 
 from composer.emit.oci import (
     INDEX_TYPE,
+    LAYOUT_VERSION,
     MANIFEST_TYPE,
     REF_NAME,
     Descriptor,
     blob_path,
     blob_sizes,
-    find_manifest,
     garbage,
     read_image,
     serialize,
@@ -105,16 +105,16 @@ def attach(layout: Path, tag: str, files: Sequence[tuple[Kind, Path]]) -> tuple[
             if not (target.is_file() and target.stat().st_size == descriptor.size):
                 write_atomic(target, data)
     index = json.loads((layout / "index.json").read_bytes())
-    found = find_manifest(index, tag)
-    assert found is not None  # read_image found it
-    image_entry = next(e for e in index["manifests"] if e.get("digest") == subject.digest)
+    image_entry = next(e for e in index["manifests"] if e.get("digest") == subject.digest)  # read_image found it
     # Each is named as a push tags it, so `skopeo copy oci:LAYOUT:sha256-<hex>.spdx` finds it.
     entries = [image_entry] + [{**a.descriptor.as_dict(), "artifactType": a.kind.media_type,
                                 "annotations": {REF_NAME: a.tag(subject)}} for a in artifacts]
     new_index = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": entries}
     if new_index != index:
         write_atomic(layout / "index.json", serialize(new_index))
-    keep = [*(b.hex for b in image.blobs()), *(d.hex for a in artifacts for d, _ in (*a.blobs, (a.descriptor, b"")))]
+    keep = [b.hex for b in image.blobs()]
+    for item in artifacts:
+        keep += [item.descriptor.hex, *(descriptor.hex for descriptor, _ in item.blobs)]
     for name in garbage(blob_sizes(layout), keep):
         (layout / "blobs" / "sha256" / name).unlink(missing_ok=True)
     return subject, artifacts
@@ -137,7 +137,7 @@ def write_artifact_layout(folder: Path, item: Artifact) -> None:
         target = blob_path(folder, descriptor.digest)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    (folder / "oci-layout").write_bytes(b'{"imageLayoutVersion":"1.0.0"}')
-    entry = {**item.descriptor.as_dict(), "annotations": {"org.opencontainers.image.ref.name": "artifact"}}
+    (folder / "oci-layout").write_bytes(LAYOUT_VERSION)
+    entry = {**item.descriptor.as_dict(), "annotations": {REF_NAME: "artifact"}}
     (folder / "index.json").write_bytes(serialize({"schemaVersion": 2, "mediaType": INDEX_TYPE,
                                                    "manifests": [entry]}))
