@@ -210,16 +210,18 @@ def push_image(runner: Runner, storage: cmd.Storage, ref: str, dest: str, tls_ve
                 raise ComposerError(f"push {dest}: the image is pushed but its signature was not "
                                     f"({skopeo_message(e.tail(1)) or f'skopeo exit {e.code}'})", hint=hint) from None
         try:
-            return push_documents(runner, repository_of(dest), digest, documents, tls_verify, authfile, Path(folder))
+            return push_documents(runner, repository_of(dest), digest, documents, tls_verify, authfile, Path(folder),
+                                  signer)
         except CommandError as e:
             raise ComposerError(f"push {dest}: the image is pushed but its SBOMs and provenance are not "
                                 f"({skopeo_message(e.tail(1)) or f'skopeo exit {e.code}'})", hint=hint) from None
 
 
 def push_documents(runner: Runner, repo: str, digest: str, documents: Sequence[tuple[Kind, Path]],
-                   tls_verify: bool | None, authfile: str, folder: Path) -> list[str]:
+                   tls_verify: bool | None, authfile: str, folder: Path, signer: Signer | None = None) -> list[str]:
     """Each document as an artifact of the manifest pushed as digest, under the tag
-    sha256-<hex>.<kind>: byte for byte (--preserve-digests), so its subject is that manifest."""
+    sha256-<hex>.<kind>: byte for byte (--preserve-digests), so its subject is that manifest;
+    with a signer, each signed as the image is (its .sig beside it)."""
     if not documents:
         return []
     raw = runner.output(inspect_argv(repo, "", tls_verify, authfile, raw=True, digest=digest)).encode()
@@ -233,6 +235,9 @@ def push_documents(runner: Runner, repo: str, digest: str, documents: Sequence[t
         layout = folder / f"artifact-{kind.name}"
         write_artifact_layout(layout, item)
         runner.run(attachment_push_argv(str(layout), repo, item.tag(subject), tls_verify, authfile))
+        if signer is not None:
+            sign_pushed(runner, signer, f"{repo}:{item.tag(subject)}", item.descriptor.digest, tls_verify, authfile,
+                        folder)
         tags.append(f"{repo}:{item.tag(subject)}")
     return tags
 

@@ -110,16 +110,22 @@ def test_signed_entries_are_pulled_and_are_the_image_built_here(containers: Cont
     assert [layer["cache"] for layer in report["layers"]] == ["pulled"] * 6, stderr
     assert fresh.images()[report["image"]] == containers.images()[report["image"]]  # same image ID
     assert registry_warnings(stderr) == [], stderr
-    # `composer push` signs the image it pushes, beside it in its repository.
+    # `composer push` signs the image it pushes, beside it in its repository, and the SBOMs and
+    # provenance it pushes beside the image (fresh's build wrote them, for this very image).
     release = f"{registry.host}/core-signed:1.0"
-    containers.composer("push", str(CORE), release, HTTP, *team.sign_args())
+    pushed = fresh.composer("push", str(CORE), release, HTTP, *team.sign_args(), "-o", str(fresh.root / "out"))
+    assert ".spdx" in pushed.stdout, pushed.stdout + pushed.stderr
     digest = json.loads(containers.run("skopeo", "inspect", "--tls-verify=false", f"docker://{release}").stdout)["Digest"]
-    copied = fresh.root / "release-signature"
-    containers.run("skopeo", "copy", "--quiet", "--src-tls-verify=false",
-                   f"docker://{registry.host}/core-signed:{attachment_tag(digest)}", f"dir:{copied}")
-    ((payload, signature),) = read_attachment_dir(copied)
-    assert Verifier(str(team.public)).verifies(payload, signature)
-    assert payload_problem(payload, digest, release) == ""
+    sbom = f"{registry.host}/core-signed:sha256-{digest[7:]}.spdx"
+    raw = containers.run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{sbom}").stdout.encode()
+    sbom_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    for what, signed, reference in (("image", digest, release), ("SBOM", sbom_digest, sbom)):
+        copied = fresh.root / f"release-signature-{what}"
+        containers.run("skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                       f"docker://{registry.host}/core-signed:{attachment_tag(signed)}", f"dir:{copied}")
+        ((payload, signature),) = read_attachment_dir(copied)
+        assert Verifier(str(team.public)).verifies(payload, signature), what
+        assert payload_problem(payload, signed, reference) == "", what
 
 
 def test_a_forged_finalize_is_used_without_verify_key_and_never_with_it(
