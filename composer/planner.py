@@ -243,22 +243,21 @@ def replace_notes(recipe: Recipe, modules: Mapping[str, Module]) -> tuple[str, .
     return tuple(notes)
 
 
-def unmapped_ports(recipe: Recipe, modules: Mapping[str, Module]) -> list[str]:
-    """'file: replace.old: new publishes 6080/tcp, which no pod port maps' for each port of a
-    module a `replace` brought in, when the recipe's pod maps ports at all."""
+def replacement_ports(recipe: Recipe, modules: Mapping[str, Module]) -> list[tuple[LayerRef, str]]:
+    """(layer, port) for each port a module a `replace` brought in publishes that the recipe's
+    pod does not map (none when the pod maps no ports at all); modules: with options put in."""
     if not recipe.pod.ports:
         return []
     mapped = {port.container for port in recipe.pod.ports}
-    out = []
-    for layer in recipe.layers:
-        module = modules.get(layer.module)
-        if module is None or not layer.replaced:
-            continue
-        for port in module.ports:
-            if int(port.partition("/")[0]) not in mapped:
-                out.append(f"{layer.where}: {layer.module!r} publishes {port}, which no pod port maps "
-                           f"(unreachable from outside the pod; {recipe.origin('pod', 'ports')}: pod.ports)")
-    return out
+    return [(layer, port) for layer in recipe.layers if layer.replaced and layer.module in modules
+            for port in modules[layer.module].ports if int(port.partition("/")[0]) not in mapped]
+
+
+def unmapped_ports(recipe: Recipe, modules: Mapping[str, Module]) -> list[str]:
+    """'file: replace.old: new publishes 6080/tcp, which no pod port maps', per replacement_ports."""
+    return [f"{layer.where}: {layer.module!r} publishes {port}, which no pod port maps "
+            f"(unreachable from outside the pod; {recipe.origin('pod', 'ports')}: pod.ports)"
+            for layer, port in replacement_ports(recipe, modules)]
 
 
 def check_option_names(module: Module, layer: LayerRef, recipe: Recipe) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from composer.errors import ComposerError, ComposerErrors
 from composer.model import Plan, Pod, Recipe
+from composer.planner import replacement_ports
 from composer.schema import display
 
 # Volume keys composer uses itself: podman 4.3 turns the emptyDir and the secret volume
@@ -80,12 +81,10 @@ def check_published(plan: Plan) -> None:
     if not recipe.removed:
         return
     published = {int(p.partition("/")[0]) for p in plan.finalize.image.ports}
-    mapped = {port.container for port in recipe.pod.ports}
     # What a replacing module publishes and the pod does not map: most likely what the
     # dangling port should now be.
-    instead = [f"{s.module.name}'s {p.partition('/')[0]}" for s in plan.steps
-               if any(layer.module == s.module.name and layer.replaced for layer in recipe.layers)
-               for p in s.module.ports if int(p.partition("/")[0]) not in mapped]
+    instead = [f"{layer.module}'s {port.partition('/')[0]}"
+               for layer, port in replacement_ports(recipe, {s.module.name: s.module for s in plan.steps})]
     errors = []
     for i, port in enumerate(recipe.pod.ports):
         if port.container not in published:
