@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from composer.emit.oci import write_one_manifest_layout
 from composer.errors import ComposerError
 
 PAYLOAD_TYPE = "cosign container image signature"
@@ -95,28 +96,17 @@ def sha256_digest(data: bytes) -> str:
 def write_attachment_layout(folder: Path, payload: bytes, signature: bytes) -> None:
     """An OCI layout holding the signature attachment as c/image writes it: an OCI manifest,
     a config listing the payload as its one layer, the payload with the signature annotated."""
-    blobs = folder / "blobs" / "sha256"
-    blobs.mkdir(parents=True, exist_ok=True)
-
-    def blob(data: bytes) -> str:
-        digest = sha256_digest(data)
-        (blobs / digest.split(":", 1)[1]).write_bytes(data)
-        return digest
-
-    payload_digest = blob(payload)
+    payload_digest = sha256_digest(payload)
     config = json.dumps({"architecture": "", "os": "", "config": {},
                          "rootfs": {"type": "layers", "diff_ids": [payload_digest]}}, separators=(",", ":")).encode()
     manifest = json.dumps({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": blob(config), "size": len(config)},
+        "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
         "layers": [{"mediaType": PAYLOAD_MEDIA_TYPE, "digest": payload_digest, "size": len(payload),
                     "annotations": {SIGNATURE_ANNOTATION: base64.b64encode(signature).decode()}}],
     }, separators=(",", ":")).encode()
-    index = {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": blob(manifest),
-                                                "size": len(manifest)}]}
-    (folder / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (folder / "index.json").write_text(json.dumps(index))
+    write_one_manifest_layout(folder, (payload, config), manifest)
 
 
 def read_attachment_dir(folder: Path) -> list[tuple[bytes, str]]:

@@ -19,7 +19,6 @@ from typing import Any
 
 from composer.emit.oci import (
     INDEX_TYPE,
-    LAYOUT_VERSION,
     MANIFEST_TYPE,
     REF_NAME,
     Descriptor,
@@ -29,6 +28,7 @@ from composer.emit.oci import (
     read_image,
     serialize,
     write_atomic,
+    write_one_manifest_layout,
 )
 from composer.errors import ComposerError
 
@@ -133,11 +133,4 @@ def attached(layout: Path) -> list[dict[str, Any]]:
 def write_artifact_layout(folder: Path, item: Artifact) -> None:
     """A layout holding only this artifact, tagged `artifact`: what skopeo copies to the
     registry (with --preserve-digests, so the pushed manifest is this one, byte for byte)."""
-    for descriptor, data in (*item.blobs, (item.descriptor, item.manifest)):
-        target = blob_path(folder, descriptor.digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    (folder / "oci-layout").write_bytes(LAYOUT_VERSION)
-    entry = {**item.descriptor.as_dict(), "annotations": {REF_NAME: "artifact"}}
-    (folder / "index.json").write_bytes(serialize({"schemaVersion": 2, "mediaType": INDEX_TYPE,
-                                                   "manifests": [entry]}))
+    write_one_manifest_layout(folder, (data for _, data in item.blobs), item.manifest, "artifact")

@@ -386,6 +386,18 @@ def publish(layout: Path, staging: Path, staged: Image, tag: str, known: Mapping
     )
 
 
+def write_one_manifest_layout(folder: Path, blobs: Iterable[bytes], manifest: bytes, ref: str = "") -> None:
+    """A layout holding one manifest and its blobs, stored by content: what skopeo copies to a
+    registry byte for byte (an artifact, a signature attachment)."""
+    for data in (*blobs, manifest):
+        target = folder / "blobs" / "sha256" / hashlib.sha256(data).hexdigest()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    (folder / "oci-layout").write_bytes(LAYOUT_VERSION)
+    entry = Descriptor.for_bytes(MANIFEST_TYPE, manifest).as_dict() | ({"annotations": {REF_NAME: ref}} if ref else {})
+    (folder / "index.json").write_bytes(serialize({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [entry]}))
+
+
 def read_members(path: Path) -> list[Member]:
     """The members of an existing archive, up to the first one that is not whole."""
     if not path.is_file():
