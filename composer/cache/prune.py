@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from composer.cache.local import Entry, last_used, module_of, prune_candidates
-from composer.cache.registry import KEY_LABEL, QUERY_TIMEOUT, inspect_argv, list_tags_argv, skopeo_message, tls_flag
+from composer.cache.registry import KEY_LABEL, QUERY_TIMEOUT, access_flags, inspect_argv, list_tags_argv, skopeo_message
 from composer.errors import CommandError, ComposerError
 from composer.runner import Runner
 
@@ -27,7 +27,7 @@ UNKNOWN = "?"
 def delete_argv(repo: str, digest: str, tls_verify: bool | None, authfile: str) -> list[str]:
     """Delete the manifest by its digest: the one inspected, whatever the tag says now."""
     return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "delete", "--retry-times", "1",
-            *tls_flag("tls-verify", tls_verify), *(["--authfile", authfile] if authfile else []),
+            *access_flags(tls_verify, authfile),
             f"docker://{repo}@{digest}"]
 
 

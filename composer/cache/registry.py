@@ -88,9 +88,15 @@ def tls_flag(name: str, tls_verify: bool | None) -> list[str]:
     return [] if tls_verify is None else [f"--{name}={'true' if tls_verify else 'false'}"]
 
 
+def access_flags(tls_verify: bool | None, authfile: str, side: str = "") -> list[str]:
+    """skopeo's TLS and auth-file flags, for a copy's `src` or `dest` side or (side "") a query."""
+    prefix = f"{side}-" if side else ""
+    return [*tls_flag(f"{prefix}tls-verify", tls_verify), *([f"--{prefix}authfile", authfile] if authfile else [])]
+
+
 def list_tags_argv(repo: str, tls_verify: bool | None, authfile: str) -> list[str]:
     return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "list-tags",
-            *tls_flag("tls-verify", tls_verify), *(["--authfile", authfile] if authfile else []),
+            *access_flags(tls_verify, authfile),
             f"docker://{repo}"]
 
 
@@ -99,21 +105,21 @@ def inspect_argv(repo: str, key: str, tls_verify: bool | None, authfile: str, ra
     """skopeo inspect of a tag (or of a digest): labels, digest and layers; with raw the
     manifest itself."""
     return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "inspect", *(["--raw"] if raw else []), "--retry-times", "1",
-            *tls_flag("tls-verify", tls_verify), *(["--authfile", authfile] if authfile else []),
+            *access_flags(tls_verify, authfile),
             f"docker://{repo}@{digest}" if digest else f"docker://{repo}:{key}"]
 
 
 def inspect_config_argv(repo: str, digest: str, tls_verify: bool | None, authfile: str) -> list[str]:
     """The config of the manifest with this digest (skopeo checks it against the manifest)."""
     return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "inspect", "--config", "--retry-times", "1",
-            *tls_flag("tls-verify", tls_verify), *(["--authfile", authfile] if authfile else []),
+            *access_flags(tls_verify, authfile),
             f"docker://{repo}@{digest}"]
 
 
 def attachment_pull_argv(repo: str, tag: str, folder: str, tls_verify: bool | None, authfile: str) -> list[str]:
     """Copy a signature attachment (a small OCI artifact) to a dir: folder."""
     return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "copy", "--quiet", "--retry-times", "1",
-            *tls_flag("src-tls-verify", tls_verify), *(["--src-authfile", authfile] if authfile else []),
+            *access_flags(tls_verify, authfile, "src"),
             f"docker://{repo}:{tag}", f"dir:{folder}"]
 
 
@@ -121,8 +127,7 @@ def attachment_push_argv(folder: str, repo: str, tag: str, tls_verify: bool | No
     """Copy a signature attachment from an OCI layout, byte for byte (its digests are what
     c/image and cosign read)."""
     return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "copy", "--quiet", "--retry-times", "2",
-            "--preserve-digests", *tls_flag("dest-tls-verify", tls_verify),
-            *(["--dest-authfile", authfile] if authfile else []), f"oci:{folder}", f"docker://{repo}:{tag}"]
+            "--preserve-digests", *access_flags(tls_verify, authfile, "dest"), f"oci:{folder}", f"docker://{repo}:{tag}"]
 
 
 # A pulled image waits under this name until its layers are checked; only then is it
@@ -139,7 +144,7 @@ def pull_argv(storage: cmd.Storage, repo: str, key: str, digest: str, tls_verify
     """Copy the manifest with this digest (the one whose label was checked) into storage,
     under the holding name."""
     return ["skopeo", "--command-timeout", COPY_TIMEOUT, "copy", "--quiet", "--retry-times", "2",
-            *tls_flag("src-tls-verify", tls_verify), *(["--src-authfile", authfile] if authfile else []),
+            *access_flags(tls_verify, authfile, "src"),
             f"docker://{repo}@{digest}", cmd.storage_ref(storage, pulled_ref(key))]
 
 
@@ -155,8 +160,7 @@ def copy_out_argv(storage: cmd.Storage, ref: str, dest: str, tls_verify: bool | 
     skopeo writes the pushed manifest's digest there (what a signature signs)."""
     return ["skopeo", *(["--command-timeout", timeout] if timeout else []), "copy", "--quiet",
             "--retry-times", "2", *(["--digestfile", digestfile] if digestfile else []),
-            *tls_flag("dest-tls-verify", tls_verify),
-            *(["--dest-authfile", authfile] if authfile else []), cmd.storage_ref(storage, ref), f"docker://{dest}"]
+            *access_flags(tls_verify, authfile, "dest"), cmd.storage_ref(storage, ref), f"docker://{dest}"]
 
 
 def repository_of(ref: str) -> str:
