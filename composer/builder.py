@@ -238,8 +238,9 @@ def parent_layers(plan: Plan) -> list[Layer]:
 def build_layers(ctx: BuildContext, only: list[Layer] | None = None) -> None:
     """Every layer of the plan (or of only), in order, each cached or built. Restacked
     module layers do not depend on each other: up to settings.jobs of them build at once."""
-    last = len(ctx.plan.layers()) - 1
-    layers = ctx.plan.layers() if only is None else only
+    every = ctx.plan.layers()
+    last = len(every) - 1
+    layers = every if only is None else only
 
     def one(layer: Layer) -> None:
         with ctx.progress.step(f"[{layer.index}/{last}] {layer.label}") as report:
@@ -288,11 +289,17 @@ def have_or_pull(ctx: BuildContext, layer: Layer) -> bool:
     parent = next((x for x in ctx.plan.layers() if x.key == layer.parent_key), None)
     if ctx.remote is None or (parent is not None and not have_or_pull(ctx, parent)):
         return False
-    if ctx.remote.fetch(layer.key, diff_ids_below(ctx, layer)):
-        save_key_document(ctx, layer.key, layer.key_document)
-        ctx.existing.add(layer.key)
-        return True
-    return False
+    return pulled(ctx, layer)
+
+
+def pulled(ctx: BuildContext, layer: Layer) -> bool:
+    """layer fetched from the registry cache into the storage (checked on its local parent:
+    docs/cache.md) and recorded as present; False when the cache has none it can use."""
+    if ctx.remote is None or not ctx.remote.fetch(layer.key, diff_ids_below(ctx, layer)):
+        return False
+    save_key_document(ctx, layer.key, layer.key_document)
+    ctx.existing.add(layer.key)
+    return True
 
 
 def build_only(ctx: BuildContext, name: str) -> None:
@@ -411,9 +418,7 @@ def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: C
         report("cached, pushed" if pushed else "cached")
         ctx.results.append(LayerResult(layer, "hit", time.monotonic() - started, pushed=pushed))
         return
-    if ctx.remote is not None and ctx.remote.fetch(layer.key, diff_ids_below(ctx, layer)):
-        save_key_document(ctx, layer.key, layer.key_document)
-        ctx.existing.add(layer.key)
+    if pulled(ctx, layer):
         seconds = time.monotonic() - started
         ctx.results.append(LayerResult(layer, "pulled", seconds))
         report(f"pulled in {seconds:.1f}s")
