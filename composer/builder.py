@@ -746,7 +746,24 @@ def build_finalize(ctx: BuildContext) -> None:
         run(cmd.buildah(storage, "copy", "--quiet", "--chown", "0:0", ctr, f"{stage}/", "/"))
         run(cmd.config_image(storage, ctr, final.image, final.labels, "composer finalize"))
         commit_layer(ctx, ctr, final.key)
+    drop_container_fields(ctx, cmd.cache_ref(final.key))
     save_key_document(ctx, final.key, final.key_document)
+
+
+def drop_container_fields(ctx: BuildContext, ref: str) -> None:
+    """Re-tag ref as its layers and config without the IDs of the container that committed
+    it and of the image below it, which differ on every machine: the image's ID is then the
+    same wherever the same layers are finalized (a fan-out's final stage, one machine)."""
+    from composer.restack.stack import inspect_docs, materialise, without_container
+
+    storage = ctx.settings.storage
+    image = inspect_docs(ctx.runner, storage, ref)
+    clean = without_container(image)
+    if clean is None:
+        return
+    materialise(ctx.runner, storage, clean, ref)
+    with contextlib.suppress(CommandError):  # untagged now; a container using it keeps it
+        ctx.runner.run(cmd.buildah(storage, "rmi", image.image_id))
 
 
 def archive_path(plan: Plan, output_dir: Path) -> Path:

@@ -47,6 +47,7 @@ class ImageDocs:
     ref: str
     manifest: Mapping[str, Any]
     config: Mapping[str, Any]
+    image_id: str = ""  # its config's digest (hex), as stored
 
     @property
     def diff_ids(self) -> list[str]:
@@ -187,14 +188,33 @@ def stack_documents(parent: ImageDocs, modules: Sequence[ImageDocs]) -> Stacked:
         config["container_config"] = copy.deepcopy(runtime)
     config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
     config["history"] = history
+    return _documents(parent.manifest, layers, config, overridden)
+
+
+def without_container(image: ImageDocs) -> Stacked | None:
+    """image's documents without the fields that name the container which committed it and
+    the image it was committed on (random IDs, different on every machine), so that its ID
+    is a function of its layers and config alone; None when it has neither field."""
+    if not any(name in image.config for name in DROPPED_TOP_FIELDS):
+        return None
+    config = {k: copy.deepcopy(v) for k, v in image.config.items() if k not in DROPPED_TOP_FIELDS}
+    return _documents(image.manifest, image.layers, config)
+
+
+def _documents(
+    manifest_base: Mapping[str, Any],
+    layers: Sequence[Mapping[str, Any]],
+    config: Mapping[str, Any],
+    overridden: tuple[tuple[str, str, str], ...] = (),
+) -> Stacked:
     config_bytes = json.dumps(config, separators=(",", ":")).encode()
-    manifest = dict(copy.deepcopy(dict(parent.manifest)))
+    manifest = copy.deepcopy(dict(manifest_base))
     manifest["config"] = {
-        "mediaType": parent.manifest["config"]["mediaType"],
+        "mediaType": manifest_base["config"]["mediaType"],
         "size": len(config_bytes),
         "digest": "sha256:" + hashlib.sha256(config_bytes).hexdigest(),
     }
-    manifest["layers"] = layers
+    manifest["layers"] = [dict(layer) for layer in layers]
     manifest.pop("annotations", None)
     return Stacked(json.dumps(manifest, separators=(",", ":")).encode(), config_bytes, overridden)
 
@@ -209,7 +229,8 @@ def inspect_docs(runner: Runner, storage: commands.Storage, ref: str) -> ImageDo
     except CommandError as e:
         raise ComposerError(f"{ref}: no such image in containers-storage ({e.output.strip()[-200:]})") from None
     info = json.loads(text)
-    return ImageDocs(ref, json.loads(info["Manifest"]), json.loads(info["Config"]))
+    return ImageDocs(ref, json.loads(info["Manifest"]), json.loads(info["Config"]),
+                     hashlib.sha256(info["Config"].encode()).hexdigest())
 
 
 def stack_image(

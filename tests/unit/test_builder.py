@@ -5,6 +5,7 @@ kept for `plan --why`. The integration tests build the same things with real bui
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -24,6 +25,16 @@ from composer.model import Plan
 from composer.planner import plan_file
 from composer.progress import Progress
 from composer.runner import Runner
+
+# What `buildah commit --format docker` stores: the config names the container that
+# committed it and the image below it.
+COMMITTED_CONFIG = {"created": "1970-01-01T00:00:00Z", "container": "c" * 64, "parent": "sha256:" + "a" * 64,
+                    "config": {}, "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "b" * 64]}, "history": []}
+COMMITTED_MANIFEST = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                      "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
+                                 "digest": "sha256:" + "c" * 64},
+                      "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1,
+                                  "digest": "sha256:" + "d" * 64}]}
 
 
 class RecordingRunner(Runner):
@@ -59,6 +70,8 @@ class RecordingRunner(Runner):
             return json.dumps([{"names": [cmd.cache_ref(k)]} for k in self.cached])
         if argv[1:3] == ["containers", "--json"]:
             return json.dumps([{"containername": n} for n in self.containers])
+        if argv[1:4] == ["inspect", "--type", "image"]:
+            return json.dumps({"Manifest": json.dumps(COMMITTED_MANIFEST), "Config": json.dumps(COMMITTED_CONFIG)})
         return ""
 
     def verbs(self) -> list[str]:
@@ -130,6 +143,13 @@ def test_first_build_builds_every_layer_in_order(plan: Plan, tmp_path: Path) -> 
     commits = [a[-1] for a in runner.calls if a[1] == "commit"]
     assert commits == [cmd.cache_ref(k) for k in plan.all_keys()]
     assert runner.calls[-1] == ["buildah", "tag", cmd.cache_ref(plan.finalize.key), "localhost/demo:latest"]
+    # Finalize's image is re-tagged without the committing container's and parent's IDs,
+    # and the image the commit made is removed.
+    final = cmd.cache_ref(plan.finalize.key)
+    inspect, copy, rmi = runner.calls[[a[-1] for a in runner.calls].index(final) + 1:][:3]
+    assert inspect[1:] == ["inspect", "--type", "image", final]
+    assert copy[:3] == ["skopeo", "copy", "--quiet"] and copy[-1].endswith(final)
+    assert rmi == ["buildah", "rmi", hashlib.sha256(json.dumps(COMMITTED_CONFIG).encode()).hexdigest()]
     # Every key document is kept for `plan --why`.
     assert sorted(p.stem for p in (tmp_path / "cache" / "keys").iterdir()) == sorted(plan.all_keys())
 

@@ -21,6 +21,7 @@ from composer.restack.stack import (
     ImageDocs,
     list_changes,
     stack_documents,
+    without_container,
 )
 
 DATA = Path(__file__).parent / "data" / "stack"
@@ -50,6 +51,24 @@ def test_manifest_names_the_config_by_its_digest_and_size() -> None:
     assert manifest["config"]["digest"] == "sha256:" + hashlib.sha256(result.config).hexdigest()
     assert manifest["config"]["size"] == len(result.config)
     assert result.image_id == manifest["config"]["digest"].removeprefix("sha256:")
+
+
+def test_without_container_drops_the_two_machine_ids_and_keeps_everything_else() -> None:
+    image = docs("ma")
+    result = without_container(image)
+    assert result is not None
+    manifest, config = json.loads(result.manifest), json.loads(result.config)
+    assert {"container", "parent"} <= set(image.config) and not {"container", "parent"} & set(config)
+    assert config == {k: v for k, v in image.config.items() if k not in ("container", "parent")}
+    assert manifest["layers"] == image.layers and manifest["mediaType"] == image.manifest["mediaType"]
+    assert manifest["config"]["digest"] == "sha256:" + hashlib.sha256(result.config).hexdigest()
+    # The same image committed by another container on another parent: one ID.
+    moved = {**image.config, "container": "f" * 64, "parent": "sha256:" + "e" * 64}
+    other = ImageDocs(image.ref, image.manifest, moved)
+    again = without_container(other)
+    assert again is not None and again.image_id == result.image_id
+    # Nothing to drop: nothing to re-tag.
+    assert without_container(ImageDocs(image.ref, image.manifest, config)) is None
 
 
 def test_history_has_the_parents_entries_then_one_per_module() -> None:
