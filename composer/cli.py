@@ -892,6 +892,9 @@ def cache_prune(settings: Settings, older_than: float | None, keep: int | None, 
 @click.option("--recipe-path", metavar="PATH",
               help="RECIPE's path in the container (default: its path in this project, which the image carries).")
 @click.option("--pod", "as_pod", is_flag=True, help="Print the Pod of the Job's template (for podman kube play).")
+@click.option("--privileged", is_flag=True,
+              help="A privileged container instead of a user namespace with CAP_SYS_ADMIN in it, for a cluster "
+                   "without user namespaces (docs/build-job.md).")
 @click.option("--fan-out", "fan_out", is_flag=True,
               help="Restack: a parent Job, one Indexed Job of the restacked modules, a final Job.")
 @click.option("--parallelism", type=click.IntRange(1, 1000), default=None,
@@ -906,8 +909,8 @@ def cache_prune(settings: Settings, older_than: float | None, keep: int | None, 
 @global_options
 def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, cache_from: str | None,
         cache_to: str | None, push_ref: str | None, registry_secret: str | None, signing_secret: str | None,
-        recipe_path: str | None, as_pod: bool, fan_out: bool, parallelism: int | None, check_registry: bool,
-        output_file: Path | None, tls_verify: bool | None, creds: str, authfile: str) -> None:
+        recipe_path: str | None, as_pod: bool, privileged: bool, fan_out: bool, parallelism: int | None,
+        check_registry: bool, output_file: Path | None, tls_verify: bool | None, creds: str, authfile: str) -> None:
     """Print a Kubernetes Job that builds RECIPE with composer in a cluster (docs/build-job.md)."""
     from composer.emit.job import JobConfig, job_name, render_job
     from composer.recipe import load_recipe
@@ -925,7 +928,7 @@ def job(settings: Settings, recipe: Path, image: str, cache_repo: str | None, ca
     config = JobConfig(
         name=job_name(loaded.name), recipe=recipe_path, image=image,
         cache_from=cache_from or cache_repo, cache_to=cache_to or cache_repo,
-        push=push_ref, registry_secret=registry_secret, signing_secret=signing_secret,
+        push=push_ref, registry_secret=registry_secret, signing_secret=signing_secret, privileged=privileged,
     )
     if check_registry and not fan_out:
         raise click.UsageError("--check-registry goes with --fan-out")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from composer.emit.output import dump
@@ -22,6 +22,16 @@ SIGNING_MOUNT = "/run/composer-signing"
 # them, so that command (or kubectl create secret generic with --from-file) makes it.
 SIGNING_KEYS = {"cosign.key": "--sign-key", "cosign.password": "--sign-passphrase-file", "cosign.pub": "--verify-key"}
 LABELS = {"app.kubernetes.io/name": "composer", "app.kubernetes.io/component": "build"}
+# buildah in the container mounts (each layer's overlay, /proc and /dev for a chroot step)
+# and makes mount namespaces: CAP_SYS_ADMIN, here held in the pod's own user namespace
+# (hostUsers: false), so over nothing of the node's. RuntimeDefault seccomp allows mount and
+# unshare to a holder of CAP_SYS_ADMIN; the runtime's default AppArmor profile denies every
+# mount, hence Unconfined there (docs/build-job.md, "Privileges").
+UNPRIVILEGED = {
+    "capabilities": {"add": ["SYS_ADMIN"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+    "appArmorProfile": {"type": "Unconfined"},
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class JobConfig:
     jobs: int | None = None
     backoff_limit: int = 0
     ttl_seconds: int = 86400
+    privileged: bool = False  # the fallback for a cluster without user namespaces
 
 
 def job_name(recipe_name: str) -> str:
@@ -94,9 +105,7 @@ def container(config: JobConfig) -> dict[str, Any]:
         "args": build_args(config),
         "workingDir": PROJECT_IN_IMAGE,
         "env": env,
-        # buildah in the container mounts file systems, makes namespaces and (with the
-        # overlay driver) uses /dev/fuse: a privileged container (docs/build-job.md).
-        "securityContext": {"privileged": True},
+        "securityContext": {"privileged": True} if config.privileged else UNPRIVILEGED,
         "volumeMounts": mounts,
     }
 
@@ -125,10 +134,19 @@ def volumes(config: JobConfig) -> list[dict[str, Any]]:
 
 
 def pod_spec(config: JobConfig) -> dict[str, Any]:
-    # The build talks to no Kubernetes API: no service-account token in a privileged
-    # container that runs recipe scripts.
-    return {"restartPolicy": "Never", "automountServiceAccountToken": False, "containers": [container(config)],
-            "volumes": volumes(config)}
+    # The build talks to no Kubernetes API: no service-account token in a container that
+    # runs recipe scripts.
+    spec: dict[str, Any] = {"restartPolicy": "Never", "automountServiceAccountToken": False}
+    if not config.privileged:
+        spec["hostUsers"] = False  # root in the pod is an unprivileged user on the node
+    return {**spec, "containers": [container(config)], "volumes": volumes(config)}
+
+
+def privileges(config: JobConfig) -> str:
+    """The header's words for what the container may do."""
+    if config.privileged:
+        return "privileged (--privileged)"
+    return "unprivileged: a user namespace of its own (hostUsers: false), CAP_SYS_ADMIN in it"
 
 
 def job_document(config: JobConfig) -> dict[str, Any]:
@@ -161,7 +179,7 @@ def render_job(config: JobConfig, as_pod: bool = False) -> str:
     job = job_document(config)
     header = (
         f"# composer build job: composer {' '.join(build_args(config))}\n"
-        f"# in {config.image}, privileged (buildah in a container); docs/build-job.md\n"
+        f"# in {config.image}, {privileges(config)}; docs/build-job.md\n"
     )
     return header + dump(pod_of_job(job) if as_pod else job)
 
@@ -183,10 +201,7 @@ class FanOut:
 
 def stage_config(config: JobConfig, suffix: str, push: str | None = None) -> JobConfig:
     name = f"{config.name[:63 - len(suffix) - 1].rstrip('-')}-{suffix}"
-    return JobConfig(name=name, recipe=config.recipe, image=config.image, cache_from=config.cache_from,
-                     cache_to=config.cache_to, push=push, registry_secret=config.registry_secret,
-                     signing_secret=config.signing_secret,
-                     backoff_limit=config.backoff_limit, ttl_seconds=config.ttl_seconds)
+    return replace(config, name=name, push=push, jobs=None)
 
 
 def index_script(fan: FanOut) -> str:
@@ -218,10 +233,7 @@ def fanout_documents(fan: FanOut) -> list[dict[str, Any]]:
         box["command"] = ["/bin/sh", "-c", index_script(fan)]
         del box["args"]
         docs.append(job)
-    final = stage_config(fan.config, "final", push=fan.config.push)
-    final = JobConfig(name=final.name, recipe=final.recipe, image=final.image, cache_from=final.cache_from,
-                      push=final.push, registry_secret=final.registry_secret, signing_secret=final.signing_secret,
-                      backoff_limit=final.backoff_limit, ttl_seconds=final.ttl_seconds)
+    final = replace(stage_config(fan.config, "final", push=fan.config.push), cache_to=None)
     job = job_document(final)
     job["spec"]["template"]["spec"]["containers"][0]["args"] = [*build_args(final), "--from-cache-only"]
     docs.append(job)

@@ -36,18 +36,28 @@ ROOTLESS_CONTAINERS_CONF = (
 )
 
 
+# podman's --userns=auto (what `hostUsers: false` becomes in `podman kube play`) takes each
+# pod's IDs from the ranges of the user "containers"; room for 15 pods of 65536.
+AUTO_USERNS = ("containers", 2_000_000, 1_000_000)
+
+
 def ensure_user() -> pwd.struct_passwd:
     """The test user, with /etc/subuid and /etc/subgid ranges (needs root)."""
     try:
         return pwd.getpwnam(USER)
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
+    ensure_subids(USER, SUBID_START, 65536)
+    return pwd.getpwnam(USER)
+
+
+def ensure_subids(name: str, start: int, count: int) -> None:
+    """name's ranges in /etc/subuid and /etc/subgid, unless it has some (needs root)."""
     for path in ("/etc/subuid", "/etc/subgid"):
         lines = Path(path).read_text().splitlines() if Path(path).exists() else []
-        if not any(line.startswith(f"{USER}:") for line in lines):
+        if not any(line.startswith(f"{name}:") for line in lines):
             with open(path, "a") as f:
-                f.write(f"{USER}:{SUBID_START}:65536\n")
-    return pwd.getpwnam(USER)
+                f.write(f"{name}:{start}:{count}\n")
 
 
 def reachable_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

@@ -1,7 +1,13 @@
-"""composer as a build job: the image of recipes/composer.toml (under the test tag) builds a
-one-module recipe inside a container, as the Pod of `composer job`'s template played by
-podman, pushes its layers and the image to the test registry, and the image it built
-holds the module's file, in the pod's storage and as pulled from the registry."""
+"""composer as a build job: the image of recipes/composer.toml (under the test tag) builds
+recipes inside a container, as the Pod of `composer job`'s template played by podman, and
+pushes the layers and the image to the test registry.
+
+- The default Pod, without privileges (a user namespace of its own, CAP_SYS_ADMIN in it),
+  builds the fan-out CI recipe whole: a debootstrap base, a package install, scripts,
+  restacked modules, reconcile; the image, pulled from the registry on the host, runs. The
+  same Pod without CAP_SYS_ADMIN fails at its first mount.
+- The privileged Pod (--privileged) builds a one-module recipe with the signing Secret; the
+  image holds the module's file, in the pod's storage and as pulled from the registry."""
 
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ import pytest
 import yaml
 
 from composer.cache.signing import Verifier, attachment_tag, payload_problem, read_attachment_dir
-from tests.conftest import RECIPES, Containers, Registry
+from tests.conftest import RECIPES, Containers, Registry, copy_tree
+from tests.integration.rootless import AUTO_USERNS, ensure_subids, reachable_folder
 
 pytestmark = pytest.mark.integration
 
@@ -82,11 +89,14 @@ def test_the_composer_image_builds_a_recipe_inside_a_pod_and_pushes_it(container
     recipe = inner_project(tmp_path / "work")
     cache, pushed = f"{registry.host}/inner-cache", f"{registry.host}/inner:t1"
     signing = signing_secret(containers, tmp_path / "signing")
+    # The privileged fallback: the test's pod shares the host's network (its registry listens on
+    # the host's 127.0.0.1), which a pod in a user namespace of its own may not.
     text = containers.composer("job", str(recipe), "--image", image, "--recipe-path", "/work/inner.toml",
                                "--cache", cache, "--push", pushed, "--signing-secret", "composer-signing",
-                               "--pod").stdout
+                               "--privileged", "--pod").stdout
     pod = yaml.safe_load(text)
     assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["containers"][0]["securityContext"] == {"privileged": True}
     args = pod["spec"]["containers"][0]["args"]
     assert args == ["build", "/work/inner.toml", "--no-archive", "--cache-from", cache, "--cache-to", cache,
                     "--push", pushed, "--sign-key", "/run/composer-signing/cosign.key",
@@ -155,3 +165,84 @@ def test_the_composer_image_builds_a_recipe_inside_a_pod_and_pushes_it(container
             containers.buildah("rm", work, check=False)
     finally:
         containers.buildah("rmi", PULLED_REF, check=False)
+
+
+# What a pod in a user namespace of its own sees of the host's 127.0.0.1: podman kube play
+# with slirp4netns (allow_host_loopback) shows it at 10.0.2.2.
+HOST_LOOPBACK = "10.0.2.2"
+UNPRIVILEGED_REF = "localhost/fanout-unprivileged:t"
+
+
+def play_unprivileged(containers: Containers, pod: dict[str, Any], folder: Path) -> tuple[str, str, dict[str, Any]]:
+    """Play pod as a kubelet would run `hostUsers: false`: a user namespace of 65536 IDs of
+    its own (podman's auto); its exit code, its log, and what podman says it was given."""
+    ensure_subids(*AUTO_USERNS)
+    name = f"composer-job-{uuid.uuid4().hex[:8]}"
+    pod["metadata"]["name"] = name
+    manifest = folder / f"{name}.yaml"
+    manifest.write_text(yaml.safe_dump(pod, sort_keys=False))
+    containers.podman("kube", "play", "--userns", "auto:size=65536", "--network",
+                      "slirp4netns:allow_host_loopback=true", str(manifest))
+    try:
+        ctr = f"{name}-composer"
+        code = containers.podman("wait", ctr, timeout=900).stdout.strip()
+        logs = containers.podman("logs", ctr).stdout + containers.podman("logs", ctr).stderr
+        (given,) = json.loads(containers.podman("inspect", ctr).stdout)
+        return code, logs, given["HostConfig"]
+    finally:
+        containers.podman("kube", "down", str(manifest), check=False)
+
+
+def test_the_default_pod_builds_a_debootstrap_recipe_without_privileges(
+        containers: Containers, registry: Registry, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    image = containers.build_once(RECIPES / "composer-ci.toml")["image"]
+    cache, pushed = f"{registry.host}/unprivileged-cache", f"{registry.host}/fanout-unprivileged:t"
+    inside = {ref: ref.replace("127.0.0.1", HOST_LOOPBACK) for ref in (cache, pushed)}
+    text = containers.composer("job", str(RECIPES / "fanout-ci.toml"), "--image", image,
+                               "--recipe-path", "/work/fanout-ci.toml", "--cache", inside[cache],
+                               "--push", inside[pushed], "--pod").stdout
+    pod = yaml.safe_load(text)
+    spec = pod["spec"]
+    assert spec["hostUsers"] is False and "privileged" not in spec["containers"][0]["securityContext"]
+    spec["containers"][0]["args"].append("--no-tls-verify")  # the test registry speaks plain HTTP
+    # The recipe comes in as a team's would, read-only (docs/build-job.md), from a folder that
+    # root in the pod, a stranger to the host's files, can reach.
+    work = copy_tree(RECIPES, reachable_folder(tmp_path_factory, "unprivileged") / "recipes")
+    spec["volumes"].append({"name": "work", "hostPath": {"path": str(work), "type": "Directory"}})
+    spec["containers"][0]["volumeMounts"].append({"name": "work", "mountPath": "/work", "readOnly": True})
+
+    code, logs, given = play_unprivileged(containers, pod, tmp_path)
+    assert code == "0", f"the unprivileged build exited {code}:\n{logs}"
+    # What it got: not privileged, CAP_SYS_ADMIN added to the default set, no device, root
+    # in the pod an unprivileged user of the host, from podman's "containers" range.
+    assert given["Privileged"] is False and given["CapAdd"] == ["CAP_SYS_ADMIN"], given
+    assert not given.get("Devices"), given["Devices"]
+    uid_maps = given["IDMappings"]["UidMap"]
+    assert len(uid_maps) == 1 and uid_maps[0].startswith("0:") and not uid_maps[0].startswith("0:0:"), uid_maps
+    host_root = int(uid_maps[0].split(":")[1])
+    assert AUTO_USERNS[1] <= host_root < AUTO_USERNS[1] + AUTO_USERNS[2] and uid_maps[0].endswith(":65536")
+    # Everything built there: a debootstrap base, a package, scripts, three restacked
+    # modules and reconcile, each pushed to the cache, then the image.
+    for line in ("base debootstrap:trixie", "jq", "motd", "marker", "fan-note", "reconcile", "finalize"):
+        assert f"{line} " in logs and "built in" in logs, logs
+    assert logs.count(", pushed") == 7 and f"push {inside[pushed]}" in logs, logs
+
+    # The image, pulled from the registry on the host, runs: the package and the modules' files.
+    containers.run("skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{pushed}",
+                   f"containers-storage:{UNPRIVILEGED_REF}")
+    try:
+        out = containers.podman("run", "--rm", "--network", "none", UNPRIVILEGED_REF, "sh", "-c",
+                                "jq --version && cat /opt/marker/value && "
+                                "stat -c '%U %u %a %n' /opt/marker/value /usr/bin/jq /etc/shadow").stdout
+        # Owners as built: root inside the pod's namespace is root in the image, not a host ID.
+        assert out.splitlines() == [out.splitlines()[0], "fanned out", "root 0 644 /opt/marker/value",
+                                    "root 0 755 /usr/bin/jq", "root 0 640 /etc/shadow"], out
+        assert out.startswith("jq-"), out
+    finally:
+        containers.podman("rmi", UNPRIVILEGED_REF, check=False)
+
+    # The same pod without CAP_SYS_ADMIN: the user namespace alone lets buildah mount nothing.
+    spec["containers"][0]["securityContext"].pop("capabilities")
+    code, logs, given = play_unprivileged(containers, pod, tmp_path)
+    assert code != "0" and not given.get("CapAdd"), logs
+    assert "operation not permitted" in logs, logs

@@ -81,10 +81,28 @@ def test_the_job_runs_composer_build_against_the_registry_cache() -> None:
     assert ctr["args"] == ["build", "recipes/turboflow.toml", "--no-archive", "--cache-from", "reg:5000/tf-cache",
                            "--cache-to", "reg:5000/tf-cache", "--push", "reg:5000/tf:1"]
     assert ctr["workingDir"] == "/opt/composer"
-    assert ctr["securityContext"] == {"privileged": True}
+    # Unprivileged: a user namespace of its own, CAP_SYS_ADMIN only in it.
+    assert spec["hostUsers"] is False
+    assert ctr["securityContext"] == {"capabilities": {"add": ["SYS_ADMIN"]},
+                                      "seccompProfile": {"type": "RuntimeDefault"},
+                                      "appArmorProfile": {"type": "Unconfined"}}
+    assert ", unprivileged: a user namespace of its own" in result.output.split("\n", 2)[1]
     assert spec["restartPolicy"] == "Never"
     assert document["metadata"]["name"] == "composer-build-turboflow"
     assert {m["mountPath"] for m in ctr["volumeMounts"]} == {"/var/lib/containers", "/root/.cache/composer"}
+
+
+def test_privileged_is_the_fallback_asked_for() -> None:
+    for args in (("--privileged",), ("--privileged", "--fan-out")):
+        recipe = str(ROOT / "tests" / "recipes" / "fanout-ci.toml") if "--fan-out" in args else TURBOFLOW
+        result = job(recipe, "--image", IMAGE, "--cache", "reg:5000/c", *args)
+        assert result.exit_code == 0, result.output
+        for document in yaml.safe_load_all(result.output):
+            validate(document)
+            spec = document["spec"]["template"]["spec"]
+            assert spec["containers"][0]["securityContext"] == {"privileged": True}
+            assert "hostUsers" not in spec  # a privileged container shares the node's users
+    assert "privileged (--privileged)" in job(TURBOFLOW, "--image", IMAGE, "--privileged").output
 
 
 def test_cache_from_and_to_apart_and_without_a_cache() -> None:
