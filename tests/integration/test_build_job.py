@@ -21,7 +21,8 @@ import yaml
 
 from composer.cache.signing import Verifier, attachment_tag, payload_problem, read_attachment_dir
 from tests.conftest import RECIPES, Containers, Registry, copy_tree
-from tests.integration.rootless import AUTO_USERNS, ensure_subids, reachable_folder
+from tests.integration.helpers import HOST_LOOPBACK, start_pod, wait_pod
+from tests.integration.rootless import AUTO_USERNS, reachable_folder
 
 pytestmark = pytest.mark.integration
 
@@ -167,30 +168,7 @@ def test_the_composer_image_builds_a_recipe_inside_a_pod_and_pushes_it(container
         containers.buildah("rmi", PULLED_REF, check=False)
 
 
-# What a pod in a user namespace of its own sees of the host's 127.0.0.1: podman kube play
-# with slirp4netns (allow_host_loopback) shows it at 10.0.2.2.
-HOST_LOOPBACK = "10.0.2.2"
 UNPRIVILEGED_REF = "localhost/fanout-unprivileged:t"
-
-
-def play_unprivileged(containers: Containers, pod: dict[str, Any], folder: Path) -> tuple[str, str, dict[str, Any]]:
-    """Play pod as a kubelet would run `hostUsers: false`: a user namespace of 65536 IDs of
-    its own (podman's auto); its exit code, its log, and what podman says it was given."""
-    ensure_subids(*AUTO_USERNS)
-    name = f"composer-job-{uuid.uuid4().hex[:8]}"
-    pod["metadata"]["name"] = name
-    manifest = folder / f"{name}.yaml"
-    manifest.write_text(yaml.safe_dump(pod, sort_keys=False))
-    containers.podman("kube", "play", "--userns", "auto:size=65536", "--network",
-                      "slirp4netns:allow_host_loopback=true", str(manifest))
-    try:
-        ctr = f"{name}-composer"
-        code = containers.podman("wait", ctr, timeout=900).stdout.strip()
-        logs = containers.podman("logs", ctr).stdout + containers.podman("logs", ctr).stderr
-        (given,) = json.loads(containers.podman("inspect", ctr).stdout)
-        return code, logs, given["HostConfig"]
-    finally:
-        containers.podman("kube", "down", str(manifest), check=False)
 
 
 def test_the_default_pod_builds_a_debootstrap_recipe_without_privileges(
@@ -211,7 +189,7 @@ def test_the_default_pod_builds_a_debootstrap_recipe_without_privileges(
     spec["volumes"].append({"name": "work", "hostPath": {"path": str(work), "type": "Directory"}})
     spec["containers"][0]["volumeMounts"].append({"name": "work", "mountPath": "/work", "readOnly": True})
 
-    code, logs, given = play_unprivileged(containers, pod, tmp_path)
+    code, logs, given = wait_pod(containers, start_pod(containers, pod, tmp_path))
     assert code == "0", f"the unprivileged build exited {code}:\n{logs}"
     # What it got: not privileged, CAP_SYS_ADMIN added to the default set, no device, root
     # in the pod an unprivileged user of the host, from podman's "containers" range.
@@ -243,6 +221,6 @@ def test_the_default_pod_builds_a_debootstrap_recipe_without_privileges(
 
     # The same pod without CAP_SYS_ADMIN: the user namespace alone lets buildah mount nothing.
     spec["containers"][0]["securityContext"].pop("capabilities")
-    code, logs, given = play_unprivileged(containers, pod, tmp_path)
+    code, logs, given = wait_pod(containers, start_pod(containers, pod, tmp_path))
     assert code != "0" and not given.get("CapAdd"), logs
     assert "operation not permitted" in logs, logs

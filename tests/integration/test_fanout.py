@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import RECIPES, ROOT, Containers, Registry
+from tests.conftest import RECIPES, ROOT, Containers, Registry, copy_tree
+from tests.integration.helpers import HOST_LOOPBACK, job_pod, start_pod, wait_pod
+from tests.integration.rootless import reachable_folder
 from tests.integration.test_registry import CORE, HTTP, build, by_module, other_machine
 
 pytestmark = pytest.mark.integration
@@ -118,3 +120,52 @@ def test_fan_out_builds_the_image_of_a_one_machine_build(containers: Containers,
     assert len(fanned) == 7  # base, jq, 3 modules, reconcile, finalize
     assert fanned == single
     assert final_box.images()[report["image"]] == single_id
+
+
+def config_digest(box: Containers, ref: str) -> str:
+    """The image ID of ref in the registry (its config's digest)."""
+    manifest = json.loads(box.run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}").stdout)
+    return str(manifest["config"]["digest"])
+
+
+def test_the_fan_out_jobs_run_as_unprivileged_pods(containers: Containers, registry: Registry,
+                                                    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The three Jobs `composer job --fan-out` prints, each Pod as the Job controller would
+    make it (the Indexed Job's with its JOB_COMPLETION_INDEX), played by podman without
+    privileges, every Pod with its own storage: the parent, then the three indices at once,
+    then the final stage. Its image is the image of one Pod that builds the recipe alone."""
+    image = containers.build_once(RECIPES / "composer-ci.toml")["image"]
+    work = copy_tree(RECIPES, reachable_folder(tmp_path_factory, "fanout-pods") / "recipes")
+    registries_conf = work.parent / "test-registry.conf"
+    registries_conf.write_text(f'[[registry]]\nlocation = "{HOST_LOOPBACK}:{registry.port}"\ninsecure = true\n')
+    registries_conf.chmod(0o644)
+    inside = f"{HOST_LOOPBACK}:{registry.port}"
+    cache = f"{inside}/fanout-pods-cache"
+    text = containers.composer("job", str(FANOUT), "--fan-out", "--image", image, "--recipe-path",
+                               "/work/fanout-ci.toml", "--cache", cache,
+                               "--push", f"{inside}/fanout-pods:fanned").stdout
+    parent, modules, final = yaml.safe_load_all(text)
+
+    code, logs, _ = wait_pod(containers, start_pod(containers, job_pod(parent, work, registries_conf), tmp_path))
+    assert code == "0" and "base debootstrap:trixie" in logs and "jq " in logs, logs
+    # Before any index: one Pod builds the recipe alone, the common parent from the cache (the
+    # parent stage is the same for both), its three modules, reconcile and finalize itself.
+    alone = yaml.safe_load(containers.composer(
+        "job", str(FANOUT), "--image", image, "--recipe-path", "/work/fanout-ci.toml", "--cache-from", cache,
+        "--push", f"{inside}/fanout-pods:alone").stdout)
+    code, logs, _ = wait_pod(containers, start_pod(containers, job_pod(alone, work, registries_conf), tmp_path))
+    assert code == "0" and logs.count("built in") == 5, logs  # three modules, reconcile, finalize
+    # The indices side by side, as parallelism allows (here all three).
+    assert modules["spec"]["parallelism"] == modules["spec"]["completions"] == 3
+    started = [start_pod(containers, job_pod(modules, work, registries_conf, index=i), tmp_path)
+               for i in range(3)]
+    for leaf, manifest in zip(LEAVES, started, strict=True):
+        code, logs, given = wait_pod(containers, manifest)
+        assert code == "0" and f"{leaf}: layer " in logs and " miss, pushed" in logs, logs
+        assert given["Privileged"] is False and given["CapAdd"] == ["CAP_SYS_ADMIN"]
+    code, logs, _ = wait_pod(containers, start_pod(containers, job_pod(final, work, registries_conf), tmp_path))
+    assert code == "0", logs
+    assert all(f"{leaf} " in logs for leaf in LEAVES) and "pulled" in logs and "push " in logs, logs
+
+    fanned, single = (config_digest(containers, f"{registry.host}/fanout-pods:{tag}") for tag in ("fanned", "alone"))
+    assert fanned == single
