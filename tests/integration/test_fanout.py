@@ -122,6 +122,20 @@ def test_fan_out_builds_the_image_of_a_one_machine_build(containers: Containers,
     assert final_box.images()[report["image"]] == single_id
 
 
+def kill_pod_mid_build(box: Containers, manifest: Path, timeout: float = 300) -> None:
+    """SIGKILL every process of the Pod of manifest once a working container of buildah's
+    exists in its storage (seen from inside, with podman exec)."""
+    name = yaml.safe_load(manifest.read_text())["metadata"]["name"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inside = box.podman("exec", f"{name}-composer", "buildah", "containers", "--quiet", check=False)
+        if inside.returncode == 0 and inside.stdout.split():
+            box.podman("pod", "kill", "--signal", "KILL", name)
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name}: no working container in {timeout} s")
+
+
 def config_digest(box: Containers, ref: str) -> str:
     """The image ID of ref in the registry (its config's digest)."""
     manifest = json.loads(box.run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}").stdout)
@@ -159,10 +173,22 @@ def test_the_fan_out_jobs_run_as_unprivileged_pods(containers: Containers, regis
     assert modules["spec"]["parallelism"] == modules["spec"]["completions"] == 3
     started = [start_pod(containers, job_pod(modules, work, registries_conf, index=i), tmp_path)
                for i in range(3)]
-    for leaf, manifest in zip(LEAVES, started, strict=True):
+    # Index 2's Pod is killed mid-build (SIGKILL to every process in it, as an eviction or a
+    # lost node does); the other two finish, and the registry lacks fan-note's layer alone.
+    kill_pod_mid_build(containers, started[2])
+    code, logs, _ = wait_pod(containers, started.pop())
+    assert code == "137" and "fan-note" in logs and "pushed" not in logs, logs
+    for leaf, manifest in zip(LEAVES[:2], started, strict=True):
         code, logs, given = wait_pod(containers, manifest)
         assert code == "0" and f"{leaf}: layer " in logs and " miss, pushed" in logs, logs
         assert given["Privileged"] is False and given["CapAdd"] == ["CAP_SYS_ADMIN"]
+    left, _ = check_registry(containers, cache.replace(inside, registry.host))
+    assert left["spec"]["completions"] == 1 and "  0) module=fan-note ;;" in left["spec"]["template"]["spec"][
+        "containers"][0]["command"][2]
+    # Its retry, a new Pod for the same index (what backoffLimitPerIndex makes), builds it.
+    code, logs, _ = wait_pod(containers, start_pod(containers, job_pod(modules, work, registries_conf, index=2),
+                                                   tmp_path))
+    assert code == "0" and "fan-note: layer " in logs and " miss, pushed" in logs, logs
     code, logs, _ = wait_pod(containers, start_pod(containers, job_pod(final, work, registries_conf), tmp_path))
     assert code == "0", logs
     assert all(f"{leaf} " in logs for leaf in LEAVES) and "pulled" in logs and "push " in logs, logs
