@@ -374,7 +374,7 @@ def build_reconcile(ctx: BuildContext) -> None:
     """Stack the restacked module layers on their common parent (no layer is rebuilt or
     recompressed), then commit one layer that merges what they each changed."""
     from composer.restack import reconcile as rec
-    from composer.restack.stack import layer_changes, stack_image
+    from composer.restack.stack import layer_folders, stack_image
 
     plan, storage, run = ctx.plan, ctx.settings.storage, ctx.runner.run
     r = plan.reconcile
@@ -383,8 +383,13 @@ def build_reconcile(ctx: BuildContext) -> None:
     with working_container(ctx, r.parent_key, "reconcile: the common parent") as parent_ctr:
         run(cmd.from_image(storage, cmd.cache_ref(r.parent_key), parent_ctr))
         parent_root = ctx.runner.output(cmd.buildah(storage, "mount", parent_ctr)).strip()
-        changes = [(s.module.name, layer_changes(ctx.runner, storage, cmd.cache_ref(s.key))) for s in members]
-        analysis = rec.analyse(parent_root, changes, plan.recipe.base.family)
+        folders = layer_folders(ctx.runner, storage, [cmd.cache_ref(s.key) for s in members])
+        changes = [(s.module.name, folder) for s, folder in zip(members, folders, strict=True)]
+        # Each member's layer is walked once (it never changes); overlay keeps layers in
+        # <graph root>/overlay/<layer ID>/diff.
+        scans = rec.ScanCache(ctx.settings.cache_dir, folders[0].parent.parent)
+        analysis = rec.analyse(parent_root, changes, plan.recipe.base.family, scans)
+        scans.sweep()
         run(cmd.buildah(storage, "rm", parent_ctr))
     if analysis.conflicts:
         by_name = {s.module.name: s for s in members}

@@ -60,10 +60,12 @@ class Runner:
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         stream: bool = False,
+        input: bytes | None = None,
     ) -> str:
         """Run argv and return its output (stdout and stderr merged).
 
         stream: show the output as it comes (long steps in verbose mode).
+        input: what the command reads on its standard input (else nothing).
         """
         import sh  # here, not at the top: sh imports asyncio, a third of a plan's start-up
 
@@ -84,7 +86,7 @@ class Runner:
                 _env=full_env,
                 _err_to_out=True,
                 _tty_out=False,
-                _in=None,
+                _in=input,
                 _bg=True,
                 _bg_exc=False,
                 _out=collect if echo else None,  # None: sh's own buffer

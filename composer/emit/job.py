@@ -5,6 +5,7 @@ Pure: a JobConfig in, a manifest out; nothing here starts a process."""
 
 from __future__ import annotations
 
+import copy
 import re
 import shlex
 from dataclasses import dataclass, replace
@@ -105,7 +106,7 @@ def container(config: JobConfig) -> dict[str, Any]:
         "args": build_args(config),
         "workingDir": PROJECT_IN_IMAGE,
         "env": env,
-        "securityContext": {"privileged": True} if config.privileged else UNPRIVILEGED,
+        "securityContext": {"privileged": True} if config.privileged else copy.deepcopy(UNPRIVILEGED),
         "volumeMounts": mounts,
     }
 

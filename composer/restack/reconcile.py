@@ -13,7 +13,8 @@ the xattr trusted.overlay.opaque=y) and works out:
 * `reconcile_plan()` — the files to write, the commands to run inside the stacked
   container (ldconfig, update-alternatives, dpkg triggers) and the paths to delete;
 * `apply_plan()` — the effectful part: writes the files into a buildah working container
-  of the stacked image and runs the commands; the caller commits one small layer.
+  of the stacked image and runs the commands, in one `buildah run`; the caller commits one
+  small layer.
 
 Every merge is three-way: a module's change is the difference between its version of a
 file and P's, all modules' changes are applied, and two modules changing the same entry
@@ -24,9 +25,12 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
+import json
 import os
+import shlex
 import stat
-import tempfile
+import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -632,6 +636,53 @@ def scan_layer(root: Path) -> dict[str, Entry]:
     return entries
 
 
+SCAN_FORMAT = 1
+
+
+class ScanCache:
+    """scan_layer's result per stored layer, kept in a folder: a stored layer never changes,
+    so a reconcile walks only the members it has not seen (a change to one module walks that
+    module's layer alone; node's or latex's hundreds of thousands of entries are read back).
+
+    A scan is filed under the layer's own folder name in containers-storage (overlay's
+    per-layer ID, new whenever a layer is committed or pulled again), never under the
+    module's key: a layer rebuilt under the same key is a new folder and is walked anew.
+    Each storage has its folder of scans; sweep() drops the scans of layers it no longer has."""
+
+    def __init__(self, cache_dir: Path, layers_folder: Path) -> None:
+        self.layers_folder = layers_folder  # overlay's: <graph root>/overlay
+        tag = hashlib.sha256(os.fsencode(layers_folder)).hexdigest()[:16]
+        self.folder = cache_dir / "reconcile-scans" / tag
+
+    def _file(self, root: Path) -> Path:
+        # overlay keeps a layer's files in <graph root>/overlay/<layer ID>/diff
+        return self.folder / f"{root.parent.name}.json"
+
+    def scan(self, root: Path) -> dict[str, Entry]:
+        file = self._file(root)
+        try:
+            document = json.loads(file.read_text())
+            if document["format"] == SCAN_FORMAT and document["root"] == str(root):
+                return {row[0]: Entry(*row[1:]) for row in document["entries"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        entries = scan_layer(root)
+        rows = [[path, e.kind, e.mode, e.uid, e.gid, e.target, e.opaque] for path, e in entries.items()]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = file.with_name(f".{file.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps({"format": SCAN_FORMAT, "root": str(root), "entries": rows}))
+        partial.replace(file)
+        return entries
+
+    def sweep(self) -> None:
+        """Remove the scans of layers the storage no longer has."""
+        if not self.folder.is_dir():
+            return
+        for file in self.folder.glob("*.json"):
+            if not (self.layers_folder / file.stem).is_dir():
+                file.unlink(missing_ok=True)
+
+
 def _read(root: Path, path: str) -> bytes | None:
     full = root / path.lstrip("/")
     if full.is_symlink() or not full.is_file():
@@ -716,11 +767,14 @@ def _changed_by(layers: Sequence[_Layer]) -> dict[str, list[int]]:
 
 def analyse(
     parent_root: str | Path, modules: Sequence[tuple[str, str | Path]], family: Family = Family.DEBIAN,
+    scans: ScanCache | None = None,
 ) -> Analysis:
     """Conflicts and merged files for stacking `modules` (name, top-layer folder), in stack
-    order, on the parent whose whole root is mounted at parent_root."""
+    order, on the parent whose whole root is mounted at parent_root; scans: where the
+    layers' scans are kept between builds."""
     parent = Path(parent_root)
-    layers = [_Layer(name, Path(root), scan_layer(Path(root))) for name, root in modules]
+    scan = scans.scan if scans is not None else scan_layer
+    layers = [_Layer(name, Path(root), scan(Path(root))) for name, root in modules]
     conflicts = _delete_conflicts(layers) + pacman_conflicts(
         [(x.name, [p for p, e in x.entries.items() if e.kind == "dir"]) for x in layers])
     writes: list[FileWrite] = []
@@ -944,18 +998,28 @@ def apply_plan(
     runner: Runner, storage: cmd.Storage, container: str, plan: ReconcilePlan,
     env: Mapping[str, str] | None = None,
 ) -> float:
-    """Write the plan's files into the working container, run its commands (chroot
-    isolation), delete its paths. Returns the seconds it took; the caller commits."""
+    """Write the plan's files into the working container, run its commands, delete its
+    paths: one `buildah run` (chroot isolation) of one script, in that order. The files come
+    in as a tar on the script's standard input, which tar unpacks inside the container
+    (owners, modes as planned), so every path resolves in the image's root, never the
+    host's, and nothing is mounted. Returns the seconds it took; the caller commits."""
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="composer-reconcile-") as tmp:
-        for n, write in enumerate(plan.writes):
-            src = Path(tmp, str(n))
-            src.write_bytes(write.content)
-            runner.run(cmd.copy_in(storage, container, str(src), write.path,
-                                   f"{write.mode:04o}", f"{write.uid}:{write.gid}"))
-    full_env = {**cmd.APT_ENV, **(env or {})}
-    for argv in plan.commands:
-        runner.run(cmd.run_in(storage, container, list(argv), full_env))
+    lines = ["set -ex"]  # on failure the log's tail names the command
+    archive = b""
+    if plan.writes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for write in plan.writes:
+                info = tarfile.TarInfo(write.path.lstrip("/"))
+                info.size, info.mode, info.uid, info.gid = len(write.content), write.mode, write.uid, write.gid
+                tar.addfile(info, io.BytesIO(write.content))
+        archive = buffer.getvalue()
+        lines.append("tar -x -p --numeric-owner -f - -C /")
+    lines.append("exec </dev/null")  # the commands read nothing
+    lines += [shlex.join(argv) for argv in plan.commands]
     if plan.deletes:
-        runner.run(cmd.run_in(storage, container, ["rm", "-rf", "--", *plan.deletes]))
+        lines.append(shlex.join(["rm", "-rf", "--", *plan.deletes]))
+    if len(lines) > 2:
+        runner.run(cmd.run_in(storage, container, ["/bin/sh", "-c", "\n".join(lines)],
+                              {**cmd.APT_ENV, **(env or {})}), input=archive)
     return time.monotonic() - started

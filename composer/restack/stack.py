@@ -274,18 +274,28 @@ def layer_changes(runner: Runner, storage: commands.Storage, image_ref: str) -> 
     Read only: it is the stored layer itself. vfs keeps whole copies, not changes, so
     there it is an error rather than a slow diff.
     """
+    return layer_folders(runner, storage, [image_ref])[0]
+
+
+def layer_folders(runner: Runner, storage: commands.Storage, image_refs: Sequence[str]) -> list[Path]:
+    """layer_changes of each image, in order, from one podman call."""
     argv = ["podman", *storage.flags(), "image", "inspect", "--format",
-            "{{.GraphDriver.Name}} {{.GraphDriver.Data.UpperDir}}", image_ref]
+            "{{.GraphDriver.Name}} {{.GraphDriver.Data.UpperDir}}", *image_refs]
     try:
-        driver, _, upper = runner.output(argv).strip().partition(" ")
+        lines = runner.output(argv).strip().splitlines()
     except CommandError as e:
-        raise ComposerError(f"{image_ref}: no such image in containers-storage ({e.output.strip()[-200:]})") from None
-    if driver != "overlay" or not upper or upper == "<no value>":
-        raise ComposerError(
-            f"{image_ref}: storage driver {driver!r} keeps no folder of a layer's own changes",
-            hint="use the overlay driver (root builds do); vfs stores every layer as a full copy",
-        )
-    return Path(upper)
+        raise ComposerError(f"{', '.join(image_refs)}: not all in containers-storage "
+                            f"({e.output.strip()[-200:]})") from None
+    folders = []
+    for ref, line in zip(image_refs, lines, strict=True):
+        driver, _, upper = line.partition(" ")
+        if driver != "overlay" or not upper or upper == "<no value>":
+            raise ComposerError(
+                f"{ref}: storage driver {driver!r} keeps no folder of a layer's own changes",
+                hint="use the overlay driver (root builds do); vfs stores every layer as a full copy",
+            )
+        folders.append(Path(upper))
+    return folders
 
 
 class Change(NamedTuple):

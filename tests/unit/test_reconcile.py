@@ -7,14 +7,24 @@ of the modules' files must give the linear build's file, byte for byte."""
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import tarfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
+from composer.commands import Storage
+from composer.restack import reconcile
 from composer.restack.reconcile import (
     Conflict,
+    FileWrite,
+    ReconcilePlan,
+    ScanCache,
     analyse,
+    apply_plan,
     format_alternatives,
     merge_account_file,
     merge_alternatives,
@@ -36,6 +46,7 @@ from composer.restack.reconcile import (
     parse_file_triggers,
     scan_layer,
 )
+from composer.runner import Runner
 
 DATA = Path(__file__).parent / "data" / "reconcile"
 
@@ -268,6 +279,54 @@ def test_analyse_reports_each_kind_of_conflict(tmp_path: Path) -> None:
     assert found["/etc/group"].reason == "gid 999 given to alpha and beta"
 
 
+reconcile_scan = scan_layer  # the real walk, whatever a test patches in its place
+
+
+def overlay_layer(storage: Path, layer_id: str, files: dict[str, bytes | None]) -> Path:
+    """A layer as overlay stores it: <graph root>/overlay/<layer ID>/diff."""
+    return layer(storage / "overlay" / layer_id / "diff", files)
+
+
+def test_a_layer_is_walked_once_then_its_scan_is_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = tmp_path / "storage"
+    parent = layer(tmp_path / "p", {"/etc/shells": b"/bin/sh\n"})
+    a = overlay_layer(storage, "1" * 64, {"/etc/shells": b"/bin/sh\n/bin/a\n", "/opt/a/tool": b"a"})
+    b = overlay_layer(storage, "2" * 64, {"/etc/shells": b"/bin/sh\n/bin/b\n", "/usr/bin/b": b"b"})
+    os.symlink("tool", a / "opt/a/link")
+    (b / "usr/bin/b").chmod(0o4755)
+    scans = ScanCache(tmp_path / "cache", storage / "overlay")
+    plain = analyse(parent, [("a", a), ("b", b)])  # no cache: both walked, as before
+    walked: list[Path] = []
+
+    def counting(root: Path) -> dict[str, reconcile.Entry]:
+        walked.append(root)
+        return reconcile_scan(root)
+
+    monkeypatch.setattr(reconcile, "scan_layer", counting)
+    first = analyse(parent, [("a", a), ("b", b)], scans=scans)
+    assert walked == [a, b]
+    # Read back: the same entries, modes, owners and link targets, and the same analysis.
+    again = analyse(parent, [("a", a), ("b", b)], scans=scans)
+    assert walked == [a, b] and again == first == plain and plain.writes
+    assert scans.scan(b) == reconcile_scan(b) and scans.scan(b)["/usr/bin/b"].mode == 0o4755
+    assert scans.scan(a)["/opt/a/link"].target == "tool" and walked == [a, b]
+    # A layer committed anew (even under the same module key) is a new folder: walked.
+    c = overlay_layer(storage, "3" * 64, {"/etc/shells": b"/bin/sh\n/bin/c\n"})
+    analyse(parent, [("a", a), ("c", c)], scans=scans)
+    assert walked == [a, b, c]
+    # A damaged scan is walked again; the storage's removed layers lose theirs.
+    (scans.folder / f"{'1' * 64}.json").write_text("{not json")
+    assert scans.scan(a) == reconcile_scan(a) and walked[-1] == a
+    shutil.rmtree(storage / "overlay" / ("2" * 64))
+    scans.sweep()
+    assert sorted(f.stem for f in scans.folder.glob("*.json")) == ["1" * 64, "3" * 64]
+    # Another storage's scans live apart: its sweep leaves these alone.
+    other = ScanCache(tmp_path / "cache", tmp_path / "other" / "overlay")
+    (tmp_path / "other" / "overlay").mkdir(parents=True)
+    other.sweep()
+    assert other.folder != scans.folder and len(list(scans.folder.glob("*.json"))) == 2
+
+
 def test_analyse_merges_and_leaves_identical_files_alone(tmp_path: Path) -> None:
     parent = layer(tmp_path / "p", {"/etc/shells": b"/bin/sh\n"})
     a = layer(tmp_path / "a", {"/etc/shells": b"/bin/sh\n/bin/a\n", "/usr/share/doc/x": b"same"})
@@ -331,3 +390,50 @@ def test_alternatives_add_to_a_group_the_parent_has() -> None:
     assert [(p, prio) for p, prio, _ in group.choices] == [
         ("/bin/more", "50"), ("/usr/bin/less", "77"), ("/usr/bin/most", "60")]
     assert group.choices[2][2] == ("",)  # most has no man page slave
+
+
+# --- apply_plan: one buildah run of one script ----------------------------------------------
+
+
+class ScriptRunner(Runner):
+    """Records each argv and what it was given on standard input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[list[str], bytes | None]] = []
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, stream: bool = False,
+            input: bytes | None = None) -> str:
+        self.calls.append(([str(a) for a in argv], input))
+        return ""
+
+
+def test_apply_plan_writes_runs_and_deletes_in_one_buildah_run() -> None:
+    plan = ReconcilePlan(
+        writes=(FileWrite("/etc/group", b"root:x:0:\nalpha:x:999:\n", 0o644, 0, 0),
+                FileWrite("/etc/shadow", b"root:*:1::::::\n", 0o640, 0, 42)),
+        commands=(("ldconfig",), ("update-alternatives", "--auto", "editor"), ("dpkg-trigger", "--no-await", "a b")),
+        deletes=("/var/log/dpkg.log", "/var/cache/ldconfig/aux-cache"),
+    )
+    runner = ScriptRunner()
+    apply_plan(runner, Storage(root="/s"), "ctr", plan)
+    ((call, given),) = runner.calls
+    assert call[:2] == ["buildah", "--root"] and "run" in call and "--volume" not in call  # nothing mounted
+    assert call[call.index("--") + 1:][:2] == ["/bin/sh", "-c"]
+    assert call[call.index("--") + 3].splitlines() == [
+        "set -ex",
+        "tar -x -p --numeric-owner -f - -C /",
+        "exec </dev/null",
+        "ldconfig", "update-alternatives --auto editor", "dpkg-trigger --no-await 'a b'",
+        "rm -rf -- /var/log/dpkg.log /var/cache/ldconfig/aux-cache"]
+    # The files, on the script's standard input: paths, modes, owners and content as planned.
+    assert given is not None
+    with tarfile.open(fileobj=io.BytesIO(given)) as tar:
+        members = tar.getmembers()
+        assert [(m.name, m.mode, m.uid, m.gid, m.isfile()) for m in members] == [
+            ("etc/group", 0o644, 0, 0, True), ("etc/shadow", 0o640, 0, 42, True)]
+        assert [tar.extractfile(m).read() for m in members] == [w.content for w in plan.writes]  # type: ignore[union-attr]
+    # Nothing planned: nothing run.
+    empty = ScriptRunner()
+    apply_plan(empty, Storage(root="/s"), "ctr", ReconcilePlan((), (), ()))
+    assert empty.calls == []

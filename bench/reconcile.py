@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""What a change to one restacked module costs above its own build: this tree against an
+earlier commit (--old REV, checked out with `git worktree`), side by side in one storage.
+
+The recipe must be built already (default: recipes/turboflow.toml in the default storage,
+as `composer build recipes/turboflow.toml` leaves it). Per run, for each tree, in an order
+that alternates from run to run:
+  - no-move: the reconcile and finalize layers removed, then `composer build --no-archive`:
+    the stack is there, reconcile is analysed and built again (what every change pays);
+  - last:    the last restacked module's layer, the stack, reconcile and finalize removed,
+    then the same build: the module is built again (same key) and stacked on the others
+    (nothing after it to re-apply), the case "a team changes its last module".
+Each tree keys reconcile with its own code (the key includes it), so the two never share a
+reconcile layer; the module layer and the stack they share are removed for each build.
+Seconds are the build's own per-layer figures (--report), and the wall time of the command.
+
+    python3 bench/reconcile.py --old REV [--recipe recipes/turboflow.toml] [--runs 3] [--json FILE]
+    (as root; the recipe built; git)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = """
+import json, sys
+from pathlib import Path
+from composer.planner import plan_file
+plan = plan_file(Path(sys.argv[1]))
+members = [s for s in plan.steps if s.restacked]
+print(json.dumps({"reconcile": plan.reconcile.key, "stack": plan.reconcile.stack_key, "finalize": plan.finalize.key,
+                  "last": members[-1].key, "last_name": members[-1].module.name}))
+"""
+
+
+def keys(tree: Path, recipe: Path) -> dict[str, str]:
+    out = subprocess.run([sys.executable, "-c", KEYS, str(recipe)], cwd=tree, check=True, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(tree)}).stdout
+    return dict(json.loads(out))
+
+
+def remove(*keys: str) -> None:
+    for key in keys:
+        subprocess.run(["buildah", "rmi", f"localhost/composer-cache:{key}"], capture_output=True)
+
+
+def build(tree: Path, recipe: Path, report: Path) -> tuple[float, dict[str, float]]:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "composer", "build", "--no-archive", "--report", str(report),
+                             str(recipe)], cwd=tree, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tree)})
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"build in {tree} exited {result.returncode}:\n{result.stderr[-2000:]}")
+    layers = json.loads(report.read_text())["layers"]
+    return wall, {layer["module"]: layer["seconds"] for layer in layers if layer["cache"] == "miss"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--old", required=True, help="The commit to compare with.")
+    parser.add_argument("--recipe", type=Path, default=Path("recipes/turboflow.toml"))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    recipe = (ROOT / args.recipe).resolve() if not args.recipe.is_absolute() else args.recipe
+    work = Path(tempfile.mkdtemp(prefix="composer-bench-reconcile-"))
+    old_tree = work / "old"
+    subprocess.run(["git", "worktree", "add", "--detach", str(old_tree), args.old], cwd=ROOT, check=True,
+                   capture_output=True)
+    trees = {"new": ROOT, "old": old_tree}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    runs: list[dict[str, Any]] = []
+    try:
+        for tree in trees.values():  # each tree's reconcile layer, once, before timing
+            build(tree, recipe, work / "report.json")
+        for i in range(args.runs):
+            order = list(trees)[i % 2:] + list(trees)[:i % 2]
+            for case in ("no-move", "last"):
+                for name in order:
+                    k = keys(trees[name], recipe)
+                    remove(k["finalize"], k["reconcile"])
+                    if case == "last":
+                        remove(k["last"], k["stack"])
+                    wall, seconds = build(trees[name], recipe, work / "report.json")
+                    runs.append({"run": i, "case": case, "tree": name, "wall": wall, "layers": seconds})
+                    print(f"run {i} {case:<8} {name}: {wall:6.1f}s  "
+                          + "  ".join(f"{m} {s:.1f}s" for m, s in seconds.items()), flush=True)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    def median(case: str, tree: str, what: str) -> float:
+        values = [r["wall"] if what == "wall" else r["layers"].get(what, 0.0)
+                  for r in runs if r["case"] == case and r["tree"] == tree]
+        return statistics.median(values)
+
+    result: dict[str, Any] = {"recipe": str(args.recipe), "runs": args.runs, "commit": commit, "old": args.old,
+                              "cores": os.cpu_count(), "medians": {}, "raw": runs}
+    for case in ("no-move", "last"):
+        for what in ("wall", "reconcile"):
+            new, old = median(case, "new", what), median(case, "old", what)
+            result["medians"][f"{case} {what}"] = {"new": new, "old": old, "new/old": new / old if old else None}
+    print(json.dumps(result["medians"], indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
