@@ -1004,22 +1004,27 @@ def apply_plan(
     (owners, modes as planned), so every path resolves in the image's root, never the
     host's, and nothing is mounted. Returns the seconds it took; the caller commits."""
     started = time.monotonic()
-    lines = ["set -ex"]  # on failure the log's tail names the command
-    archive = b""
-    if plan.writes:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for write in plan.writes:
-                info = tarfile.TarInfo(write.path.lstrip("/"))
-                info.size, info.mode, info.uid, info.gid = len(write.content), write.mode, write.uid, write.gid
-                tar.addfile(info, io.BytesIO(write.content))
-        archive = buffer.getvalue()
-        lines.append("tar -x -p --numeric-owner -f - -C /")
-    lines.append("exec </dev/null")  # the commands read nothing
-    lines += [shlex.join(argv) for argv in plan.commands]
+    commands = [shlex.join(argv) for argv in plan.commands]
     if plan.deletes:
-        lines.append(shlex.join(["rm", "-rf", "--", *plan.deletes]))
-    if len(lines) > 2:
-        runner.run(cmd.run_in(storage, container, ["/bin/sh", "-c", "\n".join(lines)],
-                              {**cmd.APT_ENV, **(env or {})}), input=archive)
+        commands.append(shlex.join(["rm", "-rf", "--", *plan.deletes]))
+    if not (plan.writes or commands):
+        return time.monotonic() - started
+    unpack = ["tar -x -p --numeric-owner -f - -C /"] if plan.writes else []
+    # set -x: on failure the log's tail names the command; the commands read nothing.
+    script = "\n".join(["set -ex", *unpack, "exec </dev/null", *commands])
+    runner.run(cmd.run_in(storage, container, ["/bin/sh", "-c", script], {**cmd.APT_ENV, **(env or {})}),
+               input=tar_of(plan.writes))
     return time.monotonic() - started
+
+
+def tar_of(writes: Sequence[FileWrite]) -> bytes:
+    """The files as a tar, paths relative to /, owners and modes as planned; b"" for none."""
+    if not writes:
+        return b""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for write in writes:
+            info = tarfile.TarInfo(write.path.lstrip("/"))
+            info.size, info.mode, info.uid, info.gid = len(write.content), write.mode, write.uid, write.gid
+            tar.addfile(info, io.BytesIO(write.content))
+    return buffer.getvalue()
