@@ -268,17 +268,13 @@ def materialise(runner: Runner, storage: commands.Storage, stacked: Stacked, tar
 # --- what a module's layer changed ----------------------------------------------------
 
 
-def layer_changes(runner: Runner, storage: commands.Storage, image_ref: str) -> Path:
-    """The folder holding image_ref's top layer's own files (overlay's diff folder).
+def layer_folders(runner: Runner, storage: commands.Storage, image_refs: Sequence[str]) -> list[Path]:
+    """The folder holding each image's top layer's own files (overlay's diff folder), in
+    order, from one podman call.
 
     Read only: it is the stored layer itself. vfs keeps whole copies, not changes, so
     there it is an error rather than a slow diff.
     """
-    return layer_folders(runner, storage, [image_ref])[0]
-
-
-def layer_folders(runner: Runner, storage: commands.Storage, image_refs: Sequence[str]) -> list[Path]:
-    """layer_changes of each image, in order, from one podman call."""
     argv = ["podman", *storage.flags(), "image", "inspect", "--format",
             "{{.GraphDriver.Name}} {{.GraphDriver.Data.UpperDir}}", *image_refs]
     try:

@@ -1,4 +1,4 @@
-"""stack_image and layer_changes with real buildah, podman and skopeo on tiny scratch
+"""stack_image and layer_folders with real buildah, podman and skopeo on tiny scratch
 images: a parent P and modules each committed on P, stacked without rebuilding."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from composer import commands
 from composer.errors import ComposerError
-from composer.restack.stack import layer_changes, list_changes, stack_image
+from composer.restack.stack import layer_folders, list_changes, stack_image
 from composer.runner import Runner
 from tests.conftest import Containers
 
@@ -138,7 +138,7 @@ def test_stacking_again_is_reproducible_and_restacks_only_after_the_change(box: 
 
 
 def test_layer_changes_lists_exactly_what_a_module_changed(box: Box) -> None:
-    folder = layer_changes(box.runner, STORAGE, "localhost/stack-c")
+    (folder,) = layer_folders(box.runner, STORAGE, ["localhost/stack-c"])
     kinds = {c.path: c.kind for c in list_changes(folder)}
     assert kinds == {"/c": "dir", "/c/c.txt": "file", "/etc": "dir", "/etc/del.txt": "whiteout",
                      "/var": "dir", "/var/data": "opaque", "/var/data/new": "file"}
