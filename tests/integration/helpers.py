@@ -82,11 +82,16 @@ def start_pod(containers: Containers, pod: dict[str, Any], folder: Path) -> Path
     return manifest
 
 
+def container_of(pod: dict[str, Any]) -> str:
+    """The name podman kube play gives the Pod's one container."""
+    return f"{pod['metadata']['name']}-{pod['spec']['containers'][0]['name']}"
+
+
 def wait_pod(containers: Containers, manifest: Path, timeout: float = 900) -> tuple[str, str, dict[str, Any]]:
     """The exit code and log of the Pod's one container, and what podman gave it (its
     HostConfig); the Pod and its emptyDir volumes are removed."""
     pod = yaml.safe_load(manifest.read_text())
-    ctr = f"{pod['metadata']['name']}-{pod['spec']['containers'][0]['name']}"
+    ctr = container_of(pod)
     try:
         code = containers.podman("wait", ctr, timeout=timeout).stdout.strip()
         logs = containers.podman("logs", ctr).stdout + containers.podman("logs", ctr).stderr

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import RECIPES, ROOT, Containers, Registry, copy_tree
-from tests.integration.helpers import HOST_LOOPBACK, job_pod, start_pod, wait_pod
+from tests.integration.helpers import HOST_LOOPBACK, container_of, job_pod, start_pod, wait_pod
 from tests.integration.rootless import reachable_folder
 from tests.integration.test_registry import CORE, HTTP, build, by_module, other_machine
 
@@ -125,10 +125,11 @@ def test_fan_out_builds_the_image_of_a_one_machine_build(containers: Containers,
 def kill_pod_mid_build(box: Containers, manifest: Path, timeout: float = 300) -> None:
     """SIGKILL every process of the Pod of manifest once a working container of buildah's
     exists in its storage (seen from inside, with podman exec)."""
-    name = yaml.safe_load(manifest.read_text())["metadata"]["name"]
+    pod = yaml.safe_load(manifest.read_text())
+    name = pod["metadata"]["name"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        inside = box.podman("exec", f"{name}-composer", "buildah", "containers", "--quiet", check=False)
+        inside = box.podman("exec", container_of(pod), "buildah", "containers", "--quiet", check=False)
         if inside.returncode == 0 and inside.stdout.split():
             box.podman("pod", "kill", "--signal", "KILL", name)
             return
