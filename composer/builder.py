@@ -23,6 +23,7 @@ from composer import inventory, lockfile, timings, toolkit
 from composer.cache import SharedCache, open_shared_cache
 from composer.cache.local import mark_used
 from composer.cache.registry import KEY_LABEL, RegistryCache
+from composer.emit.oci import Compression
 from composer.errors import CommandError, ComposerError
 from composer.finalize import write_finalize_files
 from composer.keys import canonical_json
@@ -53,6 +54,7 @@ class BuildSettings:
     archive: bool = True
     jobs: int = 1  # restacked module layers built at once
     oci_archive: bool = True  # the .oci.tar besides the .oci layout folder
+    compression: Compression = Compression()  # of the layers the export writes
     registry: RegistryCache = field(default_factory=RegistryCache)  # --cache-from/--cache-to
     # Fan-out (docs/build-job.md): build only this module's layer (`--only`), or build no
     # module layer at all and pull every missing one from the cache (`--from-cache-only`).
@@ -787,7 +789,7 @@ def write_archive(ctx: BuildContext) -> None:
         report("writing…", final=False)  # a first export of a large image takes minutes
         started = time.monotonic()
         result = export_layout(ctx.runner, ctx.settings.storage, cmd.cache_ref(plan.finalize.key),
-                               layout, plan.image_ref)
+                               layout, plan.image_ref, ctx.settings.compression)
         ctx.export["layout"] = {"path": str(layout), "seconds": round(time.monotonic() - started, 3),
                                 "layers_written": len(result.new_layers),
                                 "layers_reused": len(result.reused_layers),

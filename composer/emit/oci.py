@@ -49,6 +49,39 @@ SOURCE_ID = "composer.source.image-id"
 DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 BLOCK = 512
 SMALL = 1 << 16  # archive members up to this size are compared by content, not by name
+LAYER_TYPES = {"gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+               "zstd": "application/vnd.oci.image.layer.v1.tar+zstd"}
+LEVELS = {"gzip": range(1, 10), "zstd": range(1, 21)}  # what c/image's compressors accept
+
+
+@dataclass(frozen=True)
+class Compression:
+    """How an export compresses the layers it writes (docs/export.md, "Compression").
+
+    gzip is what every consumer reads; zstd is read by podman, buildah and skopeo (c/image;
+    podman 4.3 loads and pulls it, tests/integration/test_export.py), containerd 1.5 and
+    Docker 23, not by older Docker. level None: c/image's default for the format."""
+
+    format: str = "gzip"
+    level: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in LAYER_TYPES:
+            raise ComposerError(f"compression: unknown format {self.format!r}",
+                                hint=f"one of {', '.join(LAYER_TYPES)}")
+        levels = LEVELS[self.format]
+        if self.level is not None and self.level not in levels:
+            raise ComposerError(f"compression: {self.format} level {self.level} is out of range",
+                                hint=f"{self.format} levels are {levels.start}-{levels.stop - 1}")
+
+    @property
+    def layer_type(self) -> str:
+        return LAYER_TYPES[self.format]
+
+    def flags(self) -> list[str]:
+        """buildah push's flags for it."""
+        level = [] if self.level is None else ["--compression-level", str(self.level)]
+        return ["--compression-format", self.format, *level]
 
 
 @dataclass(frozen=True)
@@ -123,17 +156,18 @@ class Image:
         return list(seen.values())
 
 
-def reusable_layers(image: Image | None, sizes: Mapping[str, int]) -> dict[str, Descriptor]:
-    """diff ID -> blob of each layer of the layout's image whose blob file is there whole.
+def reusable_layers(image: Image | None, sizes: Mapping[str, int], layer_type: str) -> dict[str, Descriptor]:
+    """diff ID -> blob of each layer of the layout's image whose blob file is there whole
+    and compressed as asked (layer_type, a media type).
 
     sizes: file name (hex digest) -> size of the blob files present. A blob of the wrong
-    size (an interrupted copy) is not reused.
+    size (an interrupted copy) is not reused; nor is a gzip blob when zstd is asked for.
     """
     if image is None:
         return {}
     found: dict[str, Descriptor] = {}
     for diff_id, layer in image.layers_by_diff_id():
-        if sizes.get(layer.hex) == layer.size:
+        if sizes.get(layer.hex) == layer.size and layer.media_type == layer_type:
             found.setdefault(diff_id, layer)
     return found
 
@@ -302,10 +336,12 @@ def image_id(runner: Runner, storage: cmd.Storage, source: str) -> str:
     return runner.output(argv).strip()
 
 
-def is_current(image: Image | None, layout: Path, source_id: str) -> bool:
-    """The layout already holds source (recorded with its manifest) and every blob it
-    references is there whole."""
+def is_current(image: Image | None, layout: Path, source_id: str, layer_type: str) -> bool:
+    """The layout already holds source (recorded with its manifest), its layers compressed
+    as asked (layer_type), and every blob it references is there whole."""
     if image is None or not source_id or image.source_id != source_id:
+        return False
+    if any(layer.media_type != layer_type for layer in image.layers()):
         return False
     sizes = blob_sizes(layout)
     return all(sizes.get(blob.hex) == blob.size for blob in image.blobs())
@@ -317,25 +353,27 @@ def write_atomic(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
-def export_layout(runner: Runner, storage: cmd.Storage, source: str, layout: Path, tag: str) -> LayoutResult:
+def export_layout(runner: Runner, storage: cmd.Storage, source: str, layout: Path, tag: str,
+                  compression: Compression = Compression()) -> LayoutResult:
     """Make layout hold image source (from containers-storage) as tag, compressing only the
-    layers whose diff ID it does not hold yet. Writes nothing when it is up to date."""
+    layers whose diff ID it does not hold yet (compressed as asked). Writes nothing when it
+    is up to date."""
     current = read_image(layout, tag)
     source_id = image_id(runner, storage, source)
-    if is_current(current, layout, source_id) and current is not None:
+    if is_current(current, layout, source_id, compression.layer_type) and current is not None:
         return LayoutResult(layout, tag, current.manifest.digest, up_to_date=True)
-    known = reusable_layers(current, blob_sizes(layout))
+    known = reusable_layers(current, blob_sizes(layout), compression.layer_type)
     staging = layout.with_name(f".{layout.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        staged = stage(runner, storage, source, staging, tag, known)
+        staged = stage(runner, storage, source, staging, tag, known, compression)
         return publish(layout, staging, staged, tag, known, source_id)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def stage(runner: Runner, storage: cmd.Storage, source: str, staging: Path, tag: str,
-          known: Mapping[str, Descriptor]) -> Image:
+          known: Mapping[str, Descriptor], compression: Compression) -> Image:
     """Push source into a fresh staging layout where every known diff ID exists as an empty
     file: c/image's layout destination reuses a blob whose file exists, so it compresses
     and writes only the other layers."""
@@ -344,7 +382,8 @@ def stage(runner: Runner, storage: cmd.Storage, source: str, staging: Path, tag:
     (staging / "oci-layout").write_bytes(LAYOUT_VERSION)
     for diff_id in known:
         (blobs / hex_of(diff_id)).touch()
-    argv = cmd.buildah(storage, "push", "--quiet", "--format", "oci", source, f"oci:{staging}:{tag}")
+    argv = cmd.buildah(storage, "push", "--quiet", "--format", "oci", *compression.flags(), source,
+                       f"oci:{staging}:{tag}")
     try:
         runner.run(argv)
     except CommandError as e:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RECIPES, Containers
+from tests.conftest import RECIPES, Containers, Registry
 from tests.unit.test_attach import validate_image
 
 pytestmark = pytest.mark.integration
@@ -34,6 +34,8 @@ module = "note"
 NOTE = 'name = "note"\nversion = "1.0.0"\ndescription = "one file"\n\n' \
        '[[files]]\nsrc = "files/note"\ndest = "/etc/note"\nmode = "0644"\n'
 REF = "localhost/export-test:t1"
+GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
+ZST = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 
 def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
@@ -138,3 +140,58 @@ def test_export_writes_only_what_changed_and_round_trips(containers: Containers,
     assert diff_ids(loaded, REF) == source
     for env in (copied, loaded):
         subprocess.run(["buildah", "rmi", "--all", "--force"], env=env, capture_output=True)
+
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def layer_blobs(layout: Path) -> list[tuple[str, bytes]]:
+    """(media type, first bytes of the blob) of each layer of the layout's image."""
+    found = []
+    for layer in manifest(layout)["layers"]:
+        with open(layout / "blobs" / "sha256" / layer["digest"][7:], "rb") as f:
+            found.append((layer["mediaType"], f.read(4)))
+    return found
+
+
+def test_a_zstd_export_loads_pushes_pulls_and_switches_back_to_gzip(containers: Containers, registry: Registry,
+                                                                    project: Path, tmp_path: Path) -> None:
+    recipe = project / "export-test.toml"
+    out = tmp_path / "out"
+    layout, archive = out / "export-test-t1.oci", out / "export-test-t1.oci.tar"
+    containers.composer("build", str(recipe), "-o", str(out), "--no-sbom")
+    assert all(t == GZ and head[:2] == GZIP_MAGIC for t, head in layer_blobs(layout))
+    gzip_layers = {layer["digest"][7:] for layer in manifest(layout)["layers"]}
+
+    # zstd asked for: not one gzip blob is reused (same diff IDs, other compression), all go.
+    zstd = containers.composer("build", str(recipe), "-o", str(out), "--no-sbom", "--compression", "zstd",
+                               "--compression-level", "3")
+    assert "4 layers written" in zstd.stderr and "0 reused" in zstd.stderr
+    assert all(t == ZST and head == ZSTD_MAGIC for t, head in layer_blobs(layout))
+    assert not gzip_layers & set(blobs(layout))  # the gzip layers are removed (the config stays: the same)
+    again = containers.composer("build", str(recipe), "-o", str(out), "--no-sbom", "--compression", "zstd")
+    assert again.stderr.count("up to date") >= 3  # the level is not part of "current": the format is
+
+    # podman 4.3 loads it; a registry takes it and podman pulls it back, the same diff IDs.
+    source = diff_ids(containers.env, REF)
+    loaded = fresh_storage(tmp_path / "loaded")
+    subprocess.run(["podman", "load", "--quiet", "-i", str(archive)], env=loaded, check=True, capture_output=True)
+    assert diff_ids(loaded, REF) == source
+    pushed = f"{registry.host}/export-test:zstd"
+    containers.run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{REF}", f"docker://{pushed}")
+    raw = json.loads(containers.run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{pushed}").stdout)
+    assert [layer["mediaType"] for layer in raw["layers"]] == [ZST] * 4
+    pulled = fresh_storage(tmp_path / "pulled")
+    subprocess.run(["podman", "pull", "--quiet", "--tls-verify=false", pushed], env=pulled, check=True,
+                   capture_output=True)
+    assert diff_ids(pulled, pushed) == source
+    for env in (loaded, pulled):
+        subprocess.run(["buildah", "rmi", "--all", "--force"], env=env, capture_output=True)
+
+    # Back to gzip: every layer compressed again, the zstd blobs gone.
+    back = containers.composer("build", str(recipe), "-o", str(out), "--no-sbom")
+    assert "4 layers written" in back.stderr
+    assert all(t == GZ and head[:2] == GZIP_MAGIC for t, head in layer_blobs(layout))
+    validate_image(layout, REF, tmp_path / "view-back")
+

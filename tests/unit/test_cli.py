@@ -95,3 +95,12 @@ def test_dash_output_is_stdout_and_never_a_file_named_dash(tmp_path: Path, monke
     assert result.exit_code == 1
     assert str(result.exception).startswith("-o -: a Containerfile is written beside its build context folder")
     assert not (tmp_path / "-").exists() and not list(tmp_path.iterdir())
+
+
+def test_a_compression_level_out_of_range_is_one_line_and_builds_nothing(tmp_path: Path) -> None:
+    for args, message in ((["--compression-level", "12"], "gzip level 12 is out of range (gzip levels are 1-9)"),
+                          (["--compression", "zstd", "--compression-level", "0"], "zstd level 0 is out of range")):
+        result = run("build", str(RECIPES / "core-test.toml"), "-o", str(tmp_path / "out"), *args)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "out").exists()

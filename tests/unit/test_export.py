@@ -16,6 +16,7 @@ from composer.errors import ComposerError
 
 GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
 TAR = "application/vnd.oci.image.layer.v1.tar"
+ZST = "application/vnd.oci.image.layer.v1.tar+zstd"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 
 
@@ -46,8 +47,30 @@ def test_hex_of_accepts_sha256_only() -> None:
 def test_reusable_layers_pair_blobs_with_diff_ids_and_skip_partial_blobs() -> None:
     img = image([GA, GB, GC], [A, B, C])
     sizes = {GA.hex: 10, GB.hex: 19}  # b's file is short (an interrupted copy); c's is missing
-    assert export.reusable_layers(img, sizes) == {A: GA}
-    assert export.reusable_layers(None, sizes) == {}
+    assert export.reusable_layers(img, sizes, GZ) == {A: GA}
+    assert export.reusable_layers(None, sizes, GZ) == {}
+
+
+def test_a_layer_compressed_otherwise_is_not_reused() -> None:
+    za = Descriptor(ZST, digest("zst a"), 9)
+    img = image([za, GB], [A, B])
+    sizes = {za.hex: 9, GB.hex: 20}
+    assert export.reusable_layers(img, sizes, GZ) == {B: GB}
+    assert export.reusable_layers(img, sizes, ZST) == {A: za}
+
+
+def test_compression_flags_and_levels() -> None:
+    assert export.Compression().flags() == ["--compression-format", "gzip"]
+    assert export.Compression().layer_type == GZ
+    assert export.Compression("zstd", 3).flags() == ["--compression-format", "zstd", "--compression-level", "3"]
+    assert export.Compression("zstd").layer_type == ZST
+    assert export.Compression("gzip", 1).level == 1 and export.Compression("zstd", 20).level == 20
+    for format_, level, message in (("gzip", 0, "gzip level 0 is out of range"),
+                                    ("gzip", 10, "gzip level 10 is out of range"),
+                                    ("zstd", 21, "zstd level 21 is out of range"),
+                                    ("xz", None, "unknown format 'xz'")):
+        with pytest.raises(ComposerError, match=message):
+            export.Compression(format_, level)
 
 
 def test_layers_and_diff_ids_must_pair_up() -> None:
@@ -180,7 +203,8 @@ def test_read_image_of_a_missing_or_broken_layout_is_none(tmp_path: Path) -> Non
     assert export.read_image(tmp_path, "v1") is None
     img = write_layout(tmp_path / "ok", [b"x"], "id")
     assert export.read_image(tmp_path / "ok", "v1") == img
-    assert export.is_current(img, tmp_path / "ok", "id")
-    assert not export.is_current(img, tmp_path / "ok", "other")
+    assert export.is_current(img, tmp_path / "ok", "id", GZ)
+    assert not export.is_current(img, tmp_path / "ok", "other", GZ)
+    assert not export.is_current(img, tmp_path / "ok", "id", ZST)  # zstd asked for, gzip there
     (tmp_path / "ok" / "blobs" / "sha256" / img.layers()[0].hex).write_bytes(b"xy")
-    assert not export.is_current(img, tmp_path / "ok", "id")  # a blob is not whole
+    assert not export.is_current(img, tmp_path / "ok", "id", GZ)  # a blob is not whole
