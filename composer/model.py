@@ -198,6 +198,7 @@ class Recipe:
     pod: Pod = Pod()
     layering: Layering = Layering.LINEAR
     foundation: tuple[str, ...] = ()  # restack: modules in the common parent as declared
+    stack_order: tuple[str, ...] = ()  # restack: these restacked modules first, bottom first
     module_dirs: tuple[Path, ...] = ()  # layers/ folders searched, first match wins (recipe.module_dirs)
     cache_from: str = ""  # [cache] from: registry repository (docs/cache.md)
     cache_to: str = ""  # [cache] to

@@ -38,6 +38,9 @@ from composer.recipe import load_recipe
 from composer.schema import display
 from composer.toolkit import toolkit_digest
 
+# A module with its resolved options and hooks (resolve_layer).
+Resolved = tuple[Module, dict[str, Any], tuple[tuple[str, Path], ...]]
+
 # plan_recipe's lock argument: read RECIPE.lock beside the recipe when there is one.
 BESIDE = "beside"
 
@@ -87,7 +90,7 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
         return not restack or bool(users[name]) or name in recipe.foundation
 
     foundation = [r for r in resolved if in_foundation(r[0].name)]
-    leaves = [r for r in resolved if not in_foundation(r[0].name)]
+    leaves = stack_ordered([r for r in resolved if not in_foundation(r[0].name)], recipe, users)
     steps: list[Step] = []
     parent = base.key
     for module, options, hooks in foundation:
@@ -108,8 +111,10 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
         if key in (conflicts or {}):
             tail.append((module, options, hooks, (conflicts or {})[key]))
             continue
+        order = (f" by stack_order[{recipe.stack_order.index(module.name)}]"
+                 if module.name in recipe.stack_order else "")
         steps.append(Step(len(steps) + 1, module, options, hooks, common, key, document,
-                          restacked=True, why=f"no module builds on it: on {common_name}, stacked"))
+                          restacked=True, why=f"no module builds on it: on {common_name}, stacked{order}"))
     reconcile = None
     if any(s.restacked for s in steps):
         reconcile = reconcile_step(common, tuple(s.key for s in steps if s.restacked))
@@ -143,6 +148,23 @@ def plan_recipe(recipe: Recipe, modules: dict[str, Module], base_digest: str = "
     return Plan(recipe, base, tuple(steps), final, reconcile, lock=the_lock, notes=notes)
 
 
+def stack_ordered(leaves: list[Resolved], recipe: Recipe, users: Mapping[str, list[str]]) -> list[Resolved]:
+    """The restacked modules in stack order: those the recipe's stack_order names first, in
+    its order, then the others in recipe order. A change re-applies every layer above the
+    changed one (docs/restack.md, "Stack order"); module keys do not depend on it."""
+    named = {name: i for i, name in enumerate(recipe.stack_order)}
+    stacked = {module.name for module, _, _ in leaves}
+    for i, name in enumerate(recipe.stack_order):
+        if name not in stacked:
+            where = recipe.origins.get("stack_order", display(recipe.path))
+            why = ("the recipe's layering is not restack" if recipe.layering is not Layering.RESTACK
+                   else f"others build on it ({names_text(users[name])})" if users.get(name)
+                   else "it is in the recipe's foundation")
+            raise ComposerError(f"{where}: stack_order[{i}]: {name!r} is not stacked: {why}",
+                                hint="name only restacked modules (composer plan shows them)")
+    return sorted(leaves, key=lambda r: named.get(r[0].name, len(named)))
+
+
 def declare_credential_secrets(recipe: Recipe, steps: Sequence[Step]) -> Recipe:
     """The recipe with every secret a module's [[credentials]] reads declared: one the
     recipe's [[secrets]] does not name would be missing from the kube Secret template and
@@ -162,8 +184,7 @@ def declare_credential_secrets(recipe: Recipe, steps: Sequence[Step]) -> Recipe:
     return dataclasses.replace(recipe, secrets=recipe.secrets + more)
 
 
-def resolve_layer(recipe: Recipe, module: Module, layer: LayerRef) -> tuple[Module, dict[str, Any],
-                                                                         tuple[tuple[str, Path], ...]]:
+def resolve_layer(recipe: Recipe, module: Module, layer: LayerRef) -> Resolved:
     """A layer's module with its options checked, defaulted and put in, and its hooks."""
     layer = without_foreign_options(module, layer)
     check_family(module, layer, recipe)

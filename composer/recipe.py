@@ -427,7 +427,8 @@ def _build(path: Path, resolved: Resolved, problems: list[ComposerError]) -> Rec
             unique.append(layer)
     layers = tuple(unique)
     cache = raw.get("cache", {})
-    foundation = _foundation(raw, resolved, seen, where)
+    foundation = _named_modules(raw, "foundation", resolved, seen, where)
+    stack_order = _named_modules(raw, "stack_order", resolved, seen, where)
     # The tables that map onto the model as written; the rest is worked out above.
     tables = ("name", "tag", "description", "image", "secrets", "pod", "layering")
     loaded: dict[str, Any] = {k: raw[k] for k in tables if k in raw}
@@ -437,11 +438,13 @@ def _build(path: Path, resolved: Resolved, problems: list[ComposerError]) -> Rec
         base=base,
         layers=layers,
         foundation=foundation,
+        stack_order=stack_order,
         module_dirs=module_dirs(resolved.chain, with_self=SELF_MODULE in seen),
         removed=tuple((name, f, fld) for name, (f, fld) in resolved.removed.items()),
         unset=tuple(resolved.unset.items()),
         effective=({k: v for k, v in raw.items() if k != "layers"} | {"layers": raw.get("layers", [])}
-                   | ({"foundation": list(foundation)} if "foundation" in raw else {})),
+                   | ({"foundation": list(foundation)} if "foundation" in raw else {})
+                   | ({"stack_order": list(stack_order)} if "stack_order" in raw else {})),
         origins={_path_text(p): w for p, w in resolved.origins.items()},
         cache_from=check_repo(cache.get("from", ""), f"{where}: cache.from"),
         cache_to=check_repo(cache.get("to", ""), f"{where}: cache.to"),
@@ -449,14 +452,16 @@ def _build(path: Path, resolved: Resolved, problems: list[ComposerError]) -> Rec
     )
 
 
-def _foundation(raw: dict[str, Any], resolved: Resolved, names: set[str], where: str) -> tuple[str, ...]:
-    """The declared foundation, less the modules a child dropped; any other name that is
-    not a layer of the recipe is a mistake (blamed on the file that declared it)."""
-    declared = raw.get("foundation", [])
-    where = resolved.origins.get(("foundation",), where)
+def _named_modules(raw: dict[str, Any], key: str, resolved: Resolved, names: set[str],
+                   where: str) -> tuple[str, ...]:
+    """A declared list of modules (foundation, stack_order), less the modules a child
+    dropped; any other name that is not a layer of the recipe is a mistake (blamed on the
+    file that declared it)."""
+    declared = raw.get(key, [])
+    where = resolved.origins.get((key,), where)
     for i, name in enumerate(declared):
         if name not in names and name not in resolved.removed:
-            raise ComposerError(f"{where}: foundation[{i}]: {name!r} is not a module of the recipe"
+            raise ComposerError(f"{where}: {key}[{i}]: {name!r} is not a module of the recipe"
                                 f"{did_you_mean(name, sorted(names))}")
     return tuple(name for name in declared if name in names)
 

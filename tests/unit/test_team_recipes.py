@@ -119,3 +119,41 @@ def test_novnc_service_serves_the_web_port_and_relays_to_loopback(tmp_path: Path
     assert novnc.user == "nobody"
     assert novnc.command[-2:] == ("8443", "127.0.0.1:5907")
     assert "8443/tcp" in plan.finalize.image.ports
+
+
+def stack_of(plan: Plan) -> list[str]:
+    return [s.module.name for s in plan.steps if s.restacked]
+
+
+def test_stack_order_moves_only_the_stack_not_one_module_key(tmp_path: Path) -> None:
+    recipe = tmp_path / "team.toml"
+    recipe.write_text(f'extends = "{REPO / "recipes" / "turboflow.toml"}"\nname = "t"\n')
+    turboflow = plan_file(recipe)  # the same recipe, keyed as this one (no lock of its own)
+    recipe.write_text(recipe.read_text() + 'stack_order = ["gui-apps", "node"]\n')
+    ordered = plan_file(recipe)
+    rest = [name for name in stack_of(turboflow) if name not in ("gui-apps", "node")]
+    assert stack_of(ordered) == ["gui-apps", "node", *rest]
+    assert {s.module.name: s.key for s in ordered.steps} == {s.module.name: s.key for s in turboflow.steps}
+    assert ordered.reconcile is not None and turboflow.reconcile is not None
+    assert ordered.reconcile.members == tuple(s.key for s in ordered.steps if s.restacked)
+    assert ordered.reconcile.key != turboflow.reconcile.key  # the stack is another one
+    why = {s.module.name: s.why for s in ordered.steps}
+    assert why["node"].endswith("stacked by stack_order[1]") and why["rust"].endswith("stacked")
+    # A module the child drops leaves the order with it.
+    recipe.write_text(recipe.read_text() + 'remove = ["node"]\n')
+    assert stack_of(plan_file(recipe))[:2] == ["gui-apps", rest[0]]
+
+
+@pytest.mark.parametrize(("order", "message"), [
+    ('["gui-app"]', r"team.toml: stack_order\[0\]: 'gui-app' is not a module of the recipe "
+                    r"\(did you mean 'gui-apps'\?\)"),
+    ('["node", "python"]', r"stack_order\[1\]: 'python' is not stacked: others build on it \(cuda, gui-apps\)"),
+    ('["node", "base"]', r"stack_order\[1\]: 'base' is not stacked: others build on it"),
+    ('["node"]\nlayering = "linear"', r"stack_order\[0\]: 'node' is not stacked: the recipe's layering is "
+                                      r"not restack"),
+])
+def test_stack_order_names_only_stacked_modules(tmp_path: Path, order: str, message: str) -> None:
+    recipe = tmp_path / "team.toml"
+    recipe.write_text(f'extends = "{REPO / "recipes" / "turboflow.toml"}"\nname = "t"\nstack_order = {order}\n')
+    with pytest.raises(ComposerError, match=message):
+        plan_file(recipe)
