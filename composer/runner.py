@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -23,6 +24,12 @@ INSTALL_HINTS = {
 }
 
 TAIL_LINES = 200
+
+# containers/storage re-executes buildah/podman from a sealed copy of its binary; the kernel
+# may refuse the seal for a moment (EBUSY while a page of the copy is pinned). The command has
+# not started then: run it again.
+NOT_STARTED = re.compile(r"sealing memfd copy: Device or resource busy")
+ATTEMPTS = 3
 
 
 def require_tool(name: str) -> str:
@@ -66,7 +73,19 @@ class Runner:
 
         stream: show the output as it comes (long steps in verbose mode).
         input: what the command reads on its standard input (else nothing).
+        A command that failed before it started (NOT_STARTED) runs again, up to ATTEMPTS times.
         """
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return self._run_once(argv, env, stream, input)
+            except CommandError as e:
+                if attempt == ATTEMPTS or not NOT_STARTED.search(e.output):
+                    raise
+                self.echo(f"note: {argv[0]} did not start ({NOT_STARTED.pattern}); running it again")
+        raise AssertionError("unreachable")
+
+    def _run_once(self, argv: Sequence[str], env: Mapping[str, str] | None, stream: bool,
+                  input: bytes | None) -> str:
         import sh  # here, not at the top: sh imports asyncio, a third of a plan's start-up
 
         argv = [str(a) for a in argv]
