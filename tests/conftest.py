@@ -243,16 +243,26 @@ class Registry:
         self.process = None
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """One registry for the session on 127.0.0.1:<free port>; tests may stop and restart it."""
+@contextlib.contextmanager
+def started_registry(folder: Path) -> Iterator[Registry]:
+    """A registry on 127.0.0.1:<free port> with its storage in folder, stopped and removed after."""
+    folder.mkdir(parents=True, exist_ok=True)
     if shutil.which("docker-registry") is None:
         tool_missing("docker-registry")
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    box = Registry(tmp_path_factory.mktemp("registry"), port)
+    box = Registry(folder, port)
     box.start()
-    yield box
-    box.stop()
-    shutil.rmtree(box.folder, ignore_errors=True)
+    try:
+        yield box
+    finally:
+        box.stop()
+        shutil.rmtree(box.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """One registry for the session; tests may stop and restart it."""
+    with started_registry(tmp_path_factory.mktemp("registry")) as box:
+        yield box

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from composer.cache.local import Entry, last_used, module_of, prune_candidates
-from composer.cache.registry import KEY_LABEL, QUERY_TIMEOUT, access_flags, inspect_argv, list_tags_argv, skopeo_message
+from composer.cache.registry import KEY_LABEL, delete_argv, inspect_argv, list_tags_argv, skopeo_message
 from composer.errors import CommandError, ComposerError
 from composer.runner import Runner
 
@@ -22,13 +22,6 @@ KEY_TAG = re.compile(r"[0-9a-f]{64}")
 # inspected as one, never counted as a user of a layer.
 ATTACHMENT_TAG = re.compile(r"sha256-[0-9a-f]{64}\.[a-z]+")
 UNKNOWN = "?"
-
-
-def delete_argv(repo: str, digest: str, tls_verify: bool | None, authfile: str) -> list[str]:
-    """Delete the manifest by its digest: the one inspected, whatever the tag says now."""
-    return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "delete", "--retry-times", "1",
-            *access_flags(tls_verify, authfile),
-            f"docker://{repo}@{digest}"]
 
 
 def registry_entry(key: str, info: dict, manifest: dict, module: str, used_by: Sequence[str],

@@ -109,6 +109,13 @@ def inspect_argv(repo: str, key: str, tls_verify: bool | None, authfile: str, ra
             f"docker://{repo}@{digest}" if digest else f"docker://{repo}:{key}"]
 
 
+def delete_argv(repo: str, digest: str, tls_verify: bool | None, authfile: str) -> list[str]:
+    """Delete the manifest by its digest: the one inspected, whatever the tag says now."""
+    return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "delete", "--retry-times", "1",
+            *access_flags(tls_verify, authfile),
+            f"docker://{repo}@{digest}"]
+
+
 def inspect_config_argv(repo: str, digest: str, tls_verify: bool | None, authfile: str) -> list[str]:
     """The config of the manifest with this digest (skopeo checks it against the manifest)."""
     return ["skopeo", "--command-timeout", QUERY_TIMEOUT, "inspect", "--config", "--retry-times", "1",
@@ -169,6 +176,27 @@ def repository_of(ref: str) -> str:
     return f"{head}/{last.split(':', 1)[0]}"
 
 
+def pushed_as_another(runner: Runner, repo: str, digest: str, built: str, tls_verify: bool | None,
+                      authfile: str) -> str:
+    """Why the manifest pushed to repo as digest is not the image built (ID built), "" when it
+    is or cannot be told. skopeo (c/image 5.23) keeps a per-machine record of the blobs it
+    pushed to each registry and reuses any copy of a layer it finds there: a zstd copy turns
+    a Docker manifest into an OCI one, so another config (image ID) without HEALTHCHECK."""
+    if not digest or not built:
+        return ""
+    try:
+        manifest = json.loads(runner.output(inspect_argv(repo, "", tls_verify, authfile, raw=True, digest=digest)))
+        config = str(manifest["config"]["digest"])
+        layers = manifest.get("layers") or ()
+    except (CommandError, ValueError, KeyError, TypeError):
+        return ""  # not readable back: a pull checks the entry as it checks any (chain_problem)
+    if config == f"sha256:{built}":
+        return ""
+    compressions = "/".join(sorted({str(layer.get("mediaType", "")).rpartition("+")[2] for layer in layers}))
+    return (f"the registry got another image (config {config[7:19]}, built {built[:12]}; layers {compressions}): "
+            "skopeo reused a layer this machine pushed there compressed otherwise")
+
+
 def sign_pushed(runner: Runner, signer: Signer, reference: str, digest: str, tls_verify: bool | None,
                 authfile: str, folder: Path) -> None:
     """Sign digest as reference (REPO:TAG) and push the signature beside it, as a sigstore
@@ -202,9 +230,19 @@ def push_image(runner: Runner, storage: cmd.Storage, ref: str, dest: str, tls_ve
             runner.run(copy_out_argv(storage, ref, dest, tls_verify, authfile, digestfile=str(digestfile)))
         except CommandError as e:
             raise ComposerError(f"push {dest}: {e.tail(1).strip() or f'skopeo exit {e.code}'}", hint=hint) from None
+        digest = read_digest(digestfile)
+        altered = pushed_as_another(runner, repository_of(dest), digest, local_image_id(runner, storage, ref),
+                                    tls_verify, authfile)
+        if altered:
+            try:
+                runner.output(delete_argv(repository_of(dest), digest, tls_verify, authfile))
+                done = "deleted it again"
+            except CommandError:
+                done = f"delete {repository_of(dest)}@{digest} by hand"
+            raise ComposerError(f"push {dest}: {altered}; {done}",
+                                hint="docs/cache.md, 'When the registry misbehaves'")
         if signer is None and not documents:
             return []
-        digest = read_digest(digestfile)
         if not digest:
             raise ComposerError(f"push {dest}: skopeo wrote no manifest digest")
         if signer is not None:
@@ -428,11 +466,31 @@ class Remote:
                 return False
             with self.lock:
                 self.tags[repo].add(key)
-            if self.signer is not None and not self._sign(repo, key, read_digest(digestfile), Path(folder)):
+            digest = read_digest(digestfile)
+            altered = self._altered(repo, key, digest)
+            if altered:
+                self.warn(f"warning: registry cache {repo}:{key[:16]}… not shared: {altered}")
+                return False
+            if self.signer is not None and not self._sign(repo, key, digest, Path(folder)):
                 return False
         with self.lock:
             self.pushed.append(key)
         return True
+
+    def _altered(self, repo: str, key: str, digest: str) -> str:
+        """Why the entry just pushed is not the image built here ("" when it is); such an
+        entry is deleted again, so no machine pulls it (pushed_as_another)."""
+        built = local_image_id(self.runner, self.storage, cmd.cache_ref(key))
+        why = pushed_as_another(self.runner, repo, digest, built, self.config.tls_verify, self.authfile)
+        if not why:
+            return ""
+        try:
+            self.runner.output(delete_argv(repo, digest, self.config.tls_verify, self.authfile))
+        except CommandError:
+            return f"{why}; delete {repo}@{digest} by hand (docs/cache.md)"
+        with self.lock:
+            self.tags[repo].discard(key)
+        return f"{why}, so it was deleted again (docs/cache.md)"
 
     def _sign(self, repo: str, key: str, digest: str, folder: Path) -> bool:
         assert self.signer is not None
@@ -519,6 +577,15 @@ def skopeo_message(line: str) -> str:
     """The message of a skopeo log line (time="..." level=fatal msg="..."), or the line."""
     match = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
     return match.group(1).replace('\\"', '"') if match else line.strip()
+
+
+def local_image_id(runner: Runner, storage: cmd.Storage, ref: str) -> str:
+    """The ID (config digest, hex) of the image ref here, "" when it cannot be read."""
+    argv = cmd.buildah(storage, "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref)
+    try:
+        return runner.output(argv).strip()
+    except CommandError:
+        return ""
 
 
 def local_key_label(runner: Runner, storage: cmd.Storage, key: str) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RECIPES, Containers, Registry
+from tests.conftest import RECIPES, Containers, started_registry
 from tests.unit.test_attach import validate_image
 
 pytestmark = pytest.mark.integration
@@ -155,8 +155,8 @@ def layer_blobs(layout: Path) -> list[tuple[str, bytes]]:
     return found
 
 
-def test_a_zstd_export_loads_pushes_pulls_and_switches_back_to_gzip(containers: Containers, registry: Registry,
-                                                                    project: Path, tmp_path: Path) -> None:
+def test_a_zstd_export_loads_pushes_pulls_and_switches_back_to_gzip(containers: Containers, project: Path,
+                                                                    tmp_path: Path) -> None:
     recipe = project / "export-test.toml"
     out = tmp_path / "out"
     layout, archive = out / "export-test-t1.oci", out / "export-test-t1.oci.tar"
@@ -178,14 +178,19 @@ def test_a_zstd_export_loads_pushes_pulls_and_switches_back_to_gzip(containers: 
     loaded = fresh_storage(tmp_path / "loaded")
     subprocess.run(["podman", "load", "--quiet", "-i", str(archive)], env=loaded, check=True, capture_output=True)
     assert diff_ids(loaded, REF) == source
-    pushed = f"{registry.host}/export-test:zstd"
-    containers.run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{REF}", f"docker://{pushed}")
-    raw = json.loads(containers.run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{pushed}").stdout)
-    assert [layer["mediaType"] for layer in raw["layers"]] == [ZST] * 4
-    pulled = fresh_storage(tmp_path / "pulled")
-    subprocess.run(["podman", "pull", "--quiet", "--tls-verify=false", pushed], env=pulled, check=True,
-                   capture_output=True)
-    assert diff_ids(pulled, pushed) == source
+    # A registry of its own: c/image remembers the zstd blobs it pushed to a registry and would
+    # reuse them for the session registry's cache pushes (see test_registry's zstd test).
+    with started_registry(tmp_path / "registry") as registry:
+        pushed = f"{registry.host}/export-test:zstd"
+        containers.run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{REF}",
+                       f"docker://{pushed}")
+        raw = json.loads(containers.run("skopeo", "inspect", "--raw", "--tls-verify=false",
+                                        f"docker://{pushed}").stdout)
+        assert [layer["mediaType"] for layer in raw["layers"]] == [ZST] * 4
+        pulled = fresh_storage(tmp_path / "pulled")
+        subprocess.run(["podman", "pull", "--quiet", "--tls-verify=false", pushed], env=pulled, check=True,
+                       capture_output=True)
+        assert diff_ids(pulled, pushed) == source
     for env in (loaded, pulled):
         subprocess.run(["buildah", "rmi", "--all", "--force"], env=env, capture_output=True)
 

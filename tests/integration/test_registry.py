@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RECIPES, Containers, Registry, copy_tree, write_container_config
+from tests.conftest import RECIPES, Containers, Registry, copy_tree, started_registry, write_container_config
 
 pytestmark = pytest.mark.integration
 
@@ -110,6 +110,45 @@ def test_changed_module_builds_from_there_and_pushes(repo: str, machine_b: Conta
                                  "greeting": "miss", "marker": "miss", "finalize": "miss"}
     assert [layer["pushed"] for layer in report["layers"]] == [False] * 3 + [True] * 3
     assert greeting_count(machine_b, report["image"]) == "4"
+
+
+def test_a_layer_once_pushed_as_zstd_does_not_turn_an_entry_into_another_image(containers: Containers,
+                                                                              tmp_path: Path) -> None:
+    # c/image records which blobs it pushed where (the machine's blob-info cache, outside any
+    # storage root). With a zstd copy of core-test's layers in a registry, skopeo reuses them
+    # for cache pushes to that registry and rewrites a Docker manifest as OCI: another config,
+    # so another image ID on every machine that pulls it, and no HEALTHCHECK.
+    containers.build_once(CORE)
+    image = "localhost/composer-core-test:test"
+    with started_registry(tmp_path / "registry") as own:
+        repo = f"{own.host}/core-cache"
+        containers.run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-compress-format", "zstd",
+                       f"containers-storage:{image}", f"docker://{own.host}/zstd-copy:test")
+        report, stderr = build(containers, CORE, "--cache-to", repo, HTTP)
+        refused = [line for line in stderr.splitlines() if "not shared: the registry got another image" in line]
+        finalize = report["layers"][-1]
+        assert finalize["module"] == "finalize" and not finalize["pushed"]
+        assert any(finalize["key"][:16] in line and "deleted again" in line for line in refused), stderr
+        # What the registry keeps is what was built: each tag's config is the local image's.
+        tags = json.loads(containers.run("skopeo", "list-tags", "--tls-verify=false", f"docker://{repo}").stdout)
+        for key in tags["Tags"]:
+            raw = json.loads(containers.run("skopeo", "inspect", "--raw", "--tls-verify=false",
+                                            f"docker://{repo}:{key}").stdout)
+            local = containers.buildah("inspect", "--type", "image", "--format", "{{.FromImageID}}",
+                                       f"localhost/composer-cache:{key}").stdout.strip()
+            assert raw["config"]["digest"] == f"sha256:{local}", key
+        assert finalize["key"] not in tags["Tags"]
+        assert len(refused) + len(tags["Tags"]) == len(report["layers"])
+        # The image itself pushed there: the same check, an error, and no tag left.
+        failed = containers.composer("build", str(CORE), "--no-archive", "-o", str(tmp_path / "out"),
+                                     "--push", f"{own.host}/core-test:pushed", HTTP, check=False)
+        errors = [line for line in failed.stderr.splitlines() if line.startswith("composer: error:")]
+        assert failed.returncode != 0 and len(errors) == 1, failed.stderr
+        assert "the registry got another image" in errors[0] and "deleted it again" in errors[0]
+        assert "Traceback" not in failed.stderr
+        left = containers.run("skopeo", "list-tags", "--tls-verify=false", f"docker://{own.host}/core-test",
+                              check=False)
+        assert "pushed" not in left.stdout
 
 
 def test_image_under_another_key_is_refused(containers: Containers, repo: str, machine_b: Containers,
