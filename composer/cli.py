@@ -442,9 +442,10 @@ def sign_options(f: Callable[..., Any]) -> Callable[..., Any]:
               help="Also write <name>-<tag>.oci.tar from the OCI layout folder (docs/export.md).")
 @click.option("--compression", type=click.Choice(["gzip", "zstd"]), default="gzip", show_default=True,
               envvar="COMPOSER_COMPRESSION",
-              help="How the export compresses layers; zstd is faster, not read by Docker < 23 (docs/export.md).")
+              help="How the export compresses layers; zstd is smaller and faster to write and read, "
+                   "not read by Docker < 23 (docs/export.md).")
 @click.option("--compression-level", type=int, default=None, envvar="COMPOSER_COMPRESSION_LEVEL", metavar="N",
-              help="gzip 1-9, zstd 1-20 (default: the measured choice in docs/export.md).")
+              help="gzip 1-9, zstd 1-20 (default: c/image's for the format).")
 @click.option("--host-ca/--no-host-ca", default=True, show_default=True,
               help="Mount the host's CA bundle into build steps (build time only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
