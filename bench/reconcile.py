@@ -10,12 +10,16 @@ that alternates from run to run:
   - last:    the last restacked module's layer, the stack, reconcile and finalize removed,
     then the same build: the module is built again (same key) and stacked on the others
     (nothing after it to re-apply), the case "a team changes its last module".
+  - swap:    a team recipe (--team, default recipes/teams/ml.toml: vnc-desktop swapped for
+    novnc) whose own stack, reconcile and finalize are removed, then the same build of the
+    team recipe: its stack shares the recipe's up to the first swapped module, every layer
+    above it is re-applied (what the stack order decides, docs/restack.md "Stack order").
 Each tree keys reconcile with its own code (the key includes it), so the two never share a
 reconcile layer; the module layer and the stack they share are removed for each build.
 Seconds are the build's own per-layer figures (--report), and the wall time of the command.
 
-    python3 bench/reconcile.py --old REV [--recipe recipes/turboflow.toml] [--runs 3] [--json FILE]
-    (as root; the recipe built; git)
+    python3 bench/reconcile.py --old REV [--recipe recipes/turboflow.toml] [--cases no-move,last,swap]
+        [--team recipes/teams/ml.toml] [--runs 3] [--json FILE]      (as root; the recipe built; git)
 """
 
 from __future__ import annotations
@@ -71,10 +75,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--old", required=True, help="The commit to compare with.")
     parser.add_argument("--recipe", type=Path, default=Path("recipes/turboflow.toml"))
+    parser.add_argument("--team", type=Path, default=Path("recipes/teams/ml.toml"))
+    parser.add_argument("--cases", default="no-move,last,swap")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = (ROOT / args.recipe).resolve() if not args.recipe.is_absolute() else args.recipe
+    team = (ROOT / args.team).resolve() if not args.team.is_absolute() else args.team
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     work = Path(tempfile.mkdtemp(prefix="composer-bench-reconcile-"))
     old_tree = work / "old"
     subprocess.run(["git", "worktree", "add", "--detach", str(old_tree), args.old], cwd=ROOT, check=True,
@@ -83,17 +91,22 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     runs: list[dict[str, Any]] = []
     try:
-        for tree in trees.values():  # each tree's reconcile layer, once, before timing
+        for tree in trees.values():  # each tree's reconcile layer (and the team's), once, before timing
             build(tree, recipe, work / "report.json")
+            if "swap" in cases:
+                build(tree, team, work / "report.json")
         for i in range(args.runs):
             order = list(trees)[i % 2:] + list(trees)[:i % 2]
-            for case in ("no-move", "last"):
+            for case in cases:
+                built = team if case == "swap" else recipe
                 for name in order:
-                    k = keys(trees[name], recipe)
+                    k = keys(trees[name], built)
                     remove(k["finalize"], k["reconcile"])
                     if case == "last":
                         remove(k["last"], k["stack"])
-                    wall, seconds = build(trees[name], recipe, work / "report.json")
+                    if case == "swap":
+                        remove(k["stack"])
+                    wall, seconds = build(trees[name], built, work / "report.json")
                     runs.append({"run": i, "case": case, "tree": name, "wall": wall, "layers": seconds})
                     print(f"run {i} {case:<8} {name}: {wall:6.1f}s  "
                           + "  ".join(f"{m} {s:.1f}s" for m, s in seconds.items()), flush=True)
@@ -106,9 +119,9 @@ def main() -> None:
                   for r in runs if r["case"] == case and r["tree"] == tree]
         return statistics.median(values)
 
-    result: dict[str, Any] = {"recipe": str(args.recipe), "runs": args.runs, "commit": commit, "old": args.old,
-                              "cores": os.cpu_count(), "medians": {}, "raw": runs}
-    for case in ("no-move", "last"):
+    result: dict[str, Any] = {"recipe": str(args.recipe), "team": str(args.team), "runs": args.runs,
+                              "commit": commit, "old": args.old, "cores": os.cpu_count(), "medians": {}, "raw": runs}
+    for case in cases:
         for what in ("wall", "reconcile"):
             new, old = median(case, "new", what), median(case, "old", what)
             result["medians"][f"{case} {what}"] = {"new": new, "old": old, "new/old": new / old if old else None}

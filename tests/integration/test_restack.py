@@ -34,14 +34,27 @@ ALLOWED = [
 ]
 
 
-def tree(box: Containers, image: str) -> dict[str, str]:
+# The files whose records the reconcile layer writes in stack order (docs/restack.md, "Stack
+# order"): another order of the same modules writes the same records in another order.
+IN_STACK_ORDER: dict[str, Any] = {
+    "/var/lib/apt/extended_states": lambda text: text.split("\n\n"),
+    "/var/lib/dpkg/triggers/File": str.splitlines,
+    "/etc/composer/credentials.json": lambda text: [json.dumps(e, sort_keys=True) for e in json.loads(text)],
+}
+
+
+def tree(box: Containers, image: str, unordered: dict[str, Any] | None = None) -> dict[str, str]:
     """path -> 'type mode uid:gid content xattrs' of every entry of an image's file system,
     read from the image mounted on the host (os.lstat and the xattrs as stored: what a
-    container sees, with nothing of a running container's own)."""
+    container sees, with nothing of a running container's own). The content of a path in
+    unordered is its records (what the function splits it into) sorted."""
     root = Path(box.podman("image", "mount", image).stdout.strip())
     try:
-        return {("/" + str(path.relative_to(root))).rstrip("/.") or "/": entry(path)
-                for path in walk(root)}
+        found = {}
+        for path in walk(root):
+            name = ("/" + str(path.relative_to(root))).rstrip("/.") or "/"
+            found[name] = entry(path, (unordered or {}).get(name))
+        return found
     finally:
         box.podman("image", "unmount", image, check=False)
 
@@ -54,10 +67,12 @@ def walk(root: Path) -> Iterator[Path]:
             yield Path(folder, name)
 
 
-def entry(path: Path) -> str:
+def entry(path: Path, records: Any = None) -> str:
     st = path.lstat()
     if stat.S_ISLNK(st.st_mode):
         content = "-> " + os.readlink(path)
+    elif stat.S_ISREG(st.st_mode) and records is not None:
+        content = "records " + hashlib.sha256("\n".join(sorted(records(path.read_text()))).encode()).hexdigest()
     elif stat.S_ISREG(st.st_mode):
         content = hashlib.sha256(path.read_bytes()).hexdigest()
     else:
@@ -134,6 +149,27 @@ def test_swapping_a_middle_module_rebuilds_it_alone(containers: Containers, both
     report = json.loads((out / "r.json").read_text())
     built = sorted(layer["module"] for layer in report["layers"] if layer["cache"] == "miss")
     assert built == ["finalize", "jq", "reconcile"]
+
+
+def test_another_stack_order_is_the_same_system(containers: Containers, both: tuple[dict, dict],
+                                                 tmp_path: Path) -> None:
+    # The stack reversed: no module is built again, only the stack, reconcile and finalize;
+    # the image is the same file system (type, mode, owner, content, xattrs) as the recipe
+    # order's, but for the order of the records in the files written in stack order.
+    team = tmp_path / "reversed.toml"
+    team.write_text(f'extends = "{RESTACK}"\nname = "composer-restack-reversed"\n'
+                    f'stack_order = {json.dumps(LEAVES[::-1])}\n')
+    out = tmp_path / "out"
+    containers.composer("build", str(team), "--no-archive", "-o", str(out), "--report", str(out / "r.json"))
+    report = json.loads((out / "r.json").read_text())
+    assert sorted(layer["module"] for layer in report["layers"] if layer["cache"] == "miss") == ["finalize",
+                                                                                                "reconcile"]
+    doc = json.loads(containers.composer("plan", "--offline", "--json", str(team)).stdout)
+    assert doc["reconcile"]["members"] == LEAVES[::-1]
+    a, b = tree(containers, both[0]["image"], IN_STACK_ORDER), tree(containers, report["image"], IN_STACK_ORDER)
+    differ = sorted(p for p in set(a) | set(b) if a.get(p) != b.get(p))
+    assert [p for p in differ if not any(re.fullmatch(rx, p) for rx in ALLOWED)] == [], differ[:20]
+    assert len(b) > 5000 and all(a[p].split()[2] == "records" for p in IN_STACK_ORDER if p in a)
 
 
 def write_module(root: Path, name: str, text: str) -> None:

@@ -124,7 +124,7 @@ def test_docs_example_applies_to_turboflow(tmp_path: Path) -> None:
     plan = plan_loaded(load_recipe(path), [LAYERS])
     assert pod_errors(plan) == []
     assert [s.module.name for s in plan.steps] == [
-        "base", "users", "supervisord", "ssh", "management-api", "node", "latex"]
+        "base", "users", "supervisord", "node", "latex", "ssh", "management-api"]  # turboflow's stack_order
 
 
 def test_unset_schema_covers_every_image_and_pod_field() -> None:

@@ -127,9 +127,10 @@ def stack_of(plan: Plan) -> list[str]:
 
 def test_stack_order_moves_only_the_stack_not_one_module_key(tmp_path: Path) -> None:
     recipe = tmp_path / "team.toml"
-    recipe.write_text(f'extends = "{REPO / "recipes" / "turboflow.toml"}"\nname = "t"\n')
-    turboflow = plan_file(recipe)  # the same recipe, keyed as this one (no lock of its own)
-    recipe.write_text(recipe.read_text() + 'stack_order = ["gui-apps", "node"]\n')
+    head = f'extends = "{REPO / "recipes" / "turboflow.toml"}"\nname = "t"\n'
+    recipe.write_text(head + "stack_order = []\n")
+    turboflow = plan_file(recipe)  # turboflow in recipe order (its own stack_order set aside), keyed as this one
+    recipe.write_text(head + 'stack_order = ["gui-apps", "node"]\n')
     ordered = plan_file(recipe)
     rest = [name for name in stack_of(turboflow) if name not in ("gui-apps", "node")]
     assert stack_of(ordered) == ["gui-apps", "node", *rest]
