@@ -197,6 +197,15 @@ def pushed_as_another(runner: Runner, repo: str, digest: str, built: str, tls_ve
             "skopeo reused a layer this machine pushed there compressed otherwise")
 
 
+def delete_manifest(runner: Runner, repo: str, digest: str, tls_verify: bool | None, authfile: str) -> bool:
+    """Delete the manifest pushed as digest; False when the registry refuses (or cannot)."""
+    try:
+        runner.output(delete_argv(repo, digest, tls_verify, authfile))
+    except CommandError:
+        return False
+    return True
+
+
 def sign_pushed(runner: Runner, signer: Signer, reference: str, digest: str, tls_verify: bool | None,
                 authfile: str, folder: Path) -> None:
     """Sign digest as reference (REPO:TAG) and push the signature beside it, as a sigstore
@@ -231,14 +240,11 @@ def push_image(runner: Runner, storage: cmd.Storage, ref: str, dest: str, tls_ve
         except CommandError as e:
             raise ComposerError(f"push {dest}: {e.tail(1).strip() or f'skopeo exit {e.code}'}", hint=hint) from None
         digest = read_digest(digestfile)
-        altered = pushed_as_another(runner, repository_of(dest), digest, local_image_id(runner, storage, ref),
-                                    tls_verify, authfile)
+        built, _ = local_image(runner, storage, ref)
+        altered = pushed_as_another(runner, repository_of(dest), digest, built, tls_verify, authfile)
         if altered:
-            try:
-                runner.output(delete_argv(repository_of(dest), digest, tls_verify, authfile))
-                done = "deleted it again"
-            except CommandError:
-                done = f"delete {repository_of(dest)}@{digest} by hand"
+            deleted = delete_manifest(runner, repository_of(dest), digest, tls_verify, authfile)
+            done = "deleted it again" if deleted else f"delete {repository_of(dest)}@{digest} by hand"
             raise ComposerError(f"push {dest}: {altered}; {done}",
                                 hint="docs/cache.md, 'When the registry misbehaves'")
         if signer is None and not documents:
@@ -453,7 +459,8 @@ class Remote:
         keys = self._keys(repo)
         if keys is None or key in keys:
             return False
-        if local_key_label(self.runner, self.storage, key) != key:
+        built, label = local_image(self.runner, self.storage, cmd.cache_ref(key))
+        if label != key:
             return False  # committed by a composer before key labels: a pull would refuse it
         with owned_tempdir(self.scratch, "push") as folder:
             digestfile = Path(folder, "digest")
@@ -467,7 +474,7 @@ class Remote:
             with self.lock:
                 self.tags[repo].add(key)
             digest = read_digest(digestfile)
-            altered = self._altered(repo, key, digest)
+            altered = self._altered(repo, key, digest, built)
             if altered:
                 self.warn(f"warning: registry cache {repo}:{key[:16]}… not shared: {altered}")
                 return False
@@ -477,16 +484,13 @@ class Remote:
             self.pushed.append(key)
         return True
 
-    def _altered(self, repo: str, key: str, digest: str) -> str:
-        """Why the entry just pushed is not the image built here ("" when it is); such an
-        entry is deleted again, so no machine pulls it (pushed_as_another)."""
-        built = local_image_id(self.runner, self.storage, cmd.cache_ref(key))
+    def _altered(self, repo: str, key: str, digest: str, built: str) -> str:
+        """Why the entry just pushed is not the image built here (ID built), "" when it is;
+        such an entry is deleted again, so no machine pulls it (pushed_as_another)."""
         why = pushed_as_another(self.runner, repo, digest, built, self.config.tls_verify, self.authfile)
         if not why:
             return ""
-        try:
-            self.runner.output(delete_argv(repo, digest, self.config.tls_verify, self.authfile))
-        except CommandError:
+        if not delete_manifest(self.runner, repo, digest, self.config.tls_verify, self.authfile):
             return f"{why}; delete {repo}@{digest} by hand (docs/cache.md)"
         with self.lock:
             self.tags[repo].discard(key)
@@ -579,19 +583,13 @@ def skopeo_message(line: str) -> str:
     return match.group(1).replace('\\"', '"') if match else line.strip()
 
 
-def local_image_id(runner: Runner, storage: cmd.Storage, ref: str) -> str:
-    """The ID (config digest, hex) of the image ref here, "" when it cannot be read."""
-    argv = cmd.buildah(storage, "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref)
-    try:
-        return runner.output(argv).strip()
-    except CommandError:
-        return ""
-
-
-def local_key_label(runner: Runner, storage: cmd.Storage, key: str) -> str | None:
+def local_image(runner: Runner, storage: cmd.Storage, ref: str) -> tuple[str, str]:
+    """The ID (config digest, hex) and the key label of the image ref here, in one inspect;
+    ("", "") when it cannot be read."""
     argv = cmd.buildah(storage, "inspect", "--type", "image", "--format",
-                       f'{{{{index .OCIv1.Config.Labels "{KEY_LABEL}"}}}}', cmd.cache_ref(key))
+                       f'{{{{.FromImageID}}}} {{{{index .OCIv1.Config.Labels "{KEY_LABEL}"}}}}', ref)
     try:
-        return runner.output(argv).strip() or None
+        image_id, _, label = runner.output(argv).strip().partition(" ")
     except CommandError:
-        return None
+        return "", ""
+    return image_id, label.strip()

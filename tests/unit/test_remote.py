@@ -43,8 +43,9 @@ class FakeSkopeo(Runner):
 
     def _answer(self, argv: list[str]) -> str:
         self.calls.append(argv)
-        if argv[0] == "buildah":  # the local image's key label
-            return (argv[-1].rsplit(":", 1)[1] if self.local_label is None else self.local_label) + "\n"
+        if argv[0] == "buildah":  # the local image's ID and key label
+            label = argv[-1].rsplit(":", 1)[1] if self.local_label is None else self.local_label
+            return f"{'c' * 64} {label}\n"
         if self.down:
             raise CommandError(argv, 1, "pinging container registry: connection refused")
         if "list-tags" in argv:
@@ -241,8 +242,8 @@ def test_restacked_layers_are_pulled_not_built(tmp_path: Path) -> None:
             if argv[0] == "buildah" and "inspect" in argv and "--format" not in argv:  # a local image's documents
                 key = argv[-1].rsplit(":", 1)[1]
                 return json.dumps({"Manifest": "{}", "Config": json.dumps({"rootfs": {"diff_ids": chains[key]}})})
-            if argv[0] == "buildah" and "inspect" in argv:  # the key label of a local image
-                return argv[-1].rsplit(":", 1)[1]
+            if argv[0] == "buildah" and "inspect" in argv:  # the ID and key label of a local image
+                return f"{'c' * 64} {argv[-1].rsplit(':', 1)[1]}"
             return super().output(argv, env)
 
     runner = Registry(cached=[plan.base.key, plan.steps[0].key])
