@@ -11,8 +11,8 @@ that alternates from run to run:
     then the same build: the module is built again (same key) and stacked on the others
     (nothing after it to re-apply), the case "a team changes its last module".
   - swap:    a team recipe (--team, default recipes/teams/ml.toml: vnc-desktop swapped for
-    novnc) whose own stack, reconcile and finalize are removed, then the same build of the
-    team recipe: its stack shares the recipe's up to the first swapped module, every layer
+    novnc) whose own stack, reconcile, finalize and image tag are removed, then the same
+    build of the team recipe: its stack shares the recipe's up to the first swapped module, every layer
     above it is re-applied (what the stack order decides, docs/restack.md "Stack order").
 Each tree keys reconcile with its own code (the key includes it), so the two never share a
 reconcile layer; the module layer and the stack they share are removed for each build.
@@ -44,7 +44,7 @@ from composer.planner import plan_file
 plan = plan_file(Path(sys.argv[1]))
 members = [s for s in plan.steps if s.restacked]
 print(json.dumps({"reconcile": plan.reconcile.key, "stack": plan.reconcile.stack_key, "finalize": plan.finalize.key,
-                  "last": members[-1].key, "last_name": members[-1].module.name}))
+                  "last": members[-1].key, "last_name": members[-1].module.name, "image": plan.image_ref}))
 """
 
 
@@ -105,7 +105,10 @@ def main() -> None:
                     if case == "last":
                         remove(k["last"], k["stack"])
                     if case == "swap":
+                        # The team's image tag too: it holds the stack's layers, which the
+                        # stack would otherwise find again instead of re-applying them.
                         remove(k["stack"])
+                        subprocess.run(["buildah", "rmi", k["image"]], capture_output=True)
                     wall, seconds = build(trees[name], built, work / "report.json")
                     runs.append({"run": i, "case": case, "tree": name, "wall": wall, "layers": seconds})
                     print(f"run {i} {case:<8} {name}: {wall:6.1f}s  "
