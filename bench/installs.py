@@ -29,12 +29,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from reconcile import build  # noqa: E402  (bench/reconcile.py: one build of a tree's recipe, timed)
+
 from tests.conftest import write_container_config  # noqa: E402  (the tests' private podman config)
 
 PLAN = """
@@ -71,15 +72,8 @@ class Trees:
                            capture_output=True)
 
     def build(self, tree: Path) -> tuple[float, dict[str, float]]:
-        report = self.work / "report.json"
-        started = time.perf_counter()
-        done = self.run(tree, "-m", "composer", *self.cache, "build", "-q", "--no-archive",
-                        "--no-sbom", "--jobs", str(self.jobs), "--report", str(report), str(self.recipe))
-        wall = time.perf_counter() - started
-        if done.returncode != 0:
-            raise SystemExit(f"bench: build in {tree} exited {done.returncode}:\n{done.stderr[-2000:]}")
-        layers = json.loads(report.read_text())["layers"]
-        return wall, {x["module"]: x["seconds"] for x in layers if x["cache"] == "miss"}
+        return build(tree, self.recipe, self.work / "report.json", "-q", "--no-sbom", "--jobs", str(self.jobs),
+                     options=self.cache, env=self.env)
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,14 @@ def remove(*keys: str) -> None:
         subprocess.run(["buildah", "rmi", f"localhost/composer-cache:{key}"], capture_output=True)
 
 
-def build(tree: Path, recipe: Path, report: Path) -> tuple[float, dict[str, float]]:
+def build(tree: Path, recipe: Path, report: Path, *extra: str, options: Sequence[str] = (),
+          env: Mapping[str, str] | None = None) -> tuple[float, dict[str, float]]:
+    """`composer [options] build --no-archive [extra]` of recipe with tree's code: the wall
+    time, and the seconds of each layer it built (its --report)."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "composer", "build", "--no-archive", "--report", str(report),
-                             str(recipe)], cwd=tree, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(tree)})
+    result = subprocess.run([sys.executable, "-m", "composer", *options, "build", "--no-archive", *extra,
+                             "--report", str(report), str(recipe)], cwd=tree, capture_output=True, text=True,
+                            env={**(os.environ if env is None else env), "PYTHONPATH": str(tree)})
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"build in {tree} exited {result.returncode}:\n{result.stderr[-2000:]}")
