@@ -57,7 +57,7 @@ def keys(tree: Path, recipe: Path) -> dict[str, str]:
 
 def remove(*keys: str) -> None:
     for key in keys:
-        subprocess.run(["buildah", "rmi", f"localhost/composer-cache:{key}"], capture_output=True)
+        subprocess.run(["buildah", "rmi", "-f", f"localhost/composer-cache:{key}"], capture_output=True)
 
 
 def build(tree: Path, recipe: Path, report: Path, *extra: str, options: Sequence[str] = (),
@@ -109,10 +109,11 @@ def main() -> None:
                     if case == "last":
                         remove(k["last"], k["stack"])
                     if case == "swap":
-                        # The team's image tag too: it holds the stack's layers, which the
-                        # stack would otherwise find again instead of re-applying them.
+                        # The team's image tag too (both trees tag it; -f everywhere): an image
+                        # left holds the stack's layers, which the stack would find again
+                        # instead of re-applying them.
+                        subprocess.run(["buildah", "rmi", "-f", k["image"]], capture_output=True)
                         remove(k["stack"])
-                        subprocess.run(["buildah", "rmi", k["image"]], capture_output=True)
                     wall, seconds = build(trees[name], built, work / "report.json")
                     runs.append({"run": i, "case": case, "tree": name, "wall": wall, "layers": seconds})
                     print(f"run {i} {case:<8} {name}: {wall:6.1f}s  "
