@@ -34,18 +34,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from reconcile import build  # noqa: E402  (bench/reconcile.py: one build of a tree's recipe, timed)
+from reconcile import build, keys, remove  # noqa: E402  (bench/reconcile.py: a tree's keys, a timed build)
 
 from tests.conftest import write_container_config  # noqa: E402  (the tests' private podman config)
-
-PLAN = """
-import json, sys
-from pathlib import Path
-from composer.planner import plan_file
-plan = plan_file(Path(sys.argv[1]))
-print(json.dumps({"restacked": [s.key for s in plan.steps if s.restacked], "stack": plan.reconcile.stack_key,
-                  "reconcile": plan.reconcile.key, "finalize": plan.finalize.key}))
-"""
 
 
 class Trees:
@@ -58,18 +49,9 @@ class Trees:
             self.env.update(write_container_config(storage))
             self.cache = ["--cache-dir", str(storage / "cache")]
 
-    def run(self, tree: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, *argv], cwd=tree, capture_output=True, text=True,
-                              env={**self.env, "PYTHONPATH": str(tree)})
-
-    def keys(self, tree: Path) -> list[str]:
-        out = json.loads(self.run(tree, "-c", PLAN, str(self.recipe)).stdout)
-        return [*out["restacked"], out["stack"], out["reconcile"], out["finalize"]]
-
     def forget(self, tree: Path) -> None:
-        for key in self.keys(tree):
-            subprocess.run(["buildah", "rmi", "-f", f"localhost/composer-cache:{key}"], env=self.env,
-                           capture_output=True)
+        k = keys(tree, self.recipe)
+        remove(*k["restacked"], k["stack"], k["reconcile"], k["finalize"], env=self.env)
 
     def build(self, tree: Path) -> tuple[float, dict[str, float]]:
         return build(tree, self.recipe, self.work / "report.json", "-q", "--no-sbom", "--jobs", str(self.jobs),
@@ -90,6 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     recipe = args.recipe if args.recipe.is_absolute() else (ROOT / args.recipe).resolve()
     work = Path(tempfile.mkdtemp(prefix="composer-bench-installs-"))
+    private = not (args.default_storage or args.storage_dir)  # a storage of this run's own, removed after
     storage = None if args.default_storage else args.storage_dir.resolve() if args.storage_dir else work / "storage"
     old_tree = work / "old"
     subprocess.run(["git", "worktree", "add", "--detach", str(old_tree), args.old], cwd=ROOT, check=True,
@@ -113,7 +96,7 @@ def main() -> None:
                       flush=True)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT, capture_output=True)
-        if storage == work / "storage":
+        if private:
             subprocess.run(["buildah", "rm", "--all"], env=bench.env, capture_output=True)
             subprocess.run(["podman", "system", "reset", "--force"], env=bench.env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)

@@ -45,19 +45,22 @@ from composer.planner import plan_file
 plan = plan_file(Path(sys.argv[1]))
 members = [s for s in plan.steps if s.restacked]
 print(json.dumps({"reconcile": plan.reconcile.key, "stack": plan.reconcile.stack_key, "finalize": plan.finalize.key,
-                  "last": members[-1].key, "last_name": members[-1].module.name, "image": plan.image_ref}))
+                  "last": members[-1].key, "last_name": members[-1].module.name, "image": plan.image_ref,
+                  "restacked": [s.key for s in members]}))
 """
 
 
-def keys(tree: Path, recipe: Path) -> dict[str, str]:
+def keys(tree: Path, recipe: Path) -> dict[str, Any]:
+    """The keys of recipe's plan with tree's code (each tree keys with its own)."""
     out = subprocess.run([sys.executable, "-c", KEYS, str(recipe)], cwd=tree, check=True, capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(tree)}).stdout
     return dict(json.loads(out))
 
 
-def remove(*keys: str) -> None:
+def remove(*keys: str, env: Mapping[str, str] | None = None) -> None:
+    """The cached layers of keys gone from the storage (env: which one; default the host's)."""
     for key in keys:
-        subprocess.run(["buildah", "rmi", "-f", f"localhost/composer-cache:{key}"], capture_output=True)
+        subprocess.run(["buildah", "rmi", "-f", f"localhost/composer-cache:{key}"], env=env, capture_output=True)
 
 
 def build(tree: Path, recipe: Path, report: Path, *extra: str, options: Sequence[str] = (),
