@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +55,7 @@ class BuildSettings:
     jobs: int = 1  # restacked module layers built at once
     oci_archive: bool = True  # the .oci.tar besides the .oci layout folder
     compression: Compression = Compression()  # of the layers the export writes
+    early_export: bool = True  # compress each layer for the export as it is committed
     registry: RegistryCache = field(default_factory=RegistryCache)  # --cache-from/--cache-to
     # Fan-out (docs/build-job.md): build only this module's layer (`--only`), or build no
     # module layer at all and pull every missing one from the cache (`--from-cache-only`).
@@ -103,6 +104,7 @@ class BuildContext:
     remote: SharedCache | None = None  # the registry cache, when the build has one
     lists_fetched: bool = False  # refresh_lists ran in this build
     lists_lock: threading.Lock = field(default_factory=threading.Lock)
+    early: EarlyExport | None = None  # compresses each layer for the export as it is committed
 
 
 def list_cached_keys(runner: Runner, storage: cmd.Storage) -> set[str]:
@@ -166,6 +168,9 @@ def build(plan: Plan, settings: BuildSettings, runner: Runner, progress: Progres
                 sweep_working_containers(ctx)
                 sweep_scratch(settings.cache_dir)
         ctx.state_dir = Path(stack.enter_context(scratch_dir(ctx, "state")))
+        if settings.archive and settings.early_export and not (settings.only or settings.parent_only):
+            early = ctx.early = EarlyExport(ctx)
+            stack.push(lambda failed, *_: early.close(cancel=failed is not None))
         if settings.registry:
             # Its own scratch folder: the state folder is mounted into build steps.
             auth_dir = Path(stack.enter_context(scratch_dir(ctx, "registry")))
@@ -426,6 +431,8 @@ def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: C
         ctx.results.append(LayerResult(layer, "hit", time.monotonic() - started, pushed=pushed))
         return
     if pulled(ctx, layer):
+        if ctx.early is not None:
+            ctx.early.offer(layer)
         seconds = time.monotonic() - started
         ctx.results.append(LayerResult(layer, "pulled", seconds))
         report(f"pulled in {seconds:.1f}s")
@@ -433,6 +440,8 @@ def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: C
     report("building…", final=False)
     make()
     ctx.existing.add(layer.key)
+    if ctx.early is not None:
+        ctx.early.offer(layer)
     seconds = time.monotonic() - started
     pushed = ctx.remote is not None and ctx.remote.offer(layer.key)
     ctx.results.append(LayerResult(layer, "miss", seconds, pushed=pushed))
@@ -777,6 +786,60 @@ def archive_path(plan: Plan, output_dir: Path) -> Path:
     return output_dir / f"{plan.recipe.name}-{plan.recipe.tag}.oci.tar"
 
 
+class EarlyExport:
+    """Compress each layer this build commits for the export while the build goes on, one
+    layer at a time in commit order, so that the export at the end finds them compressed
+    (composer.emit.oci, "early export"; docs/export.md, "Export while building").
+
+    A failed early export is not the build's failure: the export compresses that layer
+    itself (and fails there if the cause remains)."""
+
+    def __init__(self, ctx: BuildContext) -> None:
+        self.ctx = ctx
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="composer-early-export")
+        self.futures: list[Future[None]] = []
+        self.layers = self.bytes = 0
+        self.seconds = self.waited = 0.0  # spent compressing; waited for at the build's end
+        self.failures: list[str] = []
+
+    def offer(self, layer: Layer) -> None:
+        self.futures.append(self.pool.submit(self._export, layer))
+
+    def _export(self, layer: Layer) -> None:
+        from composer.emit.oci import export_early
+
+        ctx, started = self.ctx, time.monotonic()
+        layout = archive_path(ctx.plan, ctx.settings.output_dir).with_suffix("")
+        try:
+            result = export_early(ctx.runner, ctx.settings.storage, cmd.cache_ref(layer.key), layout,
+                                  ctx.plan.image_ref, ctx.settings.compression)
+        except (ComposerError, OSError) as e:
+            self.failures.append(f"{layer.label}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            return
+        self.layers += len(result.new_layers)
+        self.bytes += result.written_bytes
+        self.seconds += time.monotonic() - started
+
+    def close(self, cancel: bool) -> None:
+        """Wait for the layers offered (cancel: only for the one being compressed)."""
+        started = time.monotonic()
+        pending = sum(not f.done() for f in self.futures)
+        if cancel or not pending:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+        else:
+            with self.ctx.progress.step("compress layers for the export") as report:
+                report(f"{pending} still compressing…", final=False)
+                self.pool.shutdown(wait=True)
+                report(f"done in {time.monotonic() - started:.1f}s")
+        self.waited = time.monotonic() - started
+        for failure in self.failures:
+            self.ctx.progress.line(f"early export of {failure}; the export compresses it")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"layers_written": self.layers, "bytes_written": self.bytes, "seconds": round(self.seconds, 3),
+                "waited": round(self.waited, 3), "failures": list(self.failures)}
+
+
 def write_archive(ctx: BuildContext) -> None:
     """The image as an OCI layout folder, and the OCI archive of it unless turned off; each
     export compresses and writes only the layers the previous one did not have."""
@@ -794,11 +857,15 @@ def write_archive(ctx: BuildContext) -> None:
                                 "layers_written": len(result.new_layers),
                                 "layers_reused": len(result.reused_layers),
                                 "bytes_written": result.written_bytes}
+        early = ""
+        if ctx.early is not None and ctx.early.layers:
+            ctx.export["early"] = ctx.early.as_dict()
+            early = f" (of which {ctx.early.layers} compressed during the build, {ctx.early.bytes / 1e6:.1f} MB)"
         if result.up_to_date:
             report("up to date")
         else:
             report(f"{len(result.new_layers)} layers written ({result.written_bytes / 1e6:.1f} MB), "
-                   f"{len(result.reused_layers)} reused, {len(result.removed)} old blobs removed")
+                   f"{len(result.reused_layers)} reused{early}, {len(result.removed)} old blobs removed")
     ctx.archive_path = layout
     if not ctx.settings.oci_archive:
         return

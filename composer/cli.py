@@ -446,6 +446,10 @@ def sign_options(f: Callable[..., Any]) -> Callable[..., Any]:
                    "not read by Docker < 23 (docs/export.md).")
 @click.option("--compression-level", type=int, default=None, envvar="COMPOSER_COMPRESSION_LEVEL", metavar="N",
               help="gzip 1-9, zstd 1-20 (default: c/image's for the format).")
+@click.option("--early-export/--no-early-export", default=True, show_default=True,
+              envvar="COMPOSER_EARLY_EXPORT",
+              help="Compress each layer for the export as soon as it is committed, while the build "
+                   "goes on (docs/export.md).")
 @click.option("--host-ca/--no-host-ca", default=True, show_default=True,
               help="Mount the host's CA bundle into build steps (build time only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
@@ -475,9 +479,9 @@ def sign_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @pass_settings
 @global_options
 def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path | None,
-          no_archive: bool, oci_archive: bool, compression: str, compression_level: int | None, host_ca: bool,
-          quiet: bool, jobs: int | None, cache_from: str, cache_to: str, verify_key: str, tls_verify: bool | None,
-          creds: str, authfile: str,
+          no_archive: bool, oci_archive: bool, compression: str, compression_level: int | None,
+          early_export: bool, host_ca: bool, quiet: bool, jobs: int | None, cache_from: str, cache_to: str,
+          verify_key: str, tls_verify: bool | None, creds: str, authfile: str,
           sign_key: str, sign_passphrase_file: str, push_ref: str, sbom: bool, locked: bool | None, only: str,
           from_cache_only: bool, parent_only: bool) -> None:
     """Build RECIPE: reuse cached layers, build the rest, tag NAME:TAG, write the archive."""
@@ -514,6 +518,7 @@ def build(settings: Settings, recipe: Path, output_dir: Path, report_file: Path 
         jobs=jobs or default_jobs(),
         oci_archive=oci_archive,
         compression=compress,
+        early_export=early_export,
         registry=registry,
         only=only,
         from_cache_only=from_cache_only,

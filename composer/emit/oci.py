@@ -360,16 +360,85 @@ def export_layout(runner: Runner, storage: cmd.Storage, source: str, layout: Pat
     is up to date."""
     current = read_image(layout, tag)
     source_id = image_id(runner, storage, source)
-    if is_current(current, layout, source_id, compression.layer_type) and current is not None:
-        return LayoutResult(layout, tag, current.manifest.digest, up_to_date=True)
-    known = reusable_layers(current, blob_sizes(layout), compression.layer_type)
-    staging = layout.with_name(f".{layout.name}.staging")
+    try:
+        if is_current(current, layout, source_id, compression.layer_type) and current is not None:
+            return LayoutResult(layout, tag, current.manifest.digest, up_to_date=True)
+        known = reusable_layers(current, blob_sizes(layout), compression.layer_type)
+        early = early_layers(layout, compression.layer_type)
+        staging = layout.with_name(f".{layout.name}.staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            staged = stage(runner, storage, source, staging, tag, {**early, **known}, compression)
+            return publish(layout, staging, staged, tag, known, source_id, early)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        # What the image uses was moved into the layout; the rest is not needed.
+        shutil.rmtree(early_folder(layout), ignore_errors=True)
+
+
+# ---- early export: a build's layers compressed as they are committed ----------------------
+#
+# While a build goes on, each layer it commits can already be compressed into a folder
+# beside the layout, `.<layout>.early`, holding the blobs and `layers.json` (diff ID -> blob
+# descriptor). The export at the end offers those as known layers, like the layout's own,
+# and moves the ones the image uses into the layout. The layout itself is not touched before
+# that: until an export publishes, it describes the previous image, whole.
+
+EARLY_RECORD = "layers.json"
+
+
+def early_folder(layout: Path) -> Path:
+    return layout.with_name(f".{layout.name}.early")
+
+
+def early_layers(layout: Path, layer_type: str) -> dict[str, Descriptor]:
+    """diff ID -> blob of the early folder's layers whose blob is there whole and
+    compressed as asked; {} when there is none or its record is unreadable."""
+    folder = early_folder(layout)
+    try:
+        record = json.loads((folder / EARLY_RECORD).read_bytes())
+        found = {str(diff_id): Descriptor.of(blob) for diff_id, blob in record.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    sizes = blob_sizes(folder)
+    return {diff_id: blob for diff_id, blob in found.items()
+            if DIGEST.match(diff_id) and DIGEST.match(blob.digest)
+            and sizes.get(blob.hex) == blob.size and blob.media_type == layer_type}
+
+
+@dataclass(frozen=True)
+class EarlyResult:
+    new_layers: tuple[Descriptor, ...]  # compressed and written by this early export
+
+    @property
+    def written_bytes(self) -> int:
+        return sum(blob.size for blob in self.new_layers)
+
+
+def export_early(runner: Runner, storage: cmd.Storage, source: str, layout: Path, tag: str,
+                 compression: Compression = Compression()) -> EarlyResult:
+    """Compress into the early folder beside layout the layers of source (an image in
+    containers-storage) that neither the layout's image nor the early folder holds yet."""
+    folder = early_folder(layout)
+    early = early_layers(layout, compression.layer_type)
+    known = {**early, **reusable_layers(read_image(layout, tag), blob_sizes(layout), compression.layer_type)}
+    staging = layout.with_name(f".{layout.name}.early-staging")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staged = stage(runner, storage, source, staging, tag, known, compression)
-        return publish(layout, staging, staged, tag, known, source_id)
+        new = [(diff_id, blob) for diff_id, blob in staged.layers_by_diff_id()
+               if not (diff_id in known and blob.digest == diff_id)]
+        blobs = folder / "blobs" / "sha256"
+        blobs.mkdir(parents=True, exist_ok=True)
+        for _, blob in new:  # blobs first: a recorded layer is always there whole
+            (staging / "blobs" / "sha256" / blob.hex).replace(blobs / blob.hex)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if new:
+        record = {**{d: b.as_dict() for d, b in early.items()}, **{d: b.as_dict() for d, b in new}}
+        write_atomic(folder / EARLY_RECORD, serialize(record))
+    return EarlyResult(tuple(blob for _, blob in new))
 
 
 def stage(runner: Runner, storage: cmd.Storage, source: str, staging: Path, tag: str,
@@ -395,20 +464,24 @@ def stage(runner: Runner, storage: cmd.Storage, source: str, staging: Path, tag:
 
 
 def publish(layout: Path, staging: Path, staged: Image, tag: str, known: Mapping[str, Descriptor],
-            source_id: str) -> LayoutResult:
-    merged = merge_manifest(staged, known)
+            source_id: str, early: Mapping[str, Descriptor] | None = None) -> LayoutResult:
+    """known: the layout's own reusable layers; early: the early folder's (moved in)."""
+    early = early or {}
+    merged = merge_manifest(staged, {**early, **known})
     manifest = Descriptor.for_bytes(MANIFEST_TYPE, merged.manifest)
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
     written = 0
     # New blobs first, the manifest next, index.json last: until index.json is replaced
     # the layout still describes the previous image, whole.
-    for blob in (*merged.new_layers, staged.config):
+    moves = [(staging, blob) for blob in (*merged.new_layers, staged.config)]
+    moves += [(early_folder(layout), blob) for blob in merged.reused_layers if blob in early.values()]
+    for folder, blob in moves:
         target = blobs / blob.hex
         if target.is_file() and target.stat().st_size == blob.size:
             continue
-        (staging / "blobs" / "sha256" / blob.hex).replace(target)
-        written += blob.size
+        (folder / "blobs" / "sha256" / blob.hex).replace(target)
+        written += blob.size if folder == staging else 0
     write_atomic(blobs / manifest.hex, merged.manifest)
     if not (layout / "oci-layout").is_file():
         write_atomic(layout / "oci-layout", LAYOUT_VERSION)

@@ -107,12 +107,17 @@ def test_export_writes_only_what_changed_and_round_trips(containers: Containers,
     assert snapshot(layout, archive) == files
 
     # The last module changes: one new layer blob, a new config and manifest; the rest stays.
+    # The build compressed its two new layers (note, finalize) as it committed them, so the
+    # export at the end compresses none. The finalize layer came out as before (its blob is the
+    # layout's); note's comes from the early folder, which goes after.
     (project / "layers" / "note" / "files" / "note").write_text("second\n")
     report = tmp_path / "report.json"
     changed = containers.composer("build", str(recipe), "-o", str(out), "--report", str(report), "--no-sbom")
-    assert "1 layers written" in changed.stderr and "3 reused" in changed.stderr
+    assert "0 layers written" in changed.stderr and "4 reused (of which 1 compressed during the build" in changed.stderr
     export = json.loads(report.read_text())["export"]  # the same, for a script or a benchmark
-    assert (export["layout"]["layers_written"], export["layout"]["layers_reused"]) == (1, 3)
+    assert (export["layout"]["layers_written"], export["layout"]["layers_reused"]) == (0, 4)
+    assert export["early"]["layers_written"] == 1 and export["early"]["failures"] == []
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no early or staging folder
     kept, written = export["archive"]["bytes_kept"], export["archive"]["bytes_written"]
     assert kept > 0 and written > 0 and kept + written <= archive.stat().st_size
     after, manifest_after = blobs(layout), manifest(layout)
@@ -200,3 +205,42 @@ def test_a_zstd_export_loads_pushes_pulls_and_switches_back_to_gzip(containers: 
     assert all(t == GZ and head[:2] == GZIP_MAGIC for t, head in layer_blobs(layout))
     validate_image(layout, REF, tmp_path / "view-back")
 
+
+
+def test_layers_are_compressed_as_they_are_committed_and_kept_when_a_build_fails(
+        containers: Containers, project: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    layout, early = out / "export-test-t1.oci", out / ".export-test-t1.oci.early"
+    (project / "layers" / "note" / "files" / "note").write_text(f"early {tmp_path.name}\n")  # built here only
+    broken = project / "layers" / "broken"
+    (broken / "scripts").mkdir(parents=True)
+    (broken / "module.toml").write_text('name = "broken"\nversion = "1.0.0"\ndescription = "fails"\n\n'
+                                        '[[scripts]]\nrun = "scripts/fail.sh"\n')
+    (broken / "scripts" / "fail.sh").write_text("exit 3\n")  # scratch has no shell: it fails either way
+    (project / "broken.toml").write_text(RECIPE + '\n[[layers]]\nmodule = "broken"\n')
+
+    # A build that fails after note's layer: what it compressed so far waits beside the
+    # layout (base, motd and note, in one push when note was committed); no layout is made.
+    failed = containers.composer("build", str(project / "broken.toml"), "-o", str(out), "--no-sbom", check=False)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert not layout.exists()
+    recorded = json.loads((early / "layers.json").read_text())
+
+    # The next build compresses only its new finalize layer, and its export none at all.
+    report = tmp_path / "report.json"
+    containers.composer("build", str(project / "export-test.toml"), "-o", str(out), "--no-sbom",
+                        "--report", str(report))
+    export = json.loads(report.read_text())["export"]
+    assert (export["layout"]["layers_written"], export["layout"]["layers_reused"]) == (0, 4)
+    assert export["early"]["layers_written"] == 1
+    assert not early.exists()
+    assert sorted(recorded) == sorted(diff_ids(containers.env, REF)[:3])  # base, motd, note
+    validate_image(layout, REF, tmp_path / "view")
+
+    # The same blobs, byte for byte, as an export after the build writes.
+    late = tmp_path / "late"
+    containers.composer("build", str(project / "export-test.toml"), "-o", str(late), "--no-sbom",
+                        "--no-early-export", "--report", str(report))
+    assert json.loads(report.read_text())["export"]["layout"]["layers_written"] == 4
+    assert manifest(late / "export-test-t1.oci")["layers"] == manifest(layout)["layers"]
+    assert blobs(late / "export-test-t1.oci").keys() == blobs(layout).keys()

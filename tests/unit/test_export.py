@@ -59,6 +59,37 @@ def test_a_layer_compressed_otherwise_is_not_reused() -> None:
     assert export.reusable_layers(img, sizes, ZST) == {A: za}
 
 
+def early(tmp_path: Path, record: object, files: dict[Descriptor, int]) -> Path:
+    """A layout path whose early folder holds record and, per blob, a file of that size."""
+    layout = tmp_path / "img-t.oci"
+    blobs = export.early_folder(layout) / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (export.early_folder(layout) / export.EARLY_RECORD).write_text(json.dumps(record))
+    for blob, size in files.items():
+        (blobs / blob.hex).write_bytes(b"x" * size)
+    return layout
+
+
+def test_early_layers_offer_whole_blobs_compressed_as_asked(tmp_path: Path) -> None:
+    za = Descriptor(ZST, digest("zst c"), 9)
+    record = {A: GA.as_dict(), B: GB.as_dict(), C: za.as_dict()}
+    layout = early(tmp_path, record, {GA: 10, GB: 19, za: 9})  # b's blob is short (a write cut off)
+    assert export.early_folder(layout) == tmp_path / ".img-t.oci.early"
+    assert export.early_layers(layout, GZ) == {A: GA}
+    assert export.early_layers(layout, ZST) == {C: za}
+
+
+def test_early_layers_ignore_a_record_that_is_unreadable_or_names_paths(tmp_path: Path) -> None:
+    assert export.early_layers(tmp_path / "none.oci", GZ) == {}  # no early folder at all
+    bad = Descriptor(GZ, "sha256:../../../etc/passwd", 10)
+    layout = early(tmp_path, {A: bad.as_dict(), "sha256:../x": GB.as_dict(), C: GC.as_dict()}, {GB: 20, GC: 30})
+    assert export.early_layers(layout, GZ) == {C: GC}
+    (export.early_folder(layout) / export.EARLY_RECORD).write_text("[1, 2]")
+    assert export.early_layers(layout, GZ) == {}
+    (export.early_folder(layout) / export.EARLY_RECORD).write_text('{"%s": {"digest": 1}}' % A)
+    assert export.early_layers(layout, GZ) == {}
+
+
 def test_compression_flags_and_levels() -> None:
     assert export.Compression().flags() == ["--compression-format", "gzip"]
     assert export.Compression().layer_type == GZ
