@@ -46,7 +46,7 @@ plan = plan_file(Path(sys.argv[1]))
 members = [s for s in plan.steps if s.restacked]
 print(json.dumps({"reconcile": plan.reconcile.key, "stack": plan.reconcile.stack_key, "finalize": plan.finalize.key,
                   "last": members[-1].key, "last_name": members[-1].module.name, "image": plan.image_ref,
-                  "restacked": [s.key for s in members]}))
+                  "restacked": [s.key for s in members], "layers": [x.key for x in plan.layers()]}))
 """
 
 
@@ -64,11 +64,13 @@ def remove(*keys: str, env: Mapping[str, str] | None = None) -> None:
 
 
 def build(tree: Path, recipe: Path, report: Path, *extra: str, options: Sequence[str] = (),
-          env: Mapping[str, str] | None = None) -> tuple[float, dict[str, float]]:
-    """`composer [options] build --no-archive [extra]` of recipe with tree's code: the wall
-    time, and the seconds of each layer it built (its --report)."""
+          env: Mapping[str, str] | None = None, output: Path | None = None) -> tuple[float, dict[str, float]]:
+    """`composer [options] build --no-archive [extra]` of recipe with tree's code (output:
+    export into that folder instead, the OCI layout only): the wall time, and the seconds
+    of each layer it built (its --report)."""
+    export = ["--no-archive"] if output is None else ["-o", str(output), "--no-oci-archive", "--no-sbom"]
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "composer", *options, "build", "--no-archive", *extra,
+    result = subprocess.run([sys.executable, "-m", "composer", *options, "build", *export, *extra,
                              "--report", str(report), str(recipe)], cwd=tree, capture_output=True, text=True,
                             env={**(os.environ if env is None else env), "PYTHONPATH": str(tree)})
     wall = time.perf_counter() - started
