@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from composer import commands as cmd
 from composer.errors import ComposerError
@@ -653,10 +654,42 @@ class ScanCache:
         self.layers_folder = layers_folder  # overlay's: <graph root>/overlay
         tag = hashlib.sha256(os.fsencode(layers_folder)).hexdigest()[:16]
         self.folder = cache_dir / "reconcile-scans" / tag
+        self._digests: dict[Path, dict[str, str]] = {}  # per layer: path -> sha256 of its content
+        self._new_digests: set[Path] = set()  # layers with digests not saved yet
 
-    def _file(self, root: Path) -> Path:
+    def _file(self, root: Path, kind: str = "") -> Path:
         # overlay keeps a layer's files in <graph root>/overlay/<layer ID>/diff
-        return self.folder / f"{root.parent.name}.json"
+        return self.folder / f"{root.parent.name}{kind}.json"
+
+    def _write(self, file: Path, document: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = file.with_name(f".{file.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(document))
+        partial.replace(file)
+
+    def digest(self, root: Path, path: str) -> str:
+        """The content digest of a file of a layer, computed once per stored layer: the
+        files two modules both install are compared by content on every reconcile."""
+        known = self._digests.get(root)
+        if known is None:
+            known = self._digests[root] = {}
+            try:
+                document = json.loads(self._file(root, ".digests").read_text())
+                if document["format"] == SCAN_FORMAT and document["root"] == str(root):
+                    known.update((str(k), str(v)) for k, v in document["digests"].items())
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass
+        found = known.get(path)
+        if found is None:
+            found = known[path] = _digest(root, path)
+            self._new_digests.add(root)
+        return found
+
+    def save_digests(self) -> None:
+        for root in sorted(self._new_digests):
+            self._write(self._file(root, ".digests"),
+                        {"format": SCAN_FORMAT, "root": str(root), "digests": self._digests[root]})
+        self._new_digests.clear()
 
     def scan(self, root: Path) -> dict[str, Entry]:
         file = self._file(root)
@@ -668,18 +701,15 @@ class ScanCache:
             pass
         entries = scan_layer(root)
         rows = [[path, e.kind, e.mode, e.uid, e.gid, e.target, e.opaque] for path, e in entries.items()]
-        self.folder.mkdir(parents=True, exist_ok=True)
-        partial = file.with_name(f".{file.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps({"format": SCAN_FORMAT, "root": str(root), "entries": rows}))
-        partial.replace(file)
+        self._write(file, {"format": SCAN_FORMAT, "root": str(root), "entries": rows})
         return entries
 
     def sweep(self) -> None:
-        """Remove the scans of layers the storage no longer has."""
+        """Remove the scans and digests of layers the storage no longer has."""
         if not self.folder.is_dir():
             return
         for file in self.folder.glob("*.json"):
-            if not (self.layers_folder / file.stem).is_dir():
+            if not (self.layers_folder / file.name.split(".", 1)[0]).is_dir():
                 file.unlink(missing_ok=True)
 
 
@@ -745,7 +775,7 @@ def _delete_conflicts(layers: Sequence[_Layer]) -> list[Conflict]:
     return out
 
 
-def _same(layers: Sequence[_Layer], path: str) -> bool:
+def _same(layers: Sequence[_Layer], path: str, digest: Callable[[Path, str], str] = _digest) -> bool:
     entries = [layer.entries[path] for layer in layers]
     first = entries[0]
     if any((e.kind, e.mode, e.uid, e.gid, e.target) != (first.kind, first.mode, first.uid, first.gid, first.target)
@@ -754,7 +784,7 @@ def _same(layers: Sequence[_Layer], path: str) -> bool:
     if first.kind != "file":
         return True
     sizes = {os.lstat(layer.root / path.lstrip("/")).st_size for layer in layers}
-    return len(sizes) == 1 and len({_digest(layer.root, path) for layer in layers}) == 1
+    return len(sizes) == 1 and len({digest(layer.root, path) for layer in layers}) == 1
 
 
 def _changed_by(layers: Sequence[_Layer]) -> dict[str, list[int]]:
@@ -774,6 +804,7 @@ def analyse(
     layers' scans are kept between builds."""
     parent = Path(parent_root)
     scan = scans.scan if scans is not None else scan_layer
+    digest = scans.digest if scans is not None else _digest
     layers = [_Layer(name, Path(root), scan(Path(root))) for name, root in modules]
     conflicts = _delete_conflicts(layers) + pacman_conflicts(
         [(x.name, [p for p, e in x.entries.items() if e.kind == "dir"]) for x in layers])
@@ -811,8 +842,10 @@ def analyse(
             continue
         if any(e.kind == "whiteout" for e in entries):
             continue  # reported by _delete_conflicts
-        if not _same(these, path):
+        if not _same(these, path, digest):
             conflicts.append(Conflict(path, tuple(x.name for x in these), "same path, different content"))
+    if scans is not None:
+        scans.save_digests()
     triggers = triggers_to_rerun(parent, layers)
     commands = _commands(layers, merged_groups, triggers)
     deletes = _leftovers(parent, layers, family) if commands else ()

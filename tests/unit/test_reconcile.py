@@ -327,6 +327,39 @@ def test_a_layer_is_walked_once_then_its_scan_is_read_back(tmp_path: Path, monke
     assert other.folder != scans.folder and len(list(scans.folder.glob("*.json"))) == 2
 
 
+def test_a_file_two_layers_share_is_hashed_once_per_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = tmp_path / "storage"
+    parent = layer(tmp_path / "p", {"/etc/shells": b"/bin/sh\n"})
+    a = overlay_layer(storage, "1" * 64, {"/usr/lib/libx.so": b"x" * 5000})
+    b = overlay_layer(storage, "2" * 64, {"/usr/lib/libx.so": b"x" * 5000})
+    c = overlay_layer(storage, "3" * 64, {"/usr/lib/libx.so": b"y" * 5000})  # same size, other content
+    hashed: list[Path] = []
+    real = reconcile._digest
+
+    def counting(root: Path, path: str) -> str:
+        hashed.append(root)
+        return real(root, path)
+
+    monkeypatch.setattr(reconcile, "_digest", counting)
+    scans = ScanCache(tmp_path / "cache", storage / "overlay")
+    assert analyse(parent, [("a", a), ("b", b)], scans=scans).conflicts == ()
+    assert hashed == [a, b]
+    # Read back by the next reconcile (a new cache object: another build), nothing hashed.
+    assert analyse(parent, [("a", a), ("b", b)], scans=ScanCache(tmp_path / "cache", storage / "overlay")).ok
+    assert hashed == [a, b]
+    # A new layer with other content is hashed alone, and still conflicts.
+    clash = analyse(parent, [("a", a), ("c", c)], scans=ScanCache(tmp_path / "cache", storage / "overlay"))
+    assert [(x.path, x.reason) for x in clash.conflicts] == [("/usr/lib/libx.so", "same path, different content")]
+    assert hashed == [a, b, c]
+    # Without the cache the same answers (no cache: every file hashed each time).
+    assert analyse(parent, [("a", a), ("c", c)]).conflicts == clash.conflicts
+    # The storage's removed layers lose their digests with their scans.
+    shutil.rmtree(storage / "overlay" / ("2" * 64))
+    scans.sweep()
+    assert sorted(f.name for f in scans.folder.glob("*.json")) == [
+        f"{'1' * 64}.digests.json", f"{'1' * 64}.json", f"{'3' * 64}.digests.json", f"{'3' * 64}.json"]
+
+
 def test_analyse_merges_and_leaves_identical_files_alone(tmp_path: Path) -> None:
     parent = layer(tmp_path / "p", {"/etc/shells": b"/bin/sh\n"})
     a = layer(tmp_path / "a", {"/etc/shells": b"/bin/sh\n/bin/a\n", "/usr/share/doc/x": b"same"})
