@@ -15,7 +15,9 @@ that alternates from run to run:
     build of the team recipe: its stack shares the recipe's up to the first swapped module, every layer
     above it is re-applied (what the stack order decides, docs/restack.md "Stack order").
 Each tree keys reconcile with its own code (the key includes it), so the two never share a
-reconcile layer; the module layer and the stack they share are removed for each build.
+reconcile layer; the module layer and the stack they share are removed for each build. The
+old tree has a cache folder of its own (the package downloads copied in), so that neither
+tree's reconcile scans and digests are swept by the other's.
 Seconds are the build's own per-layer figures (--report), and the wall time of the command.
 
     python3 bench/reconcile.py --old REV [--recipe recipes/turboflow.toml] [--cases no-move,last,swap]
@@ -97,13 +99,20 @@ def main() -> None:
     subprocess.run(["git", "worktree", "add", "--detach", str(old_tree), args.old], cwd=ROOT, check=True,
                    capture_output=True)
     trees = {"new": ROOT, "old": old_tree}
+    # The old tree's cache folder of its own (package downloads copied in): an older sweep of
+    # the reconcile's scans may drop files a newer one keeps there (the members' digests).
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "composer"
+    old_cache = work / "old-cache"
+    if (cache / "packages").is_dir():
+        shutil.copytree(cache / "packages", old_cache / "packages", symlinks=True)
+    options = {"new": [], "old": ["--cache-dir", str(old_cache)]}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     runs: list[dict[str, Any]] = []
     try:
-        for tree in trees.values():  # each tree's reconcile layer (and the team's), once, before timing
-            build(tree, recipe, work / "report.json")
+        for name, tree in trees.items():  # each tree's reconcile layer (and the team's), once, before timing
+            build(tree, recipe, work / "report.json", options=options[name])
             if "swap" in cases:
-                build(tree, team, work / "report.json")
+                build(tree, team, work / "report.json", options=options[name])
         for i in range(args.runs):
             order = list(trees)[i % 2:] + list(trees)[:i % 2]
             for case in cases:
@@ -119,7 +128,7 @@ def main() -> None:
                         # instead of re-applying them.
                         subprocess.run(["buildah", "rmi", "-f", k["image"]], capture_output=True)
                         remove(k["stack"])
-                    wall, seconds = build(trees[name], built, work / "report.json")
+                    wall, seconds = build(trees[name], built, work / "report.json", options=options[name])
                     runs.append({"run": i, "case": case, "tree": name, "wall": wall, "layers": seconds})
                     print(f"run {i} {case:<8} {name}: {wall:6.1f}s  "
                           + "  ".join(f"{m} {s:.1f}s" for m, s in seconds.items()), flush=True)
