@@ -86,7 +86,7 @@ def test_early_layers_ignore_a_record_that_is_unreadable_or_names_paths(tmp_path
     assert export.early_layers(layout, GZ) == {C: GC}
     (export.early_folder(layout) / export.EARLY_RECORD).write_text("[1, 2]")
     assert export.early_layers(layout, GZ) == {}
-    (export.early_folder(layout) / export.EARLY_RECORD).write_text('{"%s": {"digest": 1}}' % A)
+    (export.early_folder(layout) / export.EARLY_RECORD).write_text(json.dumps({A: {"digest": 1}}))
     assert export.early_layers(layout, GZ) == {}
 
 
