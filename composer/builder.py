@@ -797,13 +797,13 @@ class EarlyExport:
     def __init__(self, ctx: BuildContext) -> None:
         self.ctx = ctx
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="composer-early-export")
-        self.futures: list[Future[None]] = []
+        self.futures: list[tuple[Layer, Future[None]]] = []
         self.layers = self.bytes = 0
         self.seconds = self.waited = 0.0  # spent compressing; waited for at the build's end
         self.failures: list[str] = []
 
     def offer(self, layer: Layer) -> None:
-        self.futures.append(self.pool.submit(self._export, layer))
+        self.futures.append((layer, self.pool.submit(self._export, layer)))
 
     def _export(self, layer: Layer) -> None:
         from composer.emit.oci import export_early
@@ -823,7 +823,7 @@ class EarlyExport:
     def close(self, cancel: bool) -> None:
         """Wait for the layers offered (cancel: only for the one being compressed)."""
         started = time.monotonic()
-        pending = sum(not f.done() for f in self.futures)
+        pending = sum(not f.done() for _, f in self.futures)
         if cancel or not pending:
             self.pool.shutdown(wait=True, cancel_futures=cancel)
         else:
@@ -832,6 +832,9 @@ class EarlyExport:
                 self.pool.shutdown(wait=True)
                 report(f"done in {time.monotonic() - started:.1f}s")
         self.waited = time.monotonic() - started
+        # Not an error it expects (a bug): said all the same, never lost in a future.
+        self.failures += [f"{layer.label}: {type(f.exception()).__name__}: {f.exception()}"
+                          for layer, f in self.futures if not f.cancelled() and f.exception() is not None]
         for failure in self.failures:
             self.ctx.progress.line(f"early export of {failure}; the export compresses it")
 

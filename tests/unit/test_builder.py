@@ -19,7 +19,7 @@ import pytest
 
 from composer import commands as cmd
 from composer import toolkit
-from composer.builder import BuildSettings, build
+from composer.builder import BuildContext, BuildSettings, EarlyExport, build
 from composer.errors import CommandError, ComposerError
 from composer.model import Plan
 from composer.planner import plan_file
@@ -498,3 +498,25 @@ def test_parent_only_builds_up_to_the_common_parent(tmp_path: Path) -> None:
     assert [a[-1] for a in runner.calls if a[1] == "commit"] == [cmd.cache_ref(plan.base.key),
                                                                  cmd.cache_ref(core.key)]
     assert "tag" not in runner.verbs()
+
+
+def test_an_early_export_that_fails_is_said_and_is_not_the_builds_failure(
+        plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from composer.emit import oci
+
+    failures = iter([ComposerError("export x: buildah push failed"), RuntimeError("a bug")])
+
+    def failing(*args: object, **kwargs: object) -> oci.EarlyResult:
+        raise next(failures)
+
+    monkeypatch.setattr(oci, "export_early", failing)
+    out = io.StringIO()
+    early = EarlyExport(BuildContext(plan, settings(tmp_path, archive=True), RecordingRunner(), Progress(stream=out)))
+    first, second = plan.layers()[1:3]
+    early.offer(first)
+    early.offer(second)
+    early.close(cancel=False)  # raises nothing: the export at the end compresses those layers
+    said = [line for line in out.getvalue().splitlines() if line.startswith("early export of")]
+    assert said == [f"early export of {first.label}: export x: buildah push failed; the export compresses it",
+                    f"early export of {second.label}: RuntimeError: a bug; the export compresses it"]
+    assert early.as_dict()["layers_written"] == 0 and len(early.as_dict()["failures"]) == 2
