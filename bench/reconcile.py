@@ -22,6 +22,9 @@ Seconds are the build's own per-layer figures (--report), and the wall time of t
 
     python3 bench/reconcile.py --old REV [--recipe recipes/turboflow.toml] [--cases no-move,last,swap]
         [--team recipes/teams/ml.toml] [--runs 3] [--json FILE]      (as root; the recipe built; git)
+
+--own-recipes: each tree builds its own copy of the recipes (a stack order set in one tree's
+recipe and not in the other's is then what is compared, the swap case's purpose).
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ def main() -> None:
     parser.add_argument("--cases", default="no-move,last,swap")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--own-recipes", action="store_true",
+                        help="Each tree builds its own copy of --recipe and --team (relative paths): "
+                             "compares recipes (a stack order) rather than code on one recipe.")
     args = parser.parse_args()
     recipe = (ROOT / args.recipe).resolve() if not args.recipe.is_absolute() else args.recipe
     team = (ROOT / args.team).resolve() if not args.team.is_absolute() else args.team
@@ -109,15 +115,18 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     runs: list[dict[str, Any]] = []
     try:
+        def own(name: str, path: Path, given: Path) -> Path:
+            return trees[name] / given if args.own_recipes and not given.is_absolute() else path
+
         for name, tree in trees.items():  # each tree's reconcile layer (and the team's), once, before timing
-            build(tree, recipe, work / "report.json", options=options[name])
+            build(tree, own(name, recipe, args.recipe), work / "report.json", options=options[name])
             if "swap" in cases:
-                build(tree, team, work / "report.json", options=options[name])
+                build(tree, own(name, team, args.team), work / "report.json", options=options[name])
         for i in range(args.runs):
             order = list(trees)[i % 2:] + list(trees)[:i % 2]
             for case in cases:
-                built = team if case == "swap" else recipe
                 for name in order:
+                    built = own(name, team, args.team) if case == "swap" else own(name, recipe, args.recipe)
                     k = keys(trees[name], built)
                     remove(k["finalize"], k["reconcile"])
                     if case == "last":
