@@ -29,14 +29,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from reconcile import build, keys, remove  # noqa: E402  (bench/reconcile.py: a plan's keys, a timed build)
+from reconcile import alternated, build, keys, remove, remove_images  # noqa: E402  (bench/reconcile.py)
 
 MODES = {"early": "--early-export", "late": "--no-early-export"}
 
 
 def one(recipe: Path, mode: str, work: Path) -> dict[str, Any]:
     k = keys(ROOT, recipe)
-    subprocess.run(["buildah", "rmi", "-f", k["image"]], capture_output=True)
+    remove_images(k["image"])
     remove(k["stack"], *reversed(k["layers"]))
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
@@ -62,7 +62,7 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     try:
         for i in range(args.runs):
-            for mode in list(MODES)[i % 2:] + list(MODES)[:i % 2]:
+            for mode in alternated(list(MODES), i):
                 row = {"run": i, **one(recipe, mode, work)}
                 runs.append(row)
                 print(f"run {i} {mode:<5}: wall {row['wall']:7.1f}s  layers {row['layers']:7.1f}s "

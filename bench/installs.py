@@ -34,7 +34,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from reconcile import build, keys, remove  # noqa: E402  (bench/reconcile.py: a tree's keys, a timed build)
+from reconcile import alternated, build, keys, remove  # noqa: E402  (bench/reconcile.py: a tree's keys, a timed build)
 
 from tests.conftest import write_container_config  # noqa: E402  (the tests' private podman config)
 
@@ -86,7 +86,7 @@ def main() -> None:
             wall, _ = bench.build(tree)
             print(f"warm-up {name}: {wall:.1f}s", flush=True)
         for i in range(args.runs):
-            for name in list(trees)[i % 2:] + list(trees)[:i % 2]:
+            for name in alternated(list(trees), i):
                 bench.forget(trees[name])
                 wall, seconds = bench.build(trees[name])
                 modules = {m: s for m, s in seconds.items() if m not in ("reconcile", "finalize")}

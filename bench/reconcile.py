@@ -40,7 +40,9 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = """
@@ -62,10 +64,20 @@ def keys(tree: Path, recipe: Path) -> dict[str, Any]:
     return dict(json.loads(out))
 
 
+def remove_images(*refs: str, env: Mapping[str, str] | None = None) -> None:
+    """The images gone from the storage, with -f (env: which one; default the host's)."""
+    for ref in refs:
+        subprocess.run(["buildah", "rmi", "-f", ref], env=env, capture_output=True)
+
+
 def remove(*keys: str, env: Mapping[str, str] | None = None) -> None:
-    """The cached layers of keys gone from the storage (env: which one; default the host's)."""
-    for key in keys:
-        subprocess.run(["buildah", "rmi", "-f", f"localhost/composer-cache:{key}"], env=env, capture_output=True)
+    """The cached layers of keys gone from the storage."""
+    remove_images(*(f"localhost/composer-cache:{key}" for key in keys), env=env)
+
+
+def alternated(names: Sequence[T], run: int) -> list[T]:
+    """The order of run `run`: who goes first alternates from run to run."""
+    return [*names[run % 2:], *names[:run % 2]]
 
 
 def build(tree: Path, recipe: Path, report: Path, *extra: str, options: Sequence[str] = (),
@@ -123,7 +135,7 @@ def main() -> None:
             if "swap" in cases:
                 build(tree, own(name, team, args.team), work / "report.json", options=options[name])
         for i in range(args.runs):
-            order = list(trees)[i % 2:] + list(trees)[:i % 2]
+            order = alternated(list(trees), i)
             for case in cases:
                 for name in order:
                     built = own(name, team, args.team) if case == "swap" else own(name, recipe, args.recipe)
@@ -135,7 +147,7 @@ def main() -> None:
                         # The team's image tag too (both trees tag it; -f everywhere): an image
                         # left holds the stack's layers, which the stack would find again
                         # instead of re-applying them.
-                        subprocess.run(["buildah", "rmi", "-f", k["image"]], capture_output=True)
+                        remove_images(k["image"])
                         remove(k["stack"])
                     wall, seconds = build(trees[name], built, work / "report.json", options=options[name])
                     runs.append({"run": i, "case": case, "tree": name, "wall": wall, "layers": seconds})
