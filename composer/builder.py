@@ -810,12 +810,8 @@ class EarlyExport:
 
         ctx, started = self.ctx, time.monotonic()
         layout = archive_path(ctx.plan, ctx.settings.output_dir).with_suffix("")
-        try:
-            result = export_early(ctx.runner, ctx.settings.storage, cmd.cache_ref(layer.key), layout,
-                                  ctx.plan.image_ref, ctx.settings.compression)
-        except (ComposerError, OSError) as e:
-            self.failures.append(f"{layer.label}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-            return
+        result = export_early(ctx.runner, ctx.settings.storage, cmd.cache_ref(layer.key), layout,
+                              ctx.plan.image_ref, ctx.settings.compression)
         self.layers += len(result.new_layers)
         self.bytes += result.written_bytes
         self.seconds += time.monotonic() - started
@@ -832,15 +828,22 @@ class EarlyExport:
                 self.pool.shutdown(wait=True)
                 report(f"done in {time.monotonic() - started:.1f}s")
         self.waited = time.monotonic() - started
-        # Not an error it expects (a bug): said all the same, never lost in a future.
-        self.failures += [f"{layer.label}: {type(f.exception()).__name__}: {f.exception()}"
-                          for layer, f in self.futures if not f.cancelled() and f.exception() is not None]
+        self.failures += [f"{layer.label}: {one_line(error)}" for layer, f in self.futures
+                          if not f.cancelled() and (error := f.exception()) is not None]
         for failure in self.failures:
             self.ctx.progress.line(f"early export of {failure}; the export compresses it")
 
     def as_dict(self) -> dict[str, Any]:
         return {"layers_written": self.layers, "bytes_written": self.bytes, "seconds": round(self.seconds, 3),
                 "waited": round(self.waited, 3), "failures": list(self.failures)}
+
+
+def one_line(error: BaseException) -> str:
+    """One line for an early export's error: composer's or the system's own first line; any
+    other (a bug) with its type, so it is not taken for an expected failure."""
+    if isinstance(error, (ComposerError, OSError)):
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"{type(error).__name__}: {error}"
 
 
 def write_archive(ctx: BuildContext) -> None:
