@@ -10,6 +10,11 @@ that alternates from run to run:
   - last:    the last restacked module's layer, the stack, reconcile and finalize removed,
     then the same build: the module is built again (same key) and stacked on the others
     (nothing after it to re-apply), the case "a team changes its last module".
+  - edit:    a recipe extending the recipe with one option of its last restacked module
+    changed (--edit, default agents' extra_dir), a new value per tree and run, its lock the
+    recipe's with that module's inputs as the tree's code computes them: the module is
+    built anew under a new key (so is the stack), as when a team edits its last module;
+    the reconcile layer of the tree's previous build is there to be reused;
   - swap:    a team recipe (--team, default recipes/teams/ml.toml: vnc-desktop swapped for
     novnc) whose own stack, reconcile, finalize and image tag are removed, then the same
     build of the team recipe: its stack shares the recipe's up to the first swapped module, every layer
@@ -20,7 +25,7 @@ old tree has a cache folder of its own (the package downloads copied in), so tha
 tree's reconcile scans and digests are swept by the other's.
 Seconds are the build's own per-layer figures (--report), and the wall time of the command.
 
-    python3 bench/reconcile.py --old REV [--recipe recipes/turboflow.toml] [--cases no-move,last,swap]
+    python3 bench/reconcile.py --old REV [--recipe recipes/turboflow.toml] [--cases no-move,last,edit,swap]
         [--team recipes/teams/ml.toml] [--runs 3] [--json FILE]      (as root; the recipe built; git)
 
 --own-recipes: each tree builds its own copy of the recipes (a stack order set in one tree's
@@ -55,6 +60,13 @@ print(json.dumps({"reconcile": plan.reconcile.key, "stack": plan.reconcile.stack
                   "last": members[-1].key, "last_name": members[-1].module.name, "image": plan.image_ref,
                   "restacked": [s.key for s in members], "layers": [x.key for x in plan.layers()]}))
 """
+INPUTS = """
+import json, sys
+from pathlib import Path
+from composer.planner import module_inputs, plan_file, relock
+plan = plan_file(Path(sys.argv[1]))
+print(json.dumps({s.module.name: module_inputs(s.key_document) for s in relock(plan, None, {}).steps}))
+"""
 
 
 def keys(tree: Path, recipe: Path) -> dict[str, Any]:
@@ -62,6 +74,23 @@ def keys(tree: Path, recipe: Path) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", KEYS, str(recipe)], cwd=tree, check=True, capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(tree)}).stdout
     return dict(json.loads(out))
+
+
+def edited(tree: Path, recipe: Path, folder: Path, module: str, option: str, value: str) -> Path:
+    """A recipe extending recipe with module's option set to value, and its lock: recipe's
+    with that module's inputs as tree's code computes them (the packages stay locked)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / recipe.name
+    path.write_text(f'extends = "{recipe}"\n[[layers]]\nmodule = "{module}"\n[layers.options]\n'
+                    f'{option} = {json.dumps(value)}\n')
+    out = subprocess.run([sys.executable, "-c", INPUTS, str(path)], cwd=tree, check=True, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(tree)}).stdout
+    inputs = json.loads(out)[module]
+    lock = recipe.with_suffix(".lock").read_text()
+    header = f'[modules."{module}"]\ninputs = "'
+    start = lock.index(header) + len(header)
+    path.with_suffix(".lock").write_text(lock[:start] + inputs + lock[lock.index('"', start):])
+    return path
 
 
 def remove_images(*refs: str, env: Mapping[str, str] | None = None) -> None:
@@ -105,6 +134,8 @@ def main() -> None:
     parser.add_argument("--cases", default="no-move,last,swap")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--edit", default="agents.extra_dir",
+                        help="MODULE.OPTION the edit case sets (a string option of the last restacked module).")
     parser.add_argument("--own-recipes", action="store_true",
                         help="Each tree builds its own copy of --recipe and --team (relative paths): "
                              "compares recipes (a stack order) rather than code on one recipe.")
@@ -139,6 +170,10 @@ def main() -> None:
             for case in cases:
                 for name in order:
                     built = own(name, team, args.team) if case == "swap" else own(name, recipe, args.recipe)
+                    if case == "edit":
+                        module, option = args.edit.split(".", 1)
+                        built = edited(trees[name], built, work / f"edit-{name}-{i}", module, option,
+                                       f"/opt/bench-{name}-{i}")
                     k = keys(trees[name], built)
                     remove(k["finalize"], k["reconcile"])
                     if case == "last":

@@ -28,8 +28,10 @@ from composer.errors import CommandError, ComposerError
 from composer.finalize import write_finalize_files
 from composer.keys import canonical_json
 from composer.model import BaseKind, Layer, LayerKind, Plan, Step
-from composer.planner import replan
+from composer.planner import reconciler_digest, replan
 from composer.progress import Progress
+from composer.restack import reconcile as rec
+from composer.restack.stack import layer_folders, stack_image, transplant_image
 from composer.runner import Runner, require_tool
 from composer.scratch import SCRATCH, exclusive, owned_tempdir, owner_gone
 from composer.step import CA_VARS, Copy, ModuleStep, Run, Source, module_step
@@ -105,6 +107,7 @@ class BuildContext:
     lists_fetched: bool = False  # refresh_lists ran in this build
     lists_lock: threading.Lock = field(default_factory=threading.Lock)
     early: EarlyExport | None = None  # compresses each layer for the export as it is committed
+    reconcile: dict[str, Any] = field(default_factory=dict)  # how the reconcile layer was made, for the report
 
 
 def list_cached_keys(runner: Runner, storage: cmd.Storage) -> set[str]:
@@ -380,9 +383,6 @@ def record_conflicts(cache_dir: Path, conflicts: dict[str, str]) -> None:
 def build_reconcile(ctx: BuildContext) -> None:
     """Stack the restacked module layers on their common parent (no layer is rebuilt or
     recompressed), then commit one layer that merges what they each changed."""
-    from composer.restack import reconcile as rec
-    from composer.restack.stack import layer_folders, stack_image
-
     plan, storage, run = ctx.plan, ctx.settings.storage, ctx.runner.run
     r = plan.reconcile
     assert r is not None
@@ -412,15 +412,52 @@ def build_reconcile(ctx: BuildContext) -> None:
         stack_image(ctx.runner, storage, cmd.cache_ref(r.parent_key), [cmd.cache_ref(s.key) for s in members],
                     cmd.cache_ref(r.stack_key))
         ctx.existing.add(r.stack_key)
-    with working_container(ctx, r.key, "reconcile") as ctr:
-        run(cmd.from_image(storage, cmd.cache_ref(r.stack_key), ctr))
-        run(cmd.config_env(storage, ctr, (), f"composer reconcile {len(members)} restacked modules"))
-        rec.apply_plan(ctx.runner, storage, ctr, rec.ReconcilePlan(analysis.writes, analysis.commands,
-                                                                    analysis.deletes))
-        run(cmd.run_in(storage, ctr, cmd.clean_step(plan.recipe.base.family)))
-        commit_layer(ctx, ctr, r.key)
+    memo = rec.ReuseMemo(ctx.settings.cache_dir, r.parent_key, [s.module.name for s in members])
+    digest = rec.analysis_digest(analysis)
+    reused = reusable_reconcile(ctx, memo, digest, analysis, scans)
+    if reused is not None:
+        old_key, changed = reused
+        transplant_image(ctx.runner, storage, cmd.cache_ref(r.stack_key), cmd.cache_ref(old_key),
+                         cmd.cache_ref(r.key), {KEY_LABEL: r.key})
+        names = [members[i].module.name for i in changed]
+        ctx.reconcile = {"reused": old_key, "changed": names}
+        ctx.progress.line(f"reconcile: the layer of {old_key[:12]} reused ({', '.join(names)} changed "
+                          "nothing its commands read or wrote)")
+    else:
+        with working_container(ctx, r.key, "reconcile") as ctr:
+            run(cmd.from_image(storage, cmd.cache_ref(r.stack_key), ctr))
+            run(cmd.config_env(storage, ctr, (), f"composer reconcile {len(members)} restacked modules"))
+            rec.apply_plan(ctx.runner, storage, ctr, rec.ReconcilePlan(analysis.writes, analysis.commands,
+                                                                        analysis.deletes))
+            run(cmd.run_in(storage, ctr, cmd.clean_step(plan.recipe.base.family)))
+            commit_layer(ctx, ctr, r.key)
+        ctx.reconcile = {"reused": None, "commands": len(analysis.commands)}
+    if analysis.reads is not None:
+        # What the next reconcile on this parent may reuse: each member, a bystander of this layer or not.
+        made = scans.scan(layer_folders(ctx.runner, storage, [cmd.cache_ref(r.key)])[0])
+        memo.save(reconciler_digest(), digest, r.key,
+                  [(s.module.name, s.key, rec.tie(layer, analysis.reads, made) is None)
+                   for s, layer in zip(members, analysis.layers, strict=True)])
     save_key_document(ctx, r.key, r.key_document)
 
+
+def reusable_reconcile(ctx: BuildContext, memo: rec.ReuseMemo, digest: str, analysis: rec.Analysis,
+                       scans: rec.ScanCache) -> tuple[str, list[int]] | None:
+    """A reconcile layer made before on this parent for these members that this one may
+    reuse (docs/restack.md, "Reconcile reuse"): made of the same analysis (files written,
+    commands, deletions), and every member changed since a bystander of it, before and now:
+    nothing where its commands read, nothing it changed. Its key and the indices of the
+    members changed; None when there is none."""
+    if analysis.reads is None:
+        return None
+    found = memo.candidate(reconciler_digest(), digest, [s.key for s in ctx.plan.steps if s.restacked])
+    if found is None or found[0] not in ctx.existing:
+        return None
+    old_key, changed = found
+    previous = scans.scan(layer_folders(ctx.runner, ctx.settings.storage, [cmd.cache_ref(old_key)])[0])
+    if any(rec.tie(analysis.layers[i], analysis.reads, previous) is not None for i in changed):
+        return None
+    return found
 
 def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: Callable[[], None]) -> None:
     started = time.monotonic()
@@ -915,6 +952,7 @@ def report_document(ctx: BuildContext) -> dict[str, Any]:
         "base": ctx.plan.base.base.source,
         "archive": str(ctx.archive_path) if ctx.archive_path else None,
         "export": ctx.export,
+        "reconcile": ctx.reconcile,
         "layers": layers,
         "totals": {
             "layers": len(layers),

@@ -24,8 +24,12 @@ differently is a `Conflict`. docs/restack.md (## Reconcile) explains the rules.
 from __future__ import annotations
 
 import bisect
+import collections
+import contextlib
+import gc
 import hashlib
 import io
+import itertools
 import json
 import os
 import shlex
@@ -35,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from composer import commands as cmd
 from composer.errors import ComposerError
@@ -76,6 +80,10 @@ class Analysis:
     deletes: tuple[str, ...]
     merged: tuple[str, ...] = ()  # paths merged (written), for the report
     triggers: tuple[str, ...] = ()  # dpkg triggers to run again
+    # Where the commands read (files and folders; None: not known, as for
+    # update-alternatives), and the members as analysed: what reuse (below) checks.
+    reads: tuple[str, ...] | None = None
+    layers: tuple[_Layer, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -592,9 +600,9 @@ def is_volatile(path: str) -> bool:
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One path of a top layer. kind: file, dir, symlink, whiteout or other."""
+class Entry(NamedTuple):
+    """One path of a top layer. kind: file, dir, symlink, whiteout or other. A tuple: a
+    big layer's hundreds of thousands are read back from the scan cache on every reconcile."""
 
     kind: str
     mode: int
@@ -696,11 +704,13 @@ class ScanCache:
         try:
             document = json.loads(file.read_text())
             if document["format"] == SCAN_FORMAT and document["root"] == str(root):
-                return {row[0]: Entry(*row[1:]) for row in document["entries"]}
+                make = Entry._make
+                return {row[0]: make(row[1:]) for row in document["entries"]}
         except (OSError, ValueError, KeyError, TypeError):
             pass
         entries = scan_layer(root)
-        rows = [[path, e.kind, e.mode, e.uid, e.gid, e.target, e.opaque] for path, e in entries.items()]
+        # In path order: the analysis sorts each layer's paths, fast when they come sorted.
+        rows = [[path, *e] for path, e in sorted(entries.items())]
         self._write(file, {"format": SCAN_FORMAT, "root": str(root), "entries": rows})
         return entries
 
@@ -744,10 +754,11 @@ class _Layer:
     def under(self, folder: str) -> Iterator[str]:
         """Paths below folder (not folder itself): one contiguous run of the sorted list."""
         prefix = folder.rstrip("/") + "/"
-        for path in self.paths[bisect.bisect_left(self.paths, prefix):]:
-            if not path.startswith(prefix):
-                return
-            yield path
+        paths = self.paths
+        i = bisect.bisect_left(paths, prefix)
+        while i < len(paths) and paths[i].startswith(prefix):
+            yield paths[i]
+            i += 1
 
 
 def _exempt(path: str) -> bool:
@@ -787,12 +798,25 @@ def _same(layers: Sequence[_Layer], path: str, digest: Callable[[Path, str], str
     return len(sizes) == 1 and len({digest(layer.root, path) for layer in layers}) == 1
 
 
-def _changed_by(layers: Sequence[_Layer]) -> dict[str, list[int]]:
-    touched: dict[str, list[int]] = {}
-    for i, layer in enumerate(layers):
-        for path in layer.entries:
-            touched.setdefault(path, []).append(i)
-    return touched
+def _shared(layers: Sequence[_Layer]) -> dict[str, list[int]]:
+    """The paths two or more layers have -> those layers' indices (counted in C: layers
+    hold hundreds of thousands of paths, of which a few thousand are shared)."""
+    counts = collections.Counter(itertools.chain.from_iterable(layer.entries for layer in layers))
+    return {path: [i for i, layer in enumerate(layers) if path in layer.entries]
+            for path, count in counts.items() if count >= 2}
+
+
+@contextlib.contextmanager
+def _no_collection() -> Iterator[None]:
+    """The cycle collector paused: reading the scans back makes hundreds of thousands of
+    tuples and no cycle, and the collections their count sets off cost a quarter of the analysis."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def analyse(
@@ -802,7 +826,13 @@ def analyse(
     """Conflicts and merged files for stacking `modules` (name, top-layer folder), in stack
     order, on the parent whose whole root is mounted at parent_root; scans: where the
     layers' scans are kept between builds."""
-    parent = Path(parent_root)
+    with _no_collection():
+        return _analyse(Path(parent_root), modules, family, scans)
+
+
+def _analyse(
+    parent: Path, modules: Sequence[tuple[str, str | Path]], family: Family, scans: ScanCache | None,
+) -> Analysis:
     scan = scans.scan if scans is not None else scan_layer
     digest = scans.digest if scans is not None else _digest
     layers = [_Layer(name, Path(root), scan(Path(root))) for name, root in modules]
@@ -810,9 +840,7 @@ def analyse(
         [(x.name, [p for p, e in x.entries.items() if e.kind == "dir"]) for x in layers])
     writes: list[FileWrite] = []
     merged_groups: list[str] = []
-    for path, indices in sorted(_changed_by(layers).items()):
-        if len(indices) < 2:
-            continue
+    for path, indices in sorted(_shared(layers).items()):
         these = [layers[i] for i in indices]
         entries = [layer.entries[path] for layer in these]
         if all(e.kind == "whiteout" for e in entries):
@@ -846,11 +874,13 @@ def analyse(
             conflicts.append(Conflict(path, tuple(x.name for x in these), "same path, different content"))
     if scans is not None:
         scans.save_digests()
-    triggers = triggers_to_rerun(parent, layers)
+    interest = _file_interest(parent, layers)
+    triggers = triggers_to_rerun(parent, layers, interest)
     commands = _commands(layers, merged_groups, triggers)
     deletes = _leftovers(parent, layers, family) if commands else ()
+    reads = None if merged_groups else command_reads(parent, layers, interest)
     return Analysis(tuple(conflicts), tuple(writes), commands, deletes,
-                    tuple(w.path for w in writes), tuple(triggers))
+                    tuple(w.path for w in writes), tuple(triggers), reads, tuple(layers))
 
 
 def _leftovers(parent: Path, layers: Sequence[_Layer], family: Family) -> tuple[str, ...]:
@@ -935,31 +965,41 @@ def needs_rerun(owners: set[int], activators: set[int]) -> bool:
     return bool(activators) and -1 not in owners and not activators <= owners
 
 
-def triggers_to_rerun(parent: Path, layers: Sequence[_Layer]) -> list[str]:
-    def current(path: str) -> bytes | None:
-        for layer in reversed(layers):
-            e = layer.entries.get(path)
-            if e is not None:
-                return _read(layer.root, path) if e.kind == "file" else None
-        return _read(parent, path)
+def _current(parent: Path, layers: Sequence[_Layer], path: str) -> bytes | None:
+    """A file's content in the stacked image (None: no file there)."""
+    for layer in reversed(layers):
+        e = layer.entries.get(path)
+        if e is not None:
+            return _read(layer.root, path) if e.kind == "file" else None
+    return _read(parent, path)
 
-    status = "/var/lib/dpkg/status"
-    owners = package_owners(_read(parent, status),
-                            [(i, _read(x.root, status)) for i, x in enumerate(layers) if status in x.entries])
-    # Interests: the union over the parent and every module.
+
+def _file_interest(parent: Path, layers: Sequence[_Layer]) -> dict[str, set[str]]:
+    """dpkg's file triggers: interest path -> packages, the union over the parent and every module."""
     file_interest: dict[str, set[str]] = {}
     sources = [_read(parent, TRIGGERS_DIR + "File")] + [
         _read(x.root, TRIGGERS_DIR + "File") for x in layers if TRIGGERS_DIR + "File" in x.entries]
     for data in sources:
         for path, pkgs in parse_file_triggers(_decode(data)).items():
             file_interest.setdefault(path, set()).update(pkgs)
+    return file_interest
+
+
+def triggers_to_rerun(parent: Path, layers: Sequence[_Layer],
+                      file_interest: dict[str, set[str]] | None = None) -> list[str]:
+    status = "/var/lib/dpkg/status"
+    owners = package_owners(_read(parent, status),
+                            [(i, _read(x.root, status)) for i, x in enumerate(layers) if status in x.entries])
+    if file_interest is None:
+        file_interest = _file_interest(parent, layers)
     named_interest: dict[str, set[str]] = {}
     names = {p[len(TRIGGERS_DIR):] for x in layers for p in x.under(TRIGGERS_DIR)}
     if (parent / TRIGGERS_DIR.lstrip("/")).is_dir():
         names |= {p.name for p in (parent / TRIGGERS_DIR.lstrip("/")).iterdir()}
     for name in sorted(names - {"File", "Unincorp", "Lock"}):
         if "/" not in name:
-            named_interest[name] = {_pkg_name(w) for w in _decode(current(TRIGGERS_DIR + name)).split()}
+            text = _decode(_current(parent, layers, TRIGGERS_DIR + name))
+            named_interest[name] = {_pkg_name(w) for w in text.split()}
     out: list[str] = []
     for trigger, pkgs in sorted(file_interest.items()):
         activators = {i for i, x in enumerate(layers)
@@ -988,6 +1028,113 @@ def reconcile_plan(
         raise ReconcileConflict(analysis.conflicts)
     return ReconcilePlan(analysis.writes, analysis.commands, analysis.deletes)
 
+
+
+# --- reusing a previous reconcile layer -------------------------------------------------------
+
+# Where ldconfig (and libc-bin's ldconfig trigger) reads: its configuration and cache and the
+# folders it searches without being told; the folders an ld.so.conf(.d) file names are added.
+LINKER_READS = ("/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/ld.so.cache", "/var/cache/ldconfig",
+                "/lib", "/lib32", "/lib64", "/libx32", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libx32",
+                "/usr/local/lib", "/usr/local/lib64")
+DPKG_DIR = "/var/lib/dpkg"  # status, trigger interests and activations, diversions, alternatives
+
+
+def _linker_folders(parent: Path, layers: Sequence[_Layer]) -> set[str]:
+    """The folders the stacked image's ld.so.conf and ld.so.conf.d/* name."""
+    conf_d = "/etc/ld.so.conf.d"
+    names = {"/etc/ld.so.conf"} | {p for x in layers for p in x.under(conf_d) if "/" not in p[len(conf_d) + 1:]}
+    if (parent / conf_d.lstrip("/")).is_dir():
+        names |= {f"{conf_d}/{p.name}" for p in (parent / conf_d.lstrip("/")).iterdir()}
+    out = set()
+    for name in names:
+        for line in _decode(_current(parent, layers, name)).splitlines():
+            word = line.split("#", 1)[0].strip()
+            if word.startswith("/"):
+                out.add(word.rstrip("/") or "/")
+    return out
+
+
+def command_reads(parent: Path, layers: Sequence[_Layer], file_interest: Mapping[str, set[str]]) -> tuple[str, ...]:
+    """Where the reconcile commands read, as files and folders: dpkg's database, the
+    linker's files and folders, every file trigger's interest path (what dpkg itself
+    decides a trigger's work by). A member with nothing there leaves their output as it was."""
+    return tuple(sorted({DPKG_DIR, *LINKER_READS, *_linker_folders(parent, layers),
+                         *(path.rstrip("/") or "/" for path in file_interest)}))
+
+
+def tie(layer: _Layer, reads: Sequence[str], previous: Mapping[str, Entry]) -> str | None:
+    """A path by which the reconcile commands' output may depend on a member, or None when
+    the member is a bystander of a reconcile layer made with another version of it
+    (previous: that layer's entries): it has nothing where the commands read (reads, from
+    command_reads) and deletes no folder they read, and it has nothing that layer changed:
+    no entry at a path the layer has, but for a folder both have with the same mode and
+    owner, opaque in neither."""
+    # A layer's folder holds the folders of what it changed: a change below a path comes
+    # with an entry at that path.
+    for path in reads:
+        if path in layer.entries:
+            return path
+    for path, entry in layer.entries.items():
+        if (entry.kind == "whiteout" or entry.opaque) and any(read.startswith(path + "/") for read in reads):
+            return path
+    for path, theirs in previous.items():
+        mine = layer.entries.get(path)
+        if mine is not None and not (mine.kind == theirs.kind == "dir" and not theirs.opaque and not mine.opaque
+                                     and (mine.mode, mine.uid, mine.gid) == (theirs.mode, theirs.uid, theirs.gid)):
+            return path
+    return None
+
+
+def analysis_digest(analysis: Analysis) -> str:
+    """What a reconcile layer is made of, as a digest: the files written (content, mode,
+    owner), the commands and the paths deleted."""
+    document = {"commands": analysis.commands, "deletes": analysis.deletes,
+                "writes": [[w.path, hashlib.sha256(w.content).hexdigest(), w.mode, w.uid, w.gid]
+                           for w in analysis.writes]}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+REUSE_FORMAT = 1
+
+
+class ReuseMemo:
+    """The last reconcile layer made on one parent for one list of members, kept in the
+    cache folder so that the next may reuse it (docs/restack.md, "Reconcile reuse"): what
+    it was made of (analysis_digest, the reconciler's code), and each member's key and
+    whether the member was a bystander of it (tie() found nothing)."""
+
+    def __init__(self, cache_dir: Path, parent_key: str, names: Sequence[str]) -> None:
+        tag = hashlib.sha256("\0".join([parent_key, *names]).encode()).hexdigest()[:32]
+        self.file = cache_dir / "reconcile-reuse" / f"{tag}.json"
+        self.parent_key, self.names = parent_key, list(names)
+
+    def candidate(self, reconciler: str, digest: str, keys: Sequence[str]) -> tuple[str, list[int]] | None:
+        """The kept layer's key and the indices of the members changed since (each a
+        bystander of it), when it was made of the same analysis; otherwise None."""
+        try:
+            document = json.loads(self.file.read_text())
+            if (document["format"], document["parent"], document["reconciler"], document["analysis"]) != (
+                    REUSE_FORMAT, self.parent_key, reconciler, digest):
+                return None
+            members = [(str(name), str(key), bool(bystander)) for name, key, bystander in document["members"]]
+            key = str(document["key"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if [name for name, _, _ in members] != self.names or len(keys) != len(members):
+            return None
+        changed = [i for i, (member, now) in enumerate(zip(members, keys, strict=True)) if member[1] != now]
+        if not changed or not all(members[i][2] for i in changed):
+            return None
+        return key, changed
+
+    def save(self, reconciler: str, digest: str, key: str, members: Sequence[tuple[str, str, bool]]) -> None:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        document = {"format": REUSE_FORMAT, "parent": self.parent_key, "reconciler": reconciler,
+                    "analysis": digest, "key": key, "members": [list(m) for m in members]}
+        partial = self.file.with_name(f".{self.file.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(document, indent=1) + "\n")
+        partial.replace(self.file)
 
 # --- Arch: pacman's local database ------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -191,6 +192,37 @@ def stack_documents(parent: ImageDocs, modules: Sequence[ImageDocs]) -> Stacked:
     return _documents(parent.manifest, layers, config, overridden)
 
 
+
+def transplant_documents(parent: ImageDocs, donor: ImageDocs, labels: Mapping[str, str]) -> Stacked:
+    """parent's layers and runtime config (labels set), then donor's top layer with its
+    history entry: a layer made on another parent whose changes the caller knows to hold
+    on this one (a reconcile layer reused, docs/restack.md "Reconcile reuse")."""
+    if donor.manifest.get("mediaType") != parent.manifest.get("mediaType"):
+        raise ComposerError(f"{donor.ref}: manifest type {donor.manifest.get('mediaType')} differs from "
+                            f"{parent.ref}'s {parent.manifest.get('mediaType')}")
+    if not donor.diff_ids or len(donor.layers) != len(donor.diff_ids) or not donor.history \
+            or donor.history[-1].get("empty_layer"):
+        raise ComposerError(f"{donor.ref}: its top layer and history entry do not match")
+    runtime = copy.deepcopy(dict(parent.config.get("config") or {}))
+    runtime["Labels"] = {**(runtime.get("Labels") or {}), **labels}
+    config = {k: copy.deepcopy(v) for k, v in parent.config.items() if k not in DROPPED_TOP_FIELDS}
+    config["created"] = EPOCH
+    config["config"] = runtime
+    if "container_config" in config:
+        config["container_config"] = copy.deepcopy(runtime)
+    config["rootfs"] = {"type": "layers", "diff_ids": [*parent.diff_ids, donor.diff_ids[-1]]}
+    config["history"] = [*(dict(h) for h in parent.history), {**donor.history[-1], "comment": f"FROM {parent.ref}"}]
+    return _documents(parent.manifest, [*parent.layers, donor.layers[-1]], config)
+
+
+def transplant_image(runner: Runner, storage: commands.Storage, parent_ref: str, donor_ref: str, target_ref: str,
+                     labels: Mapping[str, str]) -> str:
+    """Tag target_ref as parent + donor's top layer (transplant_documents); its image ID."""
+    stacked = transplant_documents(inspect_docs(runner, storage, parent_ref),
+                                   inspect_docs(runner, storage, donor_ref), labels)
+    materialise(runner, storage, stacked, target_ref)
+    return stacked.image_id
+
 def without_container(image: ImageDocs) -> Stacked | None:
     """image's documents without the fields that name the container which committed it and
     the image it was committed on (random IDs, different on every machine), so that its ID
@@ -241,8 +273,9 @@ def stack_image(
     target_ref: str,
 ) -> str:
     """Tag target_ref as parent + each module's own layer, in order; returns its image ID."""
-    parent = inspect_docs(runner, storage, parent_ref)
-    modules = [inspect_docs(runner, storage, ref) for ref in module_refs]
+    # One buildah call per image, a few at a time: each is mostly the program's start.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parent, *modules = pool.map(lambda ref: inspect_docs(runner, storage, ref), [parent_ref, *module_refs])
     stacked = stack_documents(parent, modules)
     materialise(runner, storage, stacked, target_ref)
     return stacked.image_id

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,3 +204,71 @@ def test_colliding_modules_are_built_on_the_stack(containers: Containers, tmp_pa
     assert re.search(r"clash-b .* cached\s+linear: .*clash-a, clash-b: /etc/composer-clash", out), out
     again = containers.build(recipe, "--no-archive")
     assert {layer["cache"] for layer in again["layers"]} == {"hit"}
+
+
+def missed(report: dict[str, Any]) -> list[str]:
+    return sorted(layer["module"] for layer in report["layers"] if layer["cache"] == "miss")
+
+
+def test_a_change_to_a_bystander_reuses_the_reconcile_layer(containers: Containers, both: tuple[dict, dict],
+                                                            tmp_path: Path) -> None:
+    # agents' option changes its layer, and nothing the reconcile's commands (ldconfig, the
+    # dpkg triggers) read or wrote: the recipe's reconcile layer goes onto the new stack
+    # instead of running them again (docs/restack.md, "Reconcile reuse").
+    team = tmp_path / "team.toml"
+    team.write_text(f'extends = "{RESTACK}"\nname = "composer-restack-agents"\n'
+                    '[[layers]]\nmodule = "agents"\n[layers.options]\nextra_dir = "/opt/team"\n')
+    reused = containers.build(team, "--no-archive")
+    keys = {layer["module"]: layer["key"] for layer in reused["layers"]}
+    recipe_keys = {layer["module"]: layer["key"] for layer in both[0]["layers"]}
+    assert missed(reused) == ["agents", "finalize", "reconcile"]
+    assert reused["reconcile"] == {"reused": recipe_keys["reconcile"], "changed": ["agents"]}
+    a = tree(containers, reused["image"])
+    # The same build with the commands run: no memo, neither reconcile nor finalize layer.
+    shutil.rmtree(containers.cache_dir / "reconcile-reuse")
+    containers.buildah("rmi", "-f", reused["image"], *(f"localhost/composer-cache:{keys[m]}"
+                                                      for m in ("finalize", "reconcile")))
+    ran = containers.build(team, "--no-archive")
+    assert missed(ran) == ["finalize", "reconcile"] and ran["reconcile"]["reused"] is None
+    b = tree(containers, ran["image"])
+    # The same file system: type, mode, owner, content, xattrs of every path.
+    differ = sorted(p for p in set(a) | set(b) if a.get(p) != b.get(p))
+    assert [p for p in differ if not any(re.fullmatch(rx, p) for rx in ALLOWED)] == [], differ[:20]
+    assert len(a) > 5000 and sh(containers, reused["image"], "ldconfig -p | sed 1d | sort") == sh(
+        containers, ran["image"], "ldconfig -p | sed 1d | sort")
+
+
+def stand_in(root: Path, dest: str) -> Path:
+    """A module named agents (found before composer's own) that installs one file at dest."""
+    folder = root / "layers" / "agents"
+    (folder / "files").mkdir(parents=True)
+    (folder / "files" / "tool").write_text(f"stand-in at {dest}\n")
+    (folder / "module.toml").write_text(
+        f'name = "agents"\nversion = "1"\n[[files]]\nsrc = "files/tool"\ndest = "{dest}"\nmode = "0644"\n')
+    return root / "layers"
+
+
+def test_a_change_where_the_commands_read_runs_them_again(containers: Containers, both: tuple[dict, dict],
+                                                         tmp_path: Path) -> None:
+    # The attack on reuse: a member changed with a library where ldconfig looks, then one
+    # whose earlier version had it. Both must run the commands; a bystander after them reuses.
+    team = tmp_path / "team.toml"
+    team.write_text(f'extends = "{RESTACK}"\nname = "composer-restack-stand-in"\n')
+
+    def build(dest: str) -> dict[str, Any]:
+        layers = stand_in(tmp_path / dest.replace("/", "_"), dest)
+        out = tmp_path / "out" / dest.replace("/", "_")
+        containers.composer("--modules-dir", str(layers), "build", str(team), "--no-archive", "-o", str(out),
+                            "--report", str(out / "r.json"))
+        report: dict[str, Any] = json.loads((out / "r.json").read_text())
+        return report
+
+    first = build("/opt/stand-in/one")
+    assert "agents" in missed(first)
+    library = build("/usr/local/lib/libstandin.so.1")  # where ldconfig reads: tied
+    assert missed(library) == ["agents", "finalize", "reconcile"] and library["reconcile"]["reused"] is None
+    after = build("/opt/stand-in/two")  # its earlier version was tied: run again
+    assert missed(after) == ["agents", "finalize", "reconcile"] and after["reconcile"]["reused"] is None
+    last = build("/opt/stand-in/three")  # a bystander after a bystander: reused
+    reconcile_of = {layer["module"]: layer["key"] for layer in after["layers"]}["reconcile"]
+    assert last["reconcile"] == {"reused": reconcile_of, "changed": ["agents"]}
