@@ -763,9 +763,10 @@ def build_module(ctx: BuildContext, step: Step) -> None:
                 run(cmd.copy_in(storage, ctr, str(origin), action.dest, action.mode, action.owner))
             else:
                 run(cmd.run_in(storage, ctr, list(action.argv)))
-        if entry is not None:
-            check_locked(ctx, step, entry, ctr)
+        held = check_locked(ctx, step, entry, ctr) if entry is not None else None
         commit_layer(ctx, ctr, step.key)
+    if held is not None:  # what the layer's image holds, read for the check: the SBOM's too
+        inventory.remember(ctx.settings.cache_dir, step.key, held)
     save_key_document(ctx, step.key, step.key_document)
 
 
@@ -777,15 +778,16 @@ def write_pins(folder: Path, entry: lockfile.Entry) -> Path:
     return pins
 
 
-def check_locked(ctx: BuildContext, step: Step, entry: lockfile.Entry, ctr: str) -> None:
+def check_locked(ctx: BuildContext, step: Step, entry: lockfile.Entry, ctr: str) -> list[inventory.Component]:
     """The layer installs exactly what the lock records, or it is not committed (the
-    working container goes: nothing half-built is tagged)."""
+    working container goes: nothing half-built is tagged). Returns what the container holds."""
     storage = ctx.settings.storage
     parent = inventory.image_inventory(ctx.runner, storage, step.parent_key, ctx.settings.cache_dir)
     child = inventory.parse(ctx.runner.output(cmd.run_in(storage, ctr, ["/bin/sh", "-c", inventory.SCRIPT])))
     problem = lockfile.drift(step.module.name, entry, lockfile.added(parent, child))
     if problem:
         raise ComposerError(problem, hint=lockfile.update_hint(step.module.name))
+    return child
 
 
 def build_finalize(ctx: BuildContext) -> None:

@@ -151,10 +151,14 @@ def from_json(text: str) -> list[Component]:
     return [Component(Ecosystem(e), n, v, a, loc, tuple(d)) for e, n, v, a, loc, d in json.loads(text)]
 
 
+def stored_inventory(cache_dir: Path, key: str) -> Path:
+    return cache_dir / "inventory" / f"{key}.json"
+
+
 def image_inventory(runner: Runner, storage: cmd.Storage, key: str, cache_dir: Path) -> list[Component]:
     """What the cache image of key holds; read once per key (a stored layer never changes)
     and kept in the cache beside the key documents."""
-    stored = cache_dir / "inventory" / f"{key}.json"
+    stored = stored_inventory(cache_dir, key)
     if stored.is_file():
         return from_json(stored.read_text())
     name = f"composer-inventory-{key[:12]}-{secrets.token_hex(4)}"
@@ -170,6 +174,14 @@ def image_inventory(runner: Runner, storage: cmd.Storage, key: str, cache_dir: P
     finally:
         runner.run(cmd.buildah(storage, "rm", name))
     components = parse(text)
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    stored.write_text(to_json(components))
+    remember(cache_dir, key, components)
     return components
+
+
+def remember(cache_dir: Path, key: str, components: Iterable[Component]) -> None:
+    """Keep what the cache image of key holds (read by image_inventory)."""
+    stored = stored_inventory(cache_dir, key)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    partial = stored.with_name(f".{stored.name}.partial")
+    partial.write_text(to_json(components))
+    partial.replace(stored)

@@ -248,7 +248,7 @@ def test_the_lock_is_what_the_image_holds(containers: Containers, tmp_path: Path
     for table in [data["base"], *(data["modules"][m] for m in data["modules"])]:  # in build order
         expected.update(dict(line.split()[:2] for line in table.get("deb", [])))
     assert data["modules"]["jq"]["deb"], "jq's layer installs jq and its libraries"
-    report = containers.build(recipe)  # locked: the lock exists
+    report = containers.build(recipe, "--no-sbom")  # locked: the lock exists; no SBOM reads the layers
     listing = containers.podman("run", "--rm", report["image"], "dpkg-query", "-W", "-f",
                                 "${Package}:${Architecture} ${Version}\\n").stdout
     present = dict(line.split() for line in listing.splitlines())
@@ -256,6 +256,16 @@ def test_the_lock_is_what_the_image_holds(containers: Containers, tmp_path: Path
     differing = sorted(n for n in present if n in expected and expected[n] != present[n])
     absent = sorted(set(expected) - set(present))
     assert (missing, differing, absent) == ([], [], [])
+    # What the lock check read of each module layer built is kept for the SBOM: the same
+    # as an inventory of the committed image (the file removed, `composer sbom` reads it again).
+    built = [layer["key"] for layer in report["layers"] if layer["kind"] == "module" and layer["cache"] == "miss"]
+    assert built
+    kept = {key: containers.cache_dir / "inventory" / f"{key}.json" for key in built}
+    remembered = {key: json.loads(path.read_text()) for key, path in kept.items()}
+    for path in kept.values():
+        path.unlink()
+    containers.composer("sbom", str(recipe), "-o", str(tmp_path / "sbom.json"))
+    assert {key: json.loads(path.read_text()) for key, path in kept.items()} == remembered
 
 
 @pytest.fixture
