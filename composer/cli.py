@@ -595,7 +595,9 @@ def write_sboms(plan: Plan, runner: Runner, settings: Settings, output_dir: Path
                                          bom.created)
         (output_dir / f"{stem}.provenance.json").write_text(json.dumps(statement, indent=1) + "\n")
         marker.write_text(key + "\n")
-        report(f"{len(bom.entries)} components: {output_dir / stem}.{{spdx,cdx,provenance}}.json")
+        kept = "" if bom.inventory_of == bom.image_key else (
+            f" (the inventory of {bom.inventory_of[:12]}: the layers that differ change nothing it reads)")
+        report(f"{len(bom.entries)} components: {output_dir / stem}.{{spdx,cdx,provenance}}.json{kept}")
 
 
 def lock_mode(settings: Settings, plan: Plan, locked: bool | None, progress: Progress) -> Plan:

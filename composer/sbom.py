@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -11,8 +13,8 @@ from pathlib import Path
 
 from composer import commands as cmd
 from composer.emit.sbom import Bom, Entry, Origin
-from composer.errors import ComposerError
-from composer.inventory import Component, Ecosystem, image_inventory
+from composer.errors import CommandError, ComposerError
+from composer.inventory import Component, Ecosystem, image_inventory, remember, stored_inventory, unchanged_by
 from composer.model import BaseKind, LayerKind, Plan
 from composer.runner import Runner
 
@@ -31,7 +33,8 @@ def collect(plan: Plan, runner: Runner, storage: cmd.Storage, cache_dir: Path,
             inventories[key] = image_inventory(runner, storage, key, cache_dir)
         return inventories[key]
 
-    final = of(plan.finalize.key)
+    inventory_of, final = final_inventory(plan, runner, storage, cache_dir)
+    inventories[plan.finalize.key] = final
     origins: dict[tuple[str, str, str, str], list[Origin]] = {}
     for layer in plan.layers():
         if layer.kind is LayerKind.BASE:
@@ -49,7 +52,69 @@ def collect(plan: Plan, runner: Runner, storage: cmd.Storage, cache_dir: Path,
     base = plan.base.base
     suite = base.ref if base.kind is BaseKind.DEBOOTSTRAP else ""
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return Bom(plan.image_ref, plan.finalize.key, suite, entries, created)
+    return Bom(plan.image_ref, plan.finalize.key, suite, entries, created, inventory_of)
+
+
+LAST_FINAL = "last-final"  # per image name: the final layer's key whose inventory was read last
+
+
+def final_inventory(plan: Plan, runner: Runner, storage: cmd.Storage, cache_dir: Path) -> tuple[str, list[Component]]:
+    """The inventory of the final image: kept by key, else that of the last final image of
+    the same name when the two differ only in layers that cannot change it
+    (inventory.unchanged_by: a rebuilt module that installs nothing, the finalize layer),
+    else read in the image. A change to such a module is then not a walk of 22 GB.
+    Returns the key of the image it was read in, and the inventory."""
+    key = plan.finalize.key
+    source = key
+    memo = cache_dir / "inventory" / LAST_FINAL / f"{hashlib.sha256(plan.image_ref.encode()).hexdigest()[:32]}"
+    if not stored_inventory(cache_dir, key).is_file():
+        try:
+            previous = memo.read_text().strip()
+        except OSError:
+            previous = ""
+        if previous and previous != key and stored_inventory(cache_dir, previous).is_file():
+            components = image_inventory(runner, storage, previous, cache_dir)
+            if same_inventory(runner, storage, cache_dir, previous, key, components):
+                remember(cache_dir, key, components)
+                source = previous
+    components = image_inventory(runner, storage, key, cache_dir)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(key + "\n")
+    return source, components
+
+
+def same_inventory(runner: Runner, storage: cmd.Storage, cache_dir: Path, old: str, new: str,
+                   components: list[Component]) -> bool:
+    """Whether the cache images of old and new (same number of layers) differ only in layers
+    none of which can change an inventory, old's being components."""
+    from composer.restack.reconcile import ScanCache
+
+    argv = ["podman", *storage.flags(), "image", "inspect", "--format",
+            "{{json .RootFS.Layers}}|{{.GraphDriver.Name}}|{{.GraphDriver.Data.UpperDir}}|"
+            "{{.GraphDriver.Data.LowerDir}}", cmd.cache_ref(old), cmd.cache_ref(new)]
+    try:
+        lines = runner.output(argv).strip().splitlines()
+    except CommandError:
+        return False  # the old image is gone
+    images = []
+    for line in lines:
+        layers, driver, upper, lower = line.split("|", 3)
+        diff_ids = json.loads(layers)
+        folders = [*reversed([f for f in lower.split(":") if f and f != "<no value>"]), upper]
+        if driver != "overlay" or len(folders) != len(diff_ids):
+            return False
+        images.append(list(zip(diff_ids, map(Path, folders), strict=True)))
+    if len(images) != 2 or len(images[0]) != len(images[1]):
+        return False
+    scans = ScanCache(cache_dir, images[1][-1][1].parent.parent)
+    for (old_id, old_folder), (new_id, new_folder) in zip(*images, strict=True):
+        if old_id == new_id:
+            continue
+        for folder in (old_folder, new_folder):
+            entries = scans.scan(folder)
+            if unchanged_by(((p, e.kind, e.opaque) for p, e in entries.items()), components) is not None:
+                return False
+    return True
 
 
 def why(bom: Bom, package: str) -> list[str]:

@@ -36,6 +36,7 @@ class Bom:
     suite: str  # the Debian suite, for purls ("" when the base is no debootstrap)
     entries: tuple[Entry, ...]
     created: str  # ISO 8601 UTC, seconds
+    inventory_of: str = ""  # the final image's inventory is this key's (composer/sbom.py final_inventory)
 
 
 def purl(c: Component, suite: str = "") -> str:

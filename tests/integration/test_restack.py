@@ -250,25 +250,45 @@ def stand_in(root: Path, dest: str) -> Path:
 
 def test_a_change_where_the_commands_read_runs_them_again(containers: Containers, both: tuple[dict, dict],
                                                          tmp_path: Path) -> None:
-    # The attack on reuse: a member changed with a library where ldconfig looks, then one
-    # whose earlier version had it. Both must run the commands; a bystander after them reuses.
+    # The attack on reuse: a member changed with a file where ldconfig looks (a Python
+    # distribution's record in /usr/local/lib), then one whose earlier version had it. Both
+    # must run the commands; a bystander after them reuses.
     team = tmp_path / "team.toml"
     team.write_text(f'extends = "{RESTACK}"\nname = "composer-restack-stand-in"\n')
 
     def build(dest: str) -> dict[str, Any]:
         layers = stand_in(tmp_path / dest.replace("/", "_"), dest)
         out = tmp_path / "out" / dest.replace("/", "_")
-        containers.composer("--modules-dir", str(layers), "build", str(team), "--no-archive", "-o", str(out),
-                            "--report", str(out / "r.json"))
+        said = containers.composer("--modules-dir", str(layers), "build", str(team), "--no-archive", "-o",
+                                   str(out), "--report", str(out / "r.json")).stderr
         report: dict[str, Any] = json.loads((out / "r.json").read_text())
+        report["said"], report["modules"] = said, layers
         return report
 
     first = build("/opt/stand-in/one")
     assert "agents" in missed(first)
-    library = build("/usr/local/lib/libstandin.so.1")  # where ldconfig reads: tied
+    library = build("/usr/local/lib/python3.13/dist-packages/standin-1.0.dist-info/METADATA")  # tied
     assert missed(library) == ["agents", "finalize", "reconcile"] and library["reconcile"]["reused"] is None
     after = build("/opt/stand-in/two")  # its earlier version was tied: run again
     assert missed(after) == ["agents", "finalize", "reconcile"] and after["reconcile"]["reused"] is None
     last = build("/opt/stand-in/three")  # a bystander after a bystander: reused
+    keys = {layer["module"]: layer["key"] for layer in last["layers"]}
     reconcile_of = {layer["module"]: layer["key"] for layer in after["layers"]}["reconcile"]
     assert last["reconcile"] == {"reused": reconcile_of, "changed": ["agents"]}
+    # The SBOM, attacked the same way: the distribution must be in the first's and gone from
+    # the second's, so neither may take the inventory of the image before; the last build's
+    # final image differs from the one before only in agents' layer and finalize's, which
+    # change nothing the inventory reads: it is that inventory (docs/sbom.md), the same as a
+    # walk of the image.
+    assert "the inventory of" not in library["said"] + after["said"]
+    spdx = {name: (tmp_path / "out" / name / "composer-restack-stand-in-test.spdx.json").read_text()
+            for name in ("_usr_local_lib_python3.13_dist-packages_standin-1.0.dist-info_METADATA",
+                         "_opt_stand-in_two")}
+    assert ['"standin"' in text for text in spdx.values()] == [True, False]
+    finalize_of = {layer["module"]: layer["key"] for layer in after["layers"]}["finalize"]
+    assert f"the inventory of {finalize_of[:12]}" in last["said"]
+    kept = containers.cache_dir / "inventory" / f"{keys['finalize']}.json"
+    derived = json.loads(kept.read_text())
+    kept.unlink()
+    containers.composer("--modules-dir", str(last["modules"]), "sbom", str(team), "-o", str(tmp_path / "sbom.json"))
+    assert json.loads(kept.read_text()) == derived and len(derived) > 300

@@ -12,7 +12,7 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from referencing import Registry, Resource
 
 from composer.emit.sbom import Bom, Entry, Origin, cyclonedx, purl, spdx
-from composer.inventory import SECTION, Component, Ecosystem, from_json, parse, to_json
+from composer.inventory import SECTION, Component, Ecosystem, from_json, parse, to_json, unchanged_by
 from composer.sbom import why
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "sbom-schemas"
@@ -170,3 +170,32 @@ def test_an_image_without_a_shell_has_nothing_to_list(tmp_path: Path) -> None:
     with pytest.raises(CommandError):  # any other failure is an error
         image_inventory(ShellLessRunner("permission denied\n"), cmd.Storage(), "b" * 64,  # type: ignore[arg-type]
                         tmp_path)
+
+
+LISTED = [Component(Ecosystem.PYPI, "numpy", "2.2.0", location="/opt/venv/lib/python3.11/site-packages"),
+          Component(Ecosystem.NPM, "left-pad", "1.3.0", location="/usr/lib/node_modules/left-pad"),
+          Component(Ecosystem.DEB, "jq", "1.7.1", arch="amd64")]
+
+
+def test_a_layer_that_installs_nothing_leaves_the_inventory_as_it_was() -> None:
+    entries = [("/usr", "dir", False), ("/usr/local/bin/composer-agents", "file", False),
+               ("/etc/composer/hooks/60-agents.sh", "file", False), ("/opt", "dir", False),
+               ("/opt/venv", "dir", False),  # a folder merges with the one below: what it held stays
+               ("/home/devuser/agents/README.md", "file", False), ("/usr/local/bin/tool", "symlink", False)]
+    assert unchanged_by(entries, LISTED) is None
+
+
+@pytest.mark.parametrize(("path", "kind", "opaque"), [
+    ("/var/lib/dpkg/status", "file", False),  # dpkg's database
+    ("/etc/dpkg/dpkg.cfg.d/excludes", "file", False),  # its configuration
+    ("/usr/lib/node_modules/other/package.json", "file", False),  # a global npm package
+    ("/home/u/.local/lib/python3.11/site-packages/foo-1.0.dist-info", "dir", False),  # a distribution
+    ("/root/.cargo/.crates.toml", "file", False),  # cargo's record
+    ("/usr/local/bin/node", "file", False),  # a program the inventory runs
+    ("/opt/venv", "symlink", False),  # a link in place of the folder a component lies in
+    ("/usr/lib", "file", False),  # a file in place of a read folder's parent
+    ("/tmp/gone", "whiteout", False),  # a deletion
+    ("/srv", "dir", True),  # an opaque folder
+])
+def test_a_layer_that_may_change_the_inventory_is_found(path: str, kind: str, opaque: bool) -> None:
+    assert unchanged_by([("/usr/local/bin/tool", "file", False), (path, kind, opaque)], LISTED) == path
