@@ -173,7 +173,7 @@ def main() -> None:
                     if case == "edit":
                         module, option = args.edit.split(".", 1)
                         built = edited(trees[name], built, work / f"edit-{name}-{i}", module, option,
-                                       f"/opt/bench-{name}-{i}")
+                                       f"/opt/{work.name.replace('_', '-')}-{name}-{i}")  # new in every bench
                     k = keys(trees[name], built)
                     remove(k["finalize"], k["reconcile"])
                     if case == "last":
