@@ -459,6 +459,7 @@ def reusable_reconcile(ctx: BuildContext, memo: rec.ReuseMemo, digest: str, anal
         return None
     return found
 
+
 def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: Callable[[], None]) -> None:
     started = time.monotonic()
     if layer.key in ctx.existing:

@@ -16,6 +16,7 @@ from composer.emit.sbom import Bom, Entry, Origin
 from composer.errors import CommandError, ComposerError
 from composer.inventory import Component, Ecosystem, image_inventory, remember, stored_inventory, unchanged_by
 from composer.model import BaseKind, LayerKind, Plan
+from composer.restack.reconcile import ScanCache
 from composer.runner import Runner
 
 
@@ -87,8 +88,6 @@ def same_inventory(runner: Runner, storage: cmd.Storage, cache_dir: Path, old: s
                    components: list[Component]) -> bool:
     """Whether the cache images of old and new (same number of layers) differ only in layers
     none of which can change an inventory, old's being components."""
-    from composer.restack.reconcile import ScanCache
-
     argv = ["podman", *storage.flags(), "image", "inspect", "--format",
             "{{json .RootFS.Layers}}|{{.GraphDriver.Name}}|{{.GraphDriver.Data.UpperDir}}|"
             "{{.GraphDriver.Data.LowerDir}}", cmd.cache_ref(old), cmd.cache_ref(new)]

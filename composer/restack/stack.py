@@ -192,7 +192,6 @@ def stack_documents(parent: ImageDocs, modules: Sequence[ImageDocs]) -> Stacked:
     return _documents(parent.manifest, layers, config, overridden)
 
 
-
 def transplant_documents(parent: ImageDocs, donor: ImageDocs, labels: Mapping[str, str]) -> Stacked:
     """parent's layers and runtime config (labels set), then donor's top layer with its
     history entry: a layer made on another parent whose changes the caller knows to hold
@@ -222,6 +221,7 @@ def transplant_image(runner: Runner, storage: commands.Storage, parent_ref: str,
                                    inspect_docs(runner, storage, donor_ref), labels)
     materialise(runner, storage, stacked, target_ref)
     return stacked.image_id
+
 
 def without_container(image: ImageDocs) -> Stacked | None:
     """image's documents without the fields that name the container which committed it and
