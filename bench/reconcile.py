@@ -15,6 +15,9 @@ that alternates from run to run:
     recipe's with that module's inputs as the tree's code computes them: the module is
     built anew under a new key (so is the stack), as when a team edits its last module;
     the reconcile layer of the tree's previous build is there to be reused;
+  - change:  like last, for the module --module of the recipe --changed (default: a TeX
+    collection added to latex, one of the big modules at the bottom of the stack: every
+    layer above it is re-applied); the recipe and its lock must exist and be built once;
   - swap:    a team recipe (--team, default recipes/teams/ml.toml: vnc-desktop swapped for
     novnc) whose own stack, reconcile, finalize and image tag are removed, then the same
     build of the team recipe: its stack shares the recipe's up to the first swapped module, every layer
@@ -25,7 +28,7 @@ old tree has a cache folder of its own (the package downloads copied in), so tha
 tree's reconcile scans and digests are swept by the other's.
 Seconds are the build's own per-layer figures (--report), and the wall time of the command.
 
-    python3 bench/reconcile.py --old REV [--recipe recipes/turboflow.toml] [--cases no-move,last,edit,swap]
+    python3 bench/reconcile.py --old REV [--recipe recipes/turboflow.toml] [--cases no-move,last,edit,swap,change]
         [--team recipes/teams/ml.toml] [--runs 3] [--json FILE]      (as root; the recipe built; git)
 
 --own-recipes: each tree builds its own copy of the recipes (a stack order set in one tree's
@@ -58,6 +61,7 @@ plan = plan_file(Path(sys.argv[1]))
 members = [s for s in plan.steps if s.restacked]
 print(json.dumps({"reconcile": plan.reconcile.key, "stack": plan.reconcile.stack_key, "finalize": plan.finalize.key,
                   "last": members[-1].key, "last_name": members[-1].module.name, "image": plan.image_ref,
+                  "members": {s.module.name: s.key for s in members},
                   "restacked": [s.key for s in members], "layers": [x.key for x in plan.layers()]}))
 """
 INPUTS = """
@@ -134,6 +138,8 @@ def main() -> None:
     parser.add_argument("--cases", default="no-move,last,swap")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--changed", type=Path, help="The change case's recipe (with its lock).")
+    parser.add_argument("--module", default="latex", help="The change case's module.")
     parser.add_argument("--edit", default="agents.extra_dir",
                         help="MODULE.OPTION the edit case sets (a string option of the last restacked module).")
     parser.add_argument("--own-recipes", action="store_true",
@@ -143,6 +149,8 @@ def main() -> None:
     recipe = (ROOT / args.recipe).resolve() if not args.recipe.is_absolute() else args.recipe
     team = (ROOT / args.team).resolve() if not args.team.is_absolute() else args.team
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if "change" in cases and args.changed is None:
+        parser.error("the change case needs --changed RECIPE")
     work = Path(tempfile.mkdtemp(prefix="composer-bench-reconcile-"))
     old_tree = work / "old"
     subprocess.run(["git", "worktree", "add", "--detach", str(old_tree), args.old], cwd=ROOT, check=True,
@@ -165,11 +173,15 @@ def main() -> None:
             build(tree, own(name, recipe, args.recipe), work / "report.json", options=options[name])
             if "swap" in cases:
                 build(tree, own(name, team, args.team), work / "report.json", options=options[name])
+            if "change" in cases:
+                build(tree, args.changed.resolve(), work / "report.json", options=options[name])
         for i in range(args.runs):
             order = alternated(list(trees), i)
             for case in cases:
                 for name in order:
                     built = own(name, team, args.team) if case == "swap" else own(name, recipe, args.recipe)
+                    if case == "change":
+                        built = args.changed.resolve()
                     if case == "edit":
                         module, option = args.edit.split(".", 1)
                         built = edited(trees[name], built, work / f"edit-{name}-{i}", module, option,
@@ -178,6 +190,8 @@ def main() -> None:
                     remove(k["finalize"], k["reconcile"])
                     if case == "last":
                         remove(k["last"], k["stack"])
+                    if case == "change":
+                        remove(k["members"][args.module], k["stack"])
                     if case == "swap":
                         # The team's image tag too (both trees tag it; -f everywhere): an image
                         # left holds the stack's layers, which the stack would find again
@@ -200,7 +214,7 @@ def main() -> None:
     result: dict[str, Any] = {"recipe": str(args.recipe), "team": str(args.team), "runs": args.runs,
                               "commit": commit, "old": args.old, "cores": os.cpu_count(), "medians": {}, "raw": runs}
     for case in cases:
-        for what in ("wall", "reconcile"):
+        for what in ("wall", "reconcile", *([args.module] if case == "change" else [])):
             new, old = median(case, "new", what), median(case, "old", what)
             result["medians"][f"{case} {what}"] = {"new": new, "old": old, "new/old": new / old if old else None}
     print(json.dumps(result["medians"], indent=2))
