@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from composer import commands as cmd
+from composer.emit.oci import write_atomic
 from composer.errors import CommandError
 
 if TYPE_CHECKING:
@@ -208,6 +209,4 @@ def remember(cache_dir: Path, key: str, components: Iterable[Component]) -> None
     """Keep what the cache image of key holds (read by image_inventory)."""
     stored = stored_inventory(cache_dir, key)
     stored.parent.mkdir(parents=True, exist_ok=True)
-    partial = stored.with_name(f".{stored.name}.partial")
-    partial.write_text(to_json(components))
-    partial.replace(stored)
+    write_atomic(stored, to_json(components).encode())

@@ -348,7 +348,8 @@ def is_current(image: Image | None, layout: Path, source_id: str, layer_type: st
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
+    """path holds data whole or not at all; two processes writing it never mix their bytes."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_bytes(data)
     partial.replace(path)
 

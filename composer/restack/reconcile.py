@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from composer import commands as cmd
+from composer.emit.oci import write_atomic
 from composer.errors import ComposerError
 from composer.model import Family
 from composer.runner import Runner
@@ -671,9 +672,7 @@ class ScanCache:
 
     def _write(self, file: Path, document: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        partial = file.with_name(f".{file.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(document))
-        partial.replace(file)
+        write_atomic(file, json.dumps(document).encode())
 
     def digest(self, root: Path, path: str) -> str:
         """The content digest of a file of a layer, computed once per stored layer: the
@@ -1132,9 +1131,7 @@ class ReuseMemo:
         self.file.parent.mkdir(parents=True, exist_ok=True)
         document = {"format": REUSE_FORMAT, "parent": self.parent_key, "reconciler": reconciler,
                     "analysis": digest, "key": key, "members": [list(m) for m in members]}
-        partial = self.file.with_name(f".{self.file.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(document, indent=1) + "\n")
-        partial.replace(self.file)
+        write_atomic(self.file, (json.dumps(document, indent=1) + "\n").encode())
 
 # --- Arch: pacman's local database ------------------------------------------------------------
 
