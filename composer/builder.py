@@ -414,9 +414,9 @@ def build_reconcile(ctx: BuildContext) -> None:
         ctx.existing.add(r.stack_key)
     memo = rec.ReuseMemo(ctx.settings.cache_dir, r.parent_key, [s.module.name for s in members])
     digest = rec.analysis_digest(analysis)
-    reused = reusable_reconcile(ctx, memo, digest, analysis, scans)
+    reused = reusable_reconcile(ctx, memo, digest, analysis, scans, [s.key for s in members])
     if reused is not None:
-        old_key, changed = reused
+        old_key, changed, made = reused
         transplant_image(ctx.runner, storage, cmd.cache_ref(r.stack_key), cmd.cache_ref(old_key),
                          cmd.cache_ref(r.key), {KEY_LABEL: r.key})
         names = [members[i].module.name for i in changed]
@@ -433,8 +433,10 @@ def build_reconcile(ctx: BuildContext) -> None:
             commit_layer(ctx, ctr, r.key)
         ctx.reconcile = {"reused": None, "commands": len(analysis.commands)}
     if analysis.reads is not None:
-        # What the next reconcile on this parent may reuse: each member, a bystander of this layer or not.
-        made = scans.scan(layer_folders(ctx.runner, storage, [cmd.cache_ref(r.key)])[0])
+        # What the next reconcile on this parent may reuse: each member, a bystander of this
+        # layer or not (a reused layer's entries are the old one's, read already).
+        if reused is None:
+            made = scans.scan(layer_folders(ctx.runner, storage, [cmd.cache_ref(r.key)])[0])
         memo.save(reconciler_digest(), digest, r.key,
                   [(s.module.name, s.key, rec.tie(layer, analysis.reads, made) is None)
                    for s, layer in zip(members, analysis.layers, strict=True)])
@@ -442,22 +444,22 @@ def build_reconcile(ctx: BuildContext) -> None:
 
 
 def reusable_reconcile(ctx: BuildContext, memo: rec.ReuseMemo, digest: str, analysis: rec.Analysis,
-                       scans: rec.ScanCache) -> tuple[str, list[int]] | None:
+                       scans: rec.ScanCache, keys: list[str]) -> tuple[str, list[int], dict[str, rec.Entry]] | None:
     """A reconcile layer made before on this parent for these members that this one may
     reuse (docs/restack.md, "Reconcile reuse"): made of the same analysis (files written,
     commands, deletions), and every member changed since a bystander of it, before and now:
-    nothing where its commands read, nothing it changed. Its key and the indices of the
-    members changed; None when there is none."""
+    nothing where its commands read, nothing it changed. Its key, the indices of the members
+    changed (keys: the members' now) and its entries; None when there is none."""
     if analysis.reads is None:
         return None
-    found = memo.candidate(reconciler_digest(), digest, [s.key for s in ctx.plan.steps if s.restacked])
+    found = memo.candidate(reconciler_digest(), digest, keys)
     if found is None or found[0] not in ctx.existing:
         return None
     old_key, changed = found
     previous = scans.scan(layer_folders(ctx.runner, ctx.settings.storage, [cmd.cache_ref(old_key)])[0])
     if any(rec.tie(analysis.layers[i], analysis.reads, previous) is not None for i in changed):
         return None
-    return found
+    return old_key, changed, previous
 
 
 def _layer(ctx: BuildContext, layer: Layer, report: Callable[..., None], make: Callable[[], None]) -> None:
