@@ -182,6 +182,13 @@ def stack_documents(parent: ImageDocs, modules: Sequence[ImageDocs]) -> Stacked:
         # The module's own entries (one per commit step, empty ones included) name it.
         history += [dict(h) for h in module.history[len(parent.history):]]
     runtime, overridden = merge_config(parent, modules)
+    return _documents(parent.manifest, layers, _config(parent, runtime, diff_ids, history), overridden)
+
+
+def _config(parent: ImageDocs, runtime: dict[str, Any], diff_ids: list[str],
+            history: list[dict[str, Any]]) -> dict[str, Any]:
+    """parent's image config with this runtime config, layers and history (and neither the
+    container nor the image it was committed from)."""
     config = {k: copy.deepcopy(v) for k, v in parent.config.items() if k not in DROPPED_TOP_FIELDS}
     config["created"] = EPOCH
     config["config"] = runtime
@@ -189,7 +196,7 @@ def stack_documents(parent: ImageDocs, modules: Sequence[ImageDocs]) -> Stacked:
         config["container_config"] = copy.deepcopy(runtime)
     config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
     config["history"] = history
-    return _documents(parent.manifest, layers, config, overridden)
+    return config
 
 
 def transplant_documents(parent: ImageDocs, donor: ImageDocs, labels: Mapping[str, str]) -> Stacked:
@@ -204,13 +211,8 @@ def transplant_documents(parent: ImageDocs, donor: ImageDocs, labels: Mapping[st
         raise ComposerError(f"{donor.ref}: its top layer and history entry do not match")
     runtime = copy.deepcopy(dict(parent.config.get("config") or {}))
     runtime["Labels"] = {**(runtime.get("Labels") or {}), **labels}
-    config = {k: copy.deepcopy(v) for k, v in parent.config.items() if k not in DROPPED_TOP_FIELDS}
-    config["created"] = EPOCH
-    config["config"] = runtime
-    if "container_config" in config:
-        config["container_config"] = copy.deepcopy(runtime)
-    config["rootfs"] = {"type": "layers", "diff_ids": [*parent.diff_ids, donor.diff_ids[-1]]}
-    config["history"] = [*(dict(h) for h in parent.history), {**donor.history[-1], "comment": f"FROM {parent.ref}"}]
+    history = [*(dict(h) for h in parent.history), {**donor.history[-1], "comment": f"FROM {parent.ref}"}]
+    config = _config(parent, runtime, [*parent.diff_ids, donor.diff_ids[-1]], history)
     return _documents(parent.manifest, [*parent.layers, donor.layers[-1]], config)
 
 
