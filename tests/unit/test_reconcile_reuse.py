@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -101,16 +102,16 @@ def test_the_digest_of_an_analysis_follows_content_mode_owner_and_commands(tmp_p
     base = analysis_digest(analysis)
     write = FileWrite("/etc/x", b"x", 0o644, 0, 0)
     variants = [
-        analysis.__class__(**{**analysis.__dict__, "writes": (write,)}),
-        analysis.__class__(**{**analysis.__dict__, "writes": (FileWrite("/etc/x", b"y", 0o644, 0, 0),)}),
-        analysis.__class__(**{**analysis.__dict__, "writes": (FileWrite("/etc/x", b"x", 0o600, 0, 0),)}),
-        analysis.__class__(**{**analysis.__dict__, "writes": (FileWrite("/etc/x", b"x", 0o644, 1000, 0),)}),
-        analysis.__class__(**{**analysis.__dict__, "commands": analysis.commands[1:]}),
-        analysis.__class__(**{**analysis.__dict__, "deletes": ("/var/log/apt",)}),
+        replace(analysis, writes=(write,)),
+        replace(analysis, writes=(FileWrite("/etc/x", b"y", 0o644, 0, 0),)),
+        replace(analysis, writes=(FileWrite("/etc/x", b"x", 0o600, 0, 0),)),
+        replace(analysis, writes=(FileWrite("/etc/x", b"x", 0o644, 1000, 0),)),
+        replace(analysis, commands=analysis.commands[1:]),
+        replace(analysis, deletes=("/var/log/apt",)),
     ]
     digests = [analysis_digest(v) for v in variants]
     assert len({base, *digests}) == 1 + len(variants)
-    assert analysis_digest(analysis.__class__(**analysis.__dict__)) == base
+    assert analysis_digest(replace(analysis)) == base
 
 
 MEMBERS = [("ssh", "k-ssh", False), ("tmux", "k-tmux", True), ("agents", "k-agents", True)]
