@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from composer import commands as cmd
-from composer.emit.oci import write_atomic
 from composer.errors import CommandError
 
 if TYPE_CHECKING:
@@ -207,6 +206,8 @@ def image_inventory(runner: Runner, storage: cmd.Storage, key: str, cache_dir: P
 
 def remember(cache_dir: Path, key: str, components: Iterable[Component]) -> None:
     """Keep what the cache image of key holds (read by image_inventory)."""
+    from composer.emit.oci import write_atomic  # an effect: not loaded with this pure module
+
     stored = stored_inventory(cache_dir, key)
     stored.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(stored, to_json(components).encode())
