@@ -10,6 +10,7 @@ import shlex
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from composer.errors import CommandError, ToolMissing, redact
 
@@ -110,15 +111,7 @@ class Runner:
                 _bg_exc=False,
                 _out=collect if echo else None,  # None: sh's own buffer
             )
-            try:
-                process.wait()
-            except KeyboardInterrupt:
-                # Interrupted (Ctrl-C, or SIGTERM: see cli.main): end the child first, so
-                # the clean-up that follows does not race a buildah still at work.
-                with contextlib.suppress(Exception):
-                    process.terminate()
-                    process.wait(timeout=30)
-                raise
+            _wait(process)
         except sh.ErrorReturnCode as e:
             raise CommandError(argv, e.exit_code, _tail(tail, e.stdout, echo)) from None
         except sh.SignalException as e:
@@ -133,11 +126,26 @@ class Runner:
         argv = [str(a) for a in argv]
         program, full_env = self._prepare(argv, env)
         try:
-            result = sh.Command(program)(*argv[1:], _env=full_env, _tty_out=False, _in=None)
+            process = sh.Command(program)(*argv[1:], _env=full_env, _tty_out=False, _in=None, _bg=True,
+                                          _bg_exc=False)
+            _wait(process)
         except sh.ErrorReturnCode as e:
             stderr = e.stderr.decode(errors="replace") if e.stderr else ""
             raise CommandError(argv, e.exit_code, stderr) from None
-        return str(result)
+        return str(process)
+
+
+def _wait(process: Any) -> None:
+    """Wait for a started command. Interrupted (Ctrl-C, or SIGTERM: see cli.main), end the
+    child first, so that the clean-up that follows does not race a buildah still at work
+    (a `buildah from` or `run` finishing after the clean-up's `buildah rm` leaves its container)."""
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            process.terminate()
+            process.wait(timeout=30)
+        raise
 
 
 def _tail(streamed: collections.deque[str], buffered: bytes | None, echo: bool) -> str:

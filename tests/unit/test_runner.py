@@ -1,7 +1,11 @@
-"""The runner runs a command again only when it failed before it started."""
+"""The runner runs a command again only when it failed before it started, and ends the
+command it waits for when composer is interrupted."""
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +54,33 @@ def test_any_other_failure_runs_once(tmp_path: Path) -> None:
     with pytest.raises(CommandError):
         Runner(echo=lambda line: None).run([str(program)])
     assert count.read_text().strip() == "1"
+
+
+def slow(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A program that says it started, then writes a file two seconds later (what a buildah
+    left running would do after composer's clean-up: make a container)."""
+    started, late = tmp_path / "started", tmp_path / "late"
+    program = tmp_path / "slow"
+    program.write_text(f"#!/bin/sh\ntouch {started}\nsleep 2\ntouch {late}\necho done\n")
+    program.chmod(0o755)
+    return program, started, late
+
+
+@pytest.mark.parametrize("call", ["run", "output"])
+def test_an_interrupted_wait_ends_the_command(tmp_path: Path, call: str) -> None:
+    # Ctrl-C, or SIGTERM (cli.main turns it into KeyboardInterrupt), while composer waits for a
+    # command: the command must be over when the interrupt reaches the clean-up.
+    program, started, late = slow(tmp_path)
+
+    main = threading.get_ident()
+
+    def interrupt_once_started() -> None:
+        while not started.exists():
+            time.sleep(0.01)
+        signal.pthread_kill(main, signal.SIGINT)  # a real signal, at the thread that waits
+
+    threading.Thread(target=interrupt_once_started, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        getattr(Runner(echo=lambda line: None), call)([str(program)])
+    time.sleep(2.5)  # past the moment the program would have written its file
+    assert started.exists() and not late.exists()
