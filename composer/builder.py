@@ -27,7 +27,7 @@ from composer.emit.oci import Compression
 from composer.errors import CommandError, ComposerError
 from composer.finalize import write_finalize_files
 from composer.keys import canonical_json
-from composer.model import BaseKind, Layer, LayerKind, Plan, Step
+from composer.model import BaseKind, Family, Layer, LayerKind, Plan, Step
 from composer.planner import reconciler_digest, replan
 from composer.progress import Progress
 from composer.restack import reconcile as rec
@@ -738,6 +738,18 @@ def refresh_lists(ctx: BuildContext) -> None:
         ctx.lists_fetched = True
 
 
+def needs_fresh_lists(ctx: BuildContext, entry: lockfile.Entry | None) -> bool:
+    """Whether a module step waits for this build's refresh of the package lists (~1 s).
+    Not when its lock entry records no deb: the lock check then refuses a layer that
+    installs or upgrades any deb, so the step can at most ask apt about what is installed
+    already, which the lists an earlier build fetched answer as well. Always when the host
+    has no lists yet, and when the step is unlocked or installs debs."""
+    if entry is None or entry.versions("deb") or ctx.plan.recipe.base.family is not Family.DEBIAN:
+        return True
+    lists = package_cache(ctx, cmd.PACKAGE_LISTS[Family.DEBIAN])
+    return not any(lists.glob("*_Packages*"))
+
+
 def build_module(ctx: BuildContext, step: Step) -> None:
     spec = module_step(ctx.plan, step, ctx.settings.host_ca is not None)
     storage = ctx.settings.storage
@@ -753,7 +765,7 @@ def build_module(ctx: BuildContext, step: Step) -> None:
         if entry is not None:  # composer.lock: every install of the step takes the locked versions
             mounts.append((str(write_pins(Path(tmp), entry)), lockfile.PIN_MOUNT, "ro"))
             env = {**env, **lockfile.pin_env()}
-        if any(isinstance(action, Run) for action in spec.actions):
+        if any(isinstance(action, Run) for action in spec.actions) and needs_fresh_lists(ctx, entry):
             refresh_lists(ctx)
         run(cmd.from_image(storage, cmd.cache_ref(step.parent_key), ctr))
         # One call: the history line and the module's env, which later steps see.

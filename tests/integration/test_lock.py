@@ -240,6 +240,50 @@ def test_lock_pins_refuses_drift_and_updates_one_module(containers: Containers, 
     assert installed(containers, image, PKG) == "2.0"
 
 
+# Installs jq from the build's lists only once composer-testpkg is on the test's mirror:
+# what the lock recorded (nothing) is not what the module does today.
+SOMETIMES = """#!/bin/sh
+set -eu
+work=$(mktemp -d)
+mkdir -p "$work/lists/partial"
+echo "deb [trusted=yes] http://127.0.0.1:${COMPOSER_OPT_PORT}/ ./" > "$work/sources.list"
+set -- -o "Dir::State::Lists=$work/lists" -o "Dir::Etc::SourceList=$work/sources.list" \\
+    -o Dir::Etc::SourceParts=- -o APT::Sandbox::User=root
+apt-get "$@" update -q
+if apt-cache "$@" show composer-testpkg > /dev/null 2>&1; then composer-install jq; fi
+rm -rf "$work"
+"""
+
+
+@pytest.mark.needs("dpkg-deb", "dpkg-scanpackages")
+def test_a_step_locked_to_no_deb_skips_the_lists_and_still_cannot_install_one(
+        containers: Containers, mirror: Mirror, tmp_path: Path) -> None:
+    # A module whose lock entry records no deb does not wait for the build's refresh of the
+    # package lists (the lists an earlier build fetched serve it): the attack is a module
+    # that installs a deb anyway, from those lists. The lock check must still refuse it.
+    recipe = drift_recipe(tmp_path / "recipe", mirror.port)
+    (recipe.parent / "layers" / "testmod" / "scripts" / "install.sh").write_text(SOMETIMES)
+    out = ("--no-archive", "-o", str(tmp_path / "out"))
+    mirror.index()  # an empty repository: testmod installs nothing when locked
+    containers.composer("lock", str(recipe))
+    assert locked(recipe, "testmod") == {}
+    built = containers.composer("--verbose", "build", *out, str(recipe))
+    fetches = [line for line in built.stderr.splitlines() if line.startswith("+ ") and "apt-get update -q" in line
+               and "Dir::State::Lists" not in line]
+    assert fetches == [], "testmod waited for the package lists"
+    assert "jq" not in containers.podman("run", "--rm", "localhost/composer-lock-test:test", "dpkg-query", "-W",
+                                         "-f", "${Package}\\n", check=False).stdout.split()
+
+    mirror.publish("1.0")  # now testmod installs jq: what its lock entry does not record
+    forget(containers, keys(containers, recipe), "finalize", "testmod")
+    failed = containers.composer("build", *out, str(recipe), check=False)
+    assert failed.returncode != 0
+    assert "module testmod: deb package jq:amd64" in failed.stderr and "is not in the lock" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert keys(containers, recipe)["testmod"]["status"] == "missing"
+    assert "composer-work-" not in containers.buildah("containers", "--format", "{{.ContainerName}}").stdout
+
+
 def test_the_lock_is_what_the_image_holds(containers: Containers, tmp_path: Path) -> None:
     recipe = copy_tree(RECIPES, tmp_path / "recipes", ("kube-pod",)) / "core-test.toml"
     containers.composer("lock", str(recipe))

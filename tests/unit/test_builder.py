@@ -21,8 +21,9 @@ from composer import commands as cmd
 from composer import toolkit
 from composer.builder import BuildContext, BuildSettings, EarlyExport, build
 from composer.errors import CommandError, ComposerError
+from composer.lockfile import Entry, Lock, Package
 from composer.model import Plan
-from composer.planner import plan_file
+from composer.planner import plan_file, relock
 from composer.progress import Progress
 from composer.runner import Runner
 
@@ -520,3 +521,45 @@ def test_an_early_export_that_fails_is_said_and_is_not_the_builds_failure(
     assert said == [f"early export of {first.label}: export x: buildah push failed; the export compresses it",
                     f"early export of {second.label}: RuntimeError: a bug; the export compresses it"]
     assert early.as_dict()["layers_written"] == 0 and len(early.as_dict()["failures"]) == 2
+
+
+def locked(plan: Plan, tool_debs: Sequence[str]) -> Plan:
+    """plan with a lock: tool's entry records tool_debs (name version), note's nothing."""
+    debs = tuple(Package("deb", f"{name}:amd64", version) for name, version in (d.split() for d in tool_debs))
+    entries = {"tool": Entry("tool", "in", debs), "note": Entry("note", "in")}
+    return relock(plan, Lock(plan.recipe.path.with_suffix(".lock"), modules=entries))
+
+
+def fetched_lists(tmp_path: Path, plan: Plan) -> Path:
+    """The host's package lists as an earlier build on plan's base left them."""
+    lists = tmp_path / "cache" / "packages" / plan.base.key[:16] / "var_lib_apt_lists"
+    lists.mkdir(parents=True)
+    (lists / "deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages").write_text("Package: jq\n")
+    return lists
+
+
+def test_a_step_locked_to_install_no_deb_does_not_wait_for_the_lists(plan: Plan, tmp_path: Path) -> None:
+    # Its lock entry records no deb: the lock check refuses any deb it installs, so the lists
+    # an earlier build fetched do; the build fetches none, and tool's script still runs.
+    plan = locked(plan, [])
+    fetched_lists(tmp_path, plan)
+    runner = RecordingRunner(cached=[plan.base.key])
+    build(plan, settings(tmp_path), runner, quiet())
+    assert any(a[1] == "run" and "/run/composer/module/scripts/setup.sh" in a for a in runner.calls)
+    assert lists_step(runner) == set()
+    assert [a for a in runner.calls if a[-3:] == ["apt-get", "update", "-q"]] == []
+
+
+@pytest.mark.parametrize("case", ["installs debs", "no lists yet", "unlocked"])
+def test_the_lists_are_fetched_when_a_step_may_need_them(plan: Plan, tmp_path: Path, case: str) -> None:
+    if case != "unlocked":
+        plan = locked(plan, ["jq 1.7", "figlet 2.2"] if case == "installs debs" else [])
+    if case != "no lists yet":
+        fetched_lists(tmp_path, plan)
+    runner = RecordingRunner(cached=[plan.base.key])
+    if case == "installs debs":  # this runner installs nothing: the lock check then refuses tool
+        with pytest.raises(ComposerError, match="locked 2.2, the build did not install it"):
+            build(plan, settings(tmp_path), runner, quiet())
+    else:
+        build(plan, settings(tmp_path), runner, quiet())
+    assert len(lists_step(runner)) == 1
