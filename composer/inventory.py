@@ -86,21 +86,25 @@ true
 # Python distributions, cargo's records and the programs it runs.
 READ_FOLDERS = ("/var/lib/dpkg", "/etc/dpkg", "/usr/lib/node_modules", "/usr/local/lib/node_modules")
 READ_NAMES = frozenset({".crates.toml", "node", "nodejs", "find", "sed", "dpkg-query", "sh", "dash", "bash"})
+# Where SCRIPT reads nothing, and nothing it reads lies below: a deletion or an opaque folder
+# there (a step's clean-up of caches and logs) cannot change what it lists.
+UNREAD_FOLDERS = ("/tmp/", "/var/tmp/", "/var/cache/", "/var/log/", "/run/")
 
 
 def unchanged_by(entries: Iterable[tuple[str, str, bool]], components: Iterable[Component]) -> str | None:
     """A path by which a layer (entries: path, kind, opaque) may change what SCRIPT lists in
     an image whose inventory is components, or None when it cannot: it deletes nothing and
-    makes no folder opaque, has nothing where SCRIPT reads (in READ_FOLDERS, a *.dist-info,
-    a name in READ_NAMES), and no file or link at a folder above a listed component or a
-    read folder (a file in place of a folder hides what the folder held)."""
+    makes no folder opaque (but below UNREAD_FOLDERS), has nothing where SCRIPT reads (in
+    READ_FOLDERS, a *.dist-info, a name in READ_NAMES), and no file or link at a folder above
+    a listed component or a read folder (a file in place of a folder hides what it held)."""
     above: set[str] = set()
     for folder in (*READ_FOLDERS, *(c.location for c in components if c.location)):
         parts = folder.rstrip("/").split("/")
         above.update("/".join(parts[:i]) for i in range(2, len(parts) + 1))
     inside = tuple(f"{folder}/" for folder in READ_FOLDERS)
     for path, kind, opaque in entries:
-        if (kind == "whiteout" or opaque or path in READ_FOLDERS or path.startswith(inside)
+        if (((kind == "whiteout" or opaque) and not path.startswith(UNREAD_FOLDERS))
+                or path in READ_FOLDERS or path.startswith(inside)
                 or ".dist-info" in path or path.rsplit("/", 1)[-1] in READ_NAMES
                 or (kind != "dir" and path in above)):
             return path

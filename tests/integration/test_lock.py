@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -240,17 +241,21 @@ def test_lock_pins_refuses_drift_and_updates_one_module(containers: Containers, 
     assert installed(containers, image, PKG) == "2.0"
 
 
-# Installs jq from the build's lists only once composer-testpkg is on the test's mirror:
-# what the lock recorded (nothing) is not what the module does today.
-SOMETIMES = """#!/bin/sh
+
+
+def sometimes(then: str) -> str:
+    """A module script that writes a file, and does `then` only once composer-testpkg is on
+    the test's mirror: what the lock recorded then is not what the module does today."""
+    return f"""#!/bin/sh
 set -eu
+echo on > /etc/testmod.conf
 work=$(mktemp -d)
 mkdir -p "$work/lists/partial"
-echo "deb [trusted=yes] http://127.0.0.1:${COMPOSER_OPT_PORT}/ ./" > "$work/sources.list"
+echo "deb [trusted=yes] http://127.0.0.1:${{COMPOSER_OPT_PORT}}/ ./" > "$work/sources.list"
 set -- -o "Dir::State::Lists=$work/lists" -o "Dir::Etc::SourceList=$work/sources.list" \\
     -o Dir::Etc::SourceParts=- -o APT::Sandbox::User=root
 apt-get "$@" update -q
-if apt-cache "$@" show composer-testpkg > /dev/null 2>&1; then composer-install jq; fi
+if apt-cache "$@" show composer-testpkg > /dev/null 2>&1; then {then}; fi
 rm -rf "$work"
 """
 
@@ -262,7 +267,7 @@ def test_a_step_locked_to_no_deb_skips_the_lists_and_still_cannot_install_one(
     # package lists (the lists an earlier build fetched serve it): the attack is a module
     # that installs a deb anyway, from those lists. The lock check must still refuse it.
     recipe = drift_recipe(tmp_path / "recipe", mirror.port)
-    (recipe.parent / "layers" / "testmod" / "scripts" / "install.sh").write_text(SOMETIMES)
+    (recipe.parent / "layers" / "testmod" / "scripts" / "install.sh").write_text(sometimes("composer-install jq"))
     out = ("--no-archive", "-o", str(tmp_path / "out"))
     mirror.index()  # an empty repository: testmod installs nothing when locked
     containers.composer("lock", str(recipe))
@@ -282,6 +287,41 @@ def test_a_step_locked_to_no_deb_skips_the_lists_and_still_cannot_install_one(
     assert "Traceback" not in failed.stderr
     assert keys(containers, recipe)["testmod"]["status"] == "missing"
     assert "composer-work-" not in containers.buildah("containers", "--format", "{{.ContainerName}}").stdout
+
+
+def test_a_layer_that_installs_nothing_is_not_walked_and_one_that_does_is_refused(
+        containers: Containers, mirror: Mirror, tmp_path: Path) -> None:
+    # The lock check reads what a locked layer installed; a layer whose own changes cannot
+    # change the inventory (inventory.unchanged_by: here a file in /etc) holds its parent's,
+    # without the inventory script's walk of the image. The attack: a layer that installs a
+    # Python distribution by hand (no pip, no deb) must still be read and refused.
+    recipe = drift_recipe(tmp_path / "recipe", mirror.port)
+    evil = "mkdir -p /usr/local/lib/python3/dist-packages/evil-1.0.dist-info"
+    (recipe.parent / "layers" / "testmod" / "scripts" / "install.sh").write_text(sometimes(evil))
+    out = ("--no-archive", "-o", str(tmp_path / "out"))
+    mirror.index()
+    containers.composer("lock", str(recipe))
+    assert locked(recipe, "testmod") == {}
+    layers = keys(containers, recipe)
+    built = containers.composer("--verbose", "build", *out, str(recipe))
+    walk = re.compile(rf"composer-work-{layers['testmod']['key'][:12]}-[0-9a-f]+ -- /bin/sh -c '\s*NPM_WALK")
+    assert not walk.search(built.stderr), [line for line in built.stderr.splitlines() if "lock check" in line]
+    kept = {m: json.loads((containers.cache_dir / "inventory" / f"{layers[m]['key']}.json").read_text())
+            for m in ("motd", "testmod")}
+    assert kept["testmod"] == kept["motd"] and kept["testmod"]
+    (containers.cache_dir / "inventory" / f"{layers['testmod']['key']}.json").unlink()
+    containers.composer("sbom", str(recipe), "-o", str(tmp_path / "sbom.json"))  # reads the layer anew
+    assert json.loads((containers.cache_dir / "inventory" / f"{layers['testmod']['key']}.json").read_text()) \
+        == kept["testmod"]
+
+    mirror.publish("1.0")  # now testmod leaves a *.dist-info: what its lock entry does not record
+    forget(containers, layers, "finalize", "testmod")
+    failed = containers.composer("--verbose", "build", *out, str(recipe), check=False)
+    assert failed.returncode != 0 and walk.search(failed.stderr)
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("composer: error:")]
+    assert len(errors) == 1 and "module testmod: pip package evil@" in errors[0] \
+        and "is not in the lock" in errors[0], failed.stderr[-2000:]
+    assert keys(containers, recipe)["testmod"]["status"] == "missing"
 
 
 def test_the_lock_is_what_the_image_holds(containers: Containers, tmp_path: Path) -> None:

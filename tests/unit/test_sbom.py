@@ -181,7 +181,10 @@ def test_a_layer_that_installs_nothing_leaves_the_inventory_as_it_was() -> None:
     entries = [("/usr", "dir", False), ("/usr/local/bin/composer-agents", "file", False),
                ("/etc/composer/hooks/60-agents.sh", "file", False), ("/opt", "dir", False),
                ("/opt/venv", "dir", False),  # a folder merges with the one below: what it held stays
-               ("/home/devuser/agents/README.md", "file", False), ("/usr/local/bin/tool", "symlink", False)]
+               ("/home/devuser/agents/README.md", "file", False), ("/usr/local/bin/tool", "symlink", False),
+               # a step's clean-up: caches and logs deleted, a scratch folder made opaque
+               ("/var/cache/debconf/templates.dat-old", "whiteout", False), ("/var/log/apt", "whiteout", False),
+               ("/tmp/build", "dir", True)]
     assert unchanged_by(entries, LISTED) is None
 
 
@@ -194,7 +197,10 @@ def test_a_layer_that_installs_nothing_leaves_the_inventory_as_it_was() -> None:
     ("/usr/local/bin/node", "file", False),  # a program the inventory runs
     ("/opt/venv", "symlink", False),  # a link in place of the folder a component lies in
     ("/usr/lib", "file", False),  # a file in place of a read folder's parent
-    ("/tmp/gone", "whiteout", False),  # a deletion
+    ("/usr/local/lib/gone", "whiteout", False),  # a deletion (of a folder of distributions?)
+    ("/home/u", "whiteout", False),  # a deletion (of a home with a venv, a cargo record?)
+    ("/var/cache", "whiteout", False),  # a deletion of the folder itself, not below it
+    ("/var/lib/gone", "whiteout", False),  # a deletion beside dpkg's database
     ("/srv", "dir", True),  # an opaque folder
 ])
 def test_a_layer_that_may_change_the_inventory_is_found(path: str, kind: str, opaque: bool) -> None:
