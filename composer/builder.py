@@ -387,17 +387,27 @@ def build_reconcile(ctx: BuildContext) -> None:
     r = plan.reconcile
     assert r is not None
     members = [s for s in plan.steps if s.restacked]
-    with working_container(ctx, r.parent_key, "reconcile: the common parent") as parent_ctr:
-        run(cmd.from_image(storage, cmd.cache_ref(r.parent_key), parent_ctr))
-        parent_root = ctx.runner.output(cmd.buildah(storage, "mount", parent_ctr)).strip()
-        folders = layer_folders(ctx.runner, storage, [cmd.cache_ref(s.key) for s in members])
-        changes = [(s.module.name, folder) for s, folder in zip(members, folders, strict=True)]
-        # Each member's layer is walked once (it never changes); overlay keeps layers in
-        # <graph root>/overlay/<layer ID>/diff.
-        scans = rec.ScanCache(ctx.settings.cache_dir, folders[0].parent.parent)
-        analysis = rec.analyse(parent_root, changes, plan.recipe.base.family, scans)
-        scans.sweep()
-        run(cmd.buildah(storage, "rm", parent_ctr))
+    # The stack is tagged while the layers are analysed (skopeo and c/storage in a thread of
+    # their own, the analysis in Python): an image of those layers whatever the analysis finds.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stacking = None
+        if r.stack_key not in ctx.existing:
+            stacking = pool.submit(stack_image, ctx.runner, storage, cmd.cache_ref(r.parent_key),
+                                   [cmd.cache_ref(s.key) for s in members], cmd.cache_ref(r.stack_key))
+        with working_container(ctx, r.parent_key, "reconcile: the common parent") as parent_ctr:
+            run(cmd.from_image(storage, cmd.cache_ref(r.parent_key), parent_ctr))
+            parent_root = ctx.runner.output(cmd.buildah(storage, "mount", parent_ctr)).strip()
+            folders = layer_folders(ctx.runner, storage, [cmd.cache_ref(s.key) for s in members])
+            changes = [(s.module.name, folder) for s, folder in zip(members, folders, strict=True)]
+            # Each member's layer is walked once (it never changes); overlay keeps layers in
+            # <graph root>/overlay/<layer ID>/diff.
+            scans = rec.ScanCache(ctx.settings.cache_dir, folders[0].parent.parent)
+            analysis = rec.analyse(parent_root, changes, plan.recipe.base.family, scans)
+            scans.sweep()
+            run(cmd.buildah(storage, "rm", parent_ctr))
+        if stacking is not None:
+            stacking.result()
+            ctx.existing.add(r.stack_key)
     if analysis.conflicts:
         by_name = {s.module.name: s for s in members}
         keys: dict[str, str] = {}
@@ -408,10 +418,6 @@ def build_reconcile(ctx: BuildContext) -> None:
             keys[loser.key] = f"{c.reason} ({', '.join(c.modules)}: {c.path})"
             lines.append(f"restack: {loser.module.name} is built on the stack instead: {keys[loser.key]}")
         raise StackConflict(keys, lines)
-    if r.stack_key not in ctx.existing:
-        stack_image(ctx.runner, storage, cmd.cache_ref(r.parent_key), [cmd.cache_ref(s.key) for s in members],
-                    cmd.cache_ref(r.stack_key))
-        ctx.existing.add(r.stack_key)
     memo = rec.ReuseMemo(ctx.settings.cache_dir, r.parent_key, [s.module.name for s in members])
     digest = rec.analysis_digest(analysis)
     reused = reusable_reconcile(ctx, memo, digest, analysis, scans, [s.key for s in members])
