@@ -62,18 +62,17 @@ default = 0
 run = "scripts/install.sh"
 """
 
-SCRIPT = """#!/bin/sh
-set -eu
-# The build's package lists are composer's, read-only: this source gets lists of its own.
-work=$(mktemp -d)
+# The build's package lists are composer's, read-only: the test's mirror gets lists of its own
+# ($work; apt-get "$@" reads them).
+OWN_LISTS = """work=$(mktemp -d)
 mkdir -p "$work/lists/partial"
 echo "deb [trusted=yes] http://127.0.0.1:${COMPOSER_OPT_PORT}/ ./" > "$work/sources.list"
 set -- -o "Dir::State::Lists=$work/lists" -o "Dir::Etc::SourceList=$work/sources.list" \\
     -o Dir::Etc::SourceParts=- -o APT::Sandbox::User=root
 apt-get "$@" update -q
-apt-get "$@" install -y -q --no-install-recommends composer-testpkg
-rm -rf "$work"
 """
+SCRIPT = ("#!/bin/sh\nset -eu\n" + OWN_LISTS
+          + 'apt-get "$@" install -y -q --no-install-recommends composer-testpkg\nrm -rf "$work"\n')
 
 
 class Mirror:
@@ -241,23 +240,11 @@ def test_lock_pins_refuses_drift_and_updates_one_module(containers: Containers, 
     assert installed(containers, image, PKG) == "2.0"
 
 
-
-
 def sometimes(then: str) -> str:
     """A module script that writes a file, and does `then` only once composer-testpkg is on
     the test's mirror: what the lock recorded then is not what the module does today."""
-    return f"""#!/bin/sh
-set -eu
-echo on > /etc/testmod.conf
-work=$(mktemp -d)
-mkdir -p "$work/lists/partial"
-echo "deb [trusted=yes] http://127.0.0.1:${{COMPOSER_OPT_PORT}}/ ./" > "$work/sources.list"
-set -- -o "Dir::State::Lists=$work/lists" -o "Dir::Etc::SourceList=$work/sources.list" \\
-    -o Dir::Etc::SourceParts=- -o APT::Sandbox::User=root
-apt-get "$@" update -q
-if apt-cache "$@" show composer-testpkg > /dev/null 2>&1; then {then}; fi
-rm -rf "$work"
-"""
+    return ("#!/bin/sh\nset -eu\necho on > /etc/testmod.conf\n" + OWN_LISTS
+            + f'if apt-cache "$@" show composer-testpkg > /dev/null 2>&1; then {then}; fi\nrm -rf "$work"\n')
 
 
 @pytest.mark.needs("dpkg-deb", "dpkg-scanpackages")
