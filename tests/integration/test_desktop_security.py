@@ -104,7 +104,7 @@ def test_squatting_in_a_loop_while_the_desktop_starts(desktop: Devpod, tmp_path:
 def test_squatted_display_after_a_container_restart(containers: Containers, desktop: Devpod,
                                                     tmp_path: Path) -> None:
     stop_and_plant(desktop)
-    containers.podman("restart", "--time", "5", desktop.name, timeout=120)
+    containers.restart(desktop.name)
     desktop_renders(desktop, tmp_path / "container-restarted.png")
     assert session_ready(x_tree(desktop))
 

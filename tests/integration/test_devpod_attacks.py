@@ -125,7 +125,7 @@ def test_a_planted_tmux_folder_does_not_stop_the_workspace(containers: Container
         pod.sh("tmux kill-server || true", user="devuser")
         pod.sh("rm -rf /tmp/tmux-1000")
         pod.sh("mkdir -m 0777 /tmp/tmux-1000 && touch /tmp/tmux-1000/default", user="zai-user")
-        containers.podman("restart", "--time", "5", pod.name)
+        containers.restart(pod.name)
         pod.wait_for({"tmux-autostart": "RUNNING"})
         windows: list[str] = []
         deadline = time.monotonic() + 60

@@ -216,7 +216,7 @@ def test_hook_attacks_then_restart(containers: Containers, pod: Devpod,
            "cat /tmp/v.json > /etc/composer/options/vnc-desktop.json")
     before, keys = sensitive(pod), fingerprint(pod)
     pod.sh("touch /var/tmp/before-restart && sleep 1")
-    containers.podman("restart", "--time", "5", pod.name, timeout=120)
+    containers.restart(pod.name)
     pod.wait_for({p: "RUNNING" for p in PROGRAMS})
 
     # The devpod started, and root changed nothing it should not have.
