@@ -247,18 +247,25 @@ def sometimes(then: str) -> str:
             + f'if apt-cache "$@" show composer-testpkg > /dev/null 2>&1; then {then}; fi\nrm -rf "$work"\n')
 
 
+def locked_to_nothing(containers: Containers, mirror: Mirror, folder: Path, then: str) -> Path:
+    """The drift recipe with testmod's script sometimes(then), locked while the test's mirror
+    is an empty repository: testmod's lock entry records nothing."""
+    recipe = drift_recipe(folder / "recipe", mirror.port)
+    (recipe.parent / "layers" / "testmod" / "scripts" / "install.sh").write_text(sometimes(then))
+    mirror.index()
+    containers.composer("lock", str(recipe))
+    assert locked(recipe, "testmod") == {}
+    return recipe
+
+
 @pytest.mark.needs("dpkg-deb", "dpkg-scanpackages")
 def test_a_step_locked_to_no_deb_skips_the_lists_and_still_cannot_install_one(
         containers: Containers, mirror: Mirror, tmp_path: Path) -> None:
     # A module whose lock entry records no deb does not wait for the build's refresh of the
     # package lists (the lists an earlier build fetched serve it): the attack is a module
     # that installs a deb anyway, from those lists. The lock check must still refuse it.
-    recipe = drift_recipe(tmp_path / "recipe", mirror.port)
-    (recipe.parent / "layers" / "testmod" / "scripts" / "install.sh").write_text(sometimes("composer-install jq"))
+    recipe = locked_to_nothing(containers, mirror, tmp_path, "composer-install jq")
     out = ("--no-archive", "-o", str(tmp_path / "out"))
-    mirror.index()  # an empty repository: testmod installs nothing when locked
-    containers.composer("lock", str(recipe))
-    assert locked(recipe, "testmod") == {}
     built = containers.composer("--verbose", "build", *out, str(recipe))
     fetches = [line for line in built.stderr.splitlines() if line.startswith("+ ") and "apt-get update -q" in line
                and "Dir::State::Lists" not in line]
@@ -283,13 +290,9 @@ def test_a_layer_that_installs_nothing_is_not_walked_and_one_that_does_is_refuse
     # change the inventory (inventory.unchanged_by: here a file in /etc) holds its parent's,
     # without the inventory script's walk of the image. The attack: a layer that installs a
     # Python distribution by hand (no pip, no deb) must still be read and refused.
-    recipe = drift_recipe(tmp_path / "recipe", mirror.port)
     evil = "mkdir -p /usr/local/lib/python3/dist-packages/evil-1.0.dist-info"
-    (recipe.parent / "layers" / "testmod" / "scripts" / "install.sh").write_text(sometimes(evil))
+    recipe = locked_to_nothing(containers, mirror, tmp_path, evil)
     out = ("--no-archive", "-o", str(tmp_path / "out"))
-    mirror.index()
-    containers.composer("lock", str(recipe))
-    assert locked(recipe, "testmod") == {}
     layers = keys(containers, recipe)
     built = containers.composer("--verbose", "build", *out, str(recipe))
     walk = re.compile(rf"composer-work-{layers['testmod']['key'][:12]}-[0-9a-f]+ -- /bin/sh -c '\s*NPM_WALK")
