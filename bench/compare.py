@@ -26,11 +26,11 @@ min and max. Cases:
 With --full (or named in --cases), recipes/turboflow.toml itself (22 GB; ~1 h on 2 cores,
 ~60 GB of disk):
 
-  tf-cold     composer's cold build (every module layer and its first export; the base
-              bootstrap reported apart): time, size
-  tf-last     change the last module (agents; a copy in the work folder, found first through
-              --modules-dir), --runs times: composer build with its export (seconds and
-              bytes from its --report); then --runs no-op rebuilds
+  tf-cold     composer's cold build (every module layer and its first export, compressed
+              beside the build; the base bootstrap reported apart): time, size
+  tf-last     change the last module (agents' extra_dir, in a recipe extending turboflow's,
+              with its lock's agents inputs recomputed), --runs times: composer build with
+              its export (seconds and bytes from its --report); then --runs no-op rebuilds
   tf-bud      bud on composer's Containerfile, FROM composer's base: cold, then the same
               change --runs times. composer's module layers are removed first: both images
               and the layout do not fit 60 GB, so the runs cannot alternate with composer's
@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.reconcile import edited  # noqa: E402  (a recipe with one option changed, and its lock)
 from tests.conftest import write_container_config  # noqa: E402  (the tests' private podman config)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -340,38 +341,38 @@ def measure(bench: Bench, runs: int, doc: dict[str, Any], wanted: list[str], sav
 
 def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list[str],
                       save: Callable[[], None]) -> None:
-    """The --full cases, on recipes/turboflow.toml with its last module copied into the work
-    folder (so that the bench can change it without touching the project). composer goes
+    """The --full cases, on recipes/turboflow.toml. A change to its last module is a recipe
+    in the work folder extending it with agents' extra_dir set to a new value, and its lock
+    the project's with agents' inputs recomputed (the packages stay locked), as a team's
+    edit and `composer lock` leave them (bench/reconcile.py's `edited`). composer goes
     first, then bud after composer's module layers are removed: both images side by side
     (22 GB + bud's) and composer's layout do not fit a 60 GB disk."""
     if not wanted:
         return
     cases = doc["cases"]
     folder = bench.work / "tf"
-    modules = folder / "modules"
-    if not modules.exists():
-        shutil.copytree(ROOT / "layers" / "agents", modules / "agents")
-        # its start-up hook is in its own hooks/ folder, copied with it
-    agents = modules / "agents" / "module.toml"
-    text = agents.read_text()
-    composer = [*bench.composer, "--modules-dir", str(modules)]
+    folder.mkdir(exist_ok=True)
     report = folder / "report.json"
 
-    def edit(i: int) -> None:
-        agents.write_text(text + f"# bench change {i} {time.monotonic()}\n")
+    def edit(i: int) -> Path:
+        return edited(ROOT, TURBOFLOW, folder / f"edit-{i}", "agents", "extra_dir",
+                      f"/srv/bench-{i}-{time.monotonic_ns()}")
 
-    def build() -> tuple[float, dict[str, Any]]:
-        seconds = bench.timed([*composer, "build", "-q", "-o", str(folder / "out"), "--no-oci-archive",
-                               "--report", str(report), str(TURBOFLOW)])
+    def build(recipe: Path) -> tuple[float, dict[str, Any]]:
+        seconds = bench.timed([*bench.composer, "build", "-q", "-o", str(folder / "out"), "--no-oci-archive",
+                               "--report", str(report), str(recipe)])
         return seconds, json.loads(report.read_text())
 
     if "tf-cold" in wanted:
         log("tf-cold: composer")
-        seconds, rep = build()
+        seconds, rep = build(TURBOFLOW)
         base = sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "base")
+        modules = sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "module")
         cases["tf-cold"] = {
             "composer": stats([seconds - base]), "composer base bootstrap": stats([base]),
             "composer first export": stats([rep["export"]["layout"]["seconds"]]),
+            "composer early export": stats([rep["export"].get("early", {}).get("seconds", 0.0)]),
+            "composer module layers summed": stats([modules]),
             "size composer": bench.size(rep["image"]),
         }
         save()
@@ -381,15 +382,13 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
         written: list[int] = []
         times: list[float] = []
         for i in range(runs):
-            edit(i)
-            seconds, rep = build()
+            seconds, rep = build(edit(i))
             times.append(seconds)
             export.append(rep["export"]["layout"]["seconds"])
             written.append(rep["export"]["layout"]["bytes_written"])
-        noop = [build()[0] for _ in range(runs)]
+        noop = [build(folder / f"edit-{runs - 1}" / TURBOFLOW.name)[0] for _ in range(runs)]
         cases["tf-last"] = {"composer": stats(times), "composer export": stats(export),
                             "export bytes written": written, "composer no-op": stats(noop)}
-        agents.write_text(text)
         save()
     if "tf-bud" in wanted:
         log("tf-bud: composer's module layers removed (disk), its base kept")
@@ -401,12 +400,8 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
             subprocess.run(["buildah", "rmi", "--force", image], env=bench.env, capture_output=True)
         shutil.rmtree(folder / "out", ignore_errors=True)
         log("tf-bud: cold")
-        cold = bench.timed(bench.containerfile(TURBOFLOW, folder / "peer", composer))
-        last = []
-        for i in range(runs):
-            edit(i)
-            last.append(bench.timed(bench.containerfile(TURBOFLOW, folder / "peer", composer)))
-        agents.write_text(text)
+        cold = bench.timed(bench.containerfile(TURBOFLOW, folder / "peer"))
+        last = [bench.timed(bench.containerfile(edit(runs + i), folder / "peer")) for i in range(runs)]
         cases.setdefault("tf-cold", {}).update({"bud": stats([cold]),
                                                 "size bud": bench.size("localhost/peer-turboflow:bench")})
         cases.setdefault("tf-last", {})["bud"] = stats(last)
@@ -434,7 +429,8 @@ def print_table(doc: dict[str, Any]) -> None:
                 if extra in case:
                     r = case[extra]["median"] / case["bud"]["median"]
                     print(f"{name + ' (' + extra[9:] + ')':<34} {fmt(case[extra]):>22} {'':>22} {r:>6.2f}")
-            for extra in ("composer base bootstrap", "composer first export", "composer export", "composer no-op"):
+            for extra in ("composer base bootstrap", "composer first export", "composer early export",
+                          "composer module layers summed", "composer export", "composer no-op"):
                 if extra in case:
                     print(f"{name + ' ' + extra[9:]:<34} {fmt(case[extra]):>22}")
             if "export bytes written" in case:
