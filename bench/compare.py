@@ -34,6 +34,9 @@ With --full (or named in --cases), recipes/turboflow.toml itself (22 GB; ~1 h on
   tf-bud      bud on composer's Containerfile, FROM composer's base: cold, then the same
               change --runs times. composer's module layers are removed first: both images
               and the layout do not fit 60 GB, so the runs cannot alternate with composer's
+  tf-layers   after those, in the same --work (both download caches warm): composer's cold
+              build with --no-archive (nothing compressed beside it; its cache folder emptied
+              but the downloads), then bud's cold build, each with the other's images removed
 composer exports turboflow as the OCI layout only (--no-oci-archive): the archive beside it
 would be 11 GB more on the disk, and its tail append is measured by core-1.
 """
@@ -198,7 +201,7 @@ def main() -> None:
 
 
 CASES = ("noop", "plan", "change-last", "core-1", "noop-500", "change-middle", "core-cold", "change-first")
-FULL_CASES = ("tf-cold", "tf-last", "tf-bud")
+FULL_CASES = ("tf-cold", "tf-last", "tf-bud", "tf-layers")
 TURBOFLOW = ROOT / "recipes" / "turboflow.toml"
 
 
@@ -390,8 +393,8 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
         cases["tf-last"] = {"composer": stats(times), "composer export": stats(export),
                             "export bytes written": written, "composer no-op": stats(noop)}
         save()
-    if "tf-bud" in wanted:
-        log("tf-bud: composer's module layers removed (disk), its base kept")
+    def base_only() -> None:
+        """Every image of the storage removed but composer's base (bootstrapped by tf-cold)."""
         base_ref = f"localhost/composer-cache:{json.loads(report.read_text())['layers'][0]['key']}"
         base_id = bench.run(["buildah", "images", "--quiet", "--no-trunc", base_ref]).split()[0]
         ids = set(bench.run(["buildah", "images", "--quiet", "--no-trunc", "--all"]).split()) - {base_id}
@@ -399,6 +402,10 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
         for image in ids:  # one at a time: removing one may already have removed another
             subprocess.run(["buildah", "rmi", "--force", image], env=bench.env, capture_output=True)
         shutil.rmtree(folder / "out", ignore_errors=True)
+
+    if "tf-bud" in wanted:
+        log("tf-bud: composer's module layers removed (disk), its base kept")
+        base_only()
         log("tf-bud: cold")
         cold = bench.timed(bench.containerfile(TURBOFLOW, folder / "peer"))
         last = [bench.timed(bench.containerfile(edit(runs + i), folder / "peer")) for i in range(runs)]
@@ -406,6 +413,24 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
                                                 "size bud": bench.size("localhost/peer-turboflow:bench")})
         cases.setdefault("tf-last", {})["bud"] = stats(last)
         doc["tf order"] = "composer's runs first, then bud's (not alternating: disk)"
+        save()
+    if "tf-layers" in wanted:
+        # After tf-cold and tf-bud (the same --work): both download caches warm, so the
+        # layers' own work is compared; composer exports nothing (no compression beside).
+        log("tf-layers: composer --no-archive")
+        base_only()
+        for entry in (bench.work / "cache").iterdir():  # as cold as tf-cold but for the downloads
+            if entry.name not in ("packages", "debootstrap"):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        seconds = bench.timed([*bench.composer, "build", "-q", "--no-archive", "--report", str(report),
+                               str(TURBOFLOW)])
+        rep = json.loads(report.read_text())
+        modules = sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "module")
+        cases["tf-layers"] = {"composer": stats([seconds]), "composer module layers summed": stats([modules])}
+        save()
+        log("tf-layers: bud")
+        base_only()
+        cases["tf-layers"]["bud"] = stats([bench.timed(bench.containerfile(TURBOFLOW, folder / "peer"))])
         save()
 
 
