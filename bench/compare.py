@@ -93,11 +93,11 @@ class Bench:
     def build(self, recipe: Path, *extra: str) -> list[str]:
         return [*self.composer, "build", "-q", "-o", str(recipe.parent / "out"), *extra, str(recipe)]
 
-    def containerfile(self, recipe: Path, folder: Path | None = None, composer: list[str] | None = None) -> list[str]:
+    def containerfile(self, recipe: Path, folder: Path | None = None) -> list[str]:
         """Write recipe's Containerfile and context (untimed) into folder (default: the
         recipe's peer/); the bud argv that builds it."""
         target = (folder or recipe.parent / "peer") / "Containerfile"
-        self.run([*(composer or self.composer), "containerfile", "-o", str(target), str(recipe)])
+        self.run([*self.composer, "containerfile", "-o", str(target), str(recipe)])
         context = next(target.parent.glob("*.context"))
         # The steps mount the host's CA bundle from the context, as composer mounts it.
         return ["buildah", "bud", "--layers", "--quiet", "--format", "docker", "--identity-label=false",
@@ -393,6 +393,7 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
         cases["tf-last"] = {"composer": stats(times), "composer export": stats(export),
                             "export bytes written": written, "composer no-op": stats(noop)}
         save()
+
     def base_only() -> None:
         """Every image of the storage removed but composer's base (bootstrapped by tf-cold)."""
         base_ref = f"localhost/composer-cache:{json.loads(report.read_text())['layers'][0]['key']}"
