@@ -361,21 +361,25 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
         return edited(ROOT, TURBOFLOW, folder / f"edit-{i}", "agents", "extra_dir",
                       f"/srv/bench-{i}-{time.monotonic_ns()}")
 
-    def build(recipe: Path) -> tuple[float, dict[str, Any]]:
-        seconds = bench.timed([*bench.composer, "build", "-q", "-o", str(folder / "out"), "--no-oci-archive",
-                               "--report", str(report), str(recipe)])
+    def build(recipe: Path, *export: str) -> tuple[float, dict[str, Any]]:
+        """composer's build of recipe (export: its flags, default the OCI layout in out/):
+        the wall seconds, and its report."""
+        export = export or ("-o", str(folder / "out"), "--no-oci-archive")
+        seconds = bench.timed([*bench.composer, "build", "-q", *export, "--report", str(report), str(recipe)])
         return seconds, json.loads(report.read_text())
+
+    def module_seconds(rep: dict[str, Any]) -> float:
+        return sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "module")
 
     if "tf-cold" in wanted:
         log("tf-cold: composer")
         seconds, rep = build(TURBOFLOW)
         base = sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "base")
-        modules = sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "module")
         cases["tf-cold"] = {
             "composer": stats([seconds - base]), "composer base bootstrap": stats([base]),
             "composer first export": stats([rep["export"]["layout"]["seconds"]]),
             "composer early export": stats([rep["export"].get("early", {}).get("seconds", 0.0)]),
-            "composer module layers summed": stats([modules]),
+            "composer module layers summed": stats([module_seconds(rep)]),
             "size composer": bench.size(rep["image"]),
         }
         save()
@@ -384,12 +388,14 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
         export: list[float] = []
         written: list[int] = []
         times: list[float] = []
+        recipe = TURBOFLOW
         for i in range(runs):
-            seconds, rep = build(edit(i))
+            recipe = edit(i)
+            seconds, rep = build(recipe)
             times.append(seconds)
             export.append(rep["export"]["layout"]["seconds"])
             written.append(rep["export"]["layout"]["bytes_written"])
-        noop = [build(folder / f"edit-{runs - 1}" / TURBOFLOW.name)[0] for _ in range(runs)]
+        noop = [build(recipe)[0] for _ in range(runs)]  # the last change's recipe, built
         cases["tf-last"] = {"composer": stats(times), "composer export": stats(export),
                             "export bytes written": written, "composer no-op": stats(noop)}
         save()
@@ -423,11 +429,9 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
         for entry in (bench.work / "cache").iterdir():  # as cold as tf-cold but for the downloads
             if entry.name not in ("packages", "debootstrap"):
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        seconds = bench.timed([*bench.composer, "build", "-q", "--no-archive", "--report", str(report),
-                               str(TURBOFLOW)])
-        rep = json.loads(report.read_text())
-        modules = sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "module")
-        cases["tf-layers"] = {"composer": stats([seconds]), "composer module layers summed": stats([modules])}
+        seconds, rep = build(TURBOFLOW, "--no-archive")
+        cases["tf-layers"] = {"composer": stats([seconds]),
+                              "composer module layers summed": stats([module_seconds(rep)])}
         save()
         log("tf-layers: bud")
         base_only()
