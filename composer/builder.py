@@ -566,6 +566,9 @@ def sweep_working_containers(ctx: BuildContext) -> None:
     if markers.is_dir():
         for marker in markers.iterdir():
             if marker.name not in left:
+                key = marker.read_text().strip()  # the layer it was building (empty: a marker of before)
+                if key:  # the build may have been killed in the middle of that layer's commit
+                    remove_half_committed(ctx, key)
                 marker.unlink(missing_ok=True)
 
 
@@ -578,7 +581,7 @@ def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
     state = {"committed": False}
     marker = ctx.settings.cache_dir / SCRATCH / WORKING_MARKERS / name
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()  # before the container exists: a killed build is found by the next one
+    marker.write_text(key)  # before the container exists: a killed build is found by the next one
     try:
         yield name
         state["committed"] = True
@@ -603,7 +606,31 @@ def commit_layer(ctx: BuildContext, ctr: str, key: str) -> None:
     the image against (composer/cache/registry.py)."""
     storage = ctx.settings.storage
     ctx.runner.run(cmd.buildah(storage, "config", "--label", f"{KEY_LABEL}={key}", ctr))
-    ctx.runner.run(cmd.commit(storage, ctr, cmd.cache_ref(key)))
+    try:
+        ctx.runner.run(cmd.commit(storage, ctr, cmd.cache_ref(key)))
+    except BaseException:  # failed, or interrupted (Ctrl-C, SIGTERM): buildah ended mid-commit
+        remove_half_committed(ctx, key)
+        raise
+
+
+def remove_half_committed(ctx: BuildContext, key: str) -> None:
+    """Remove what a commit of key's layer that was cut short left: c/storage creates the
+    image first and names it after, so a buildah ended in between leaves the image without
+    a name (found by the key label commit_layer gives it), or without its manifest yet (a
+    damaged image, which every `buildah images` then fails on). Called when the commit is
+    ended and, for a build killed outright, by the next build's sweep. The build holds the
+    locks: no other build of ours is committing in this storage."""
+    storage = ctx.settings.storage
+    try:
+        ids = ctx.runner.output(cmd.buildah(storage, "images", "--all", "--no-trunc", "--format", "{{.ID}}",
+                                            "--filter", "dangling=true", "--filter", f"label={KEY_LABEL}={key}"))
+        left = [line.removeprefix("sha256:") for line in ids.split()]
+    except CommandError as e:
+        left = sorted(set(DAMAGED_IMAGE.findall(e.output)))
+    for image_id in left:
+        with contextlib.suppress(CommandError):
+            ctx.runner.run(cmd.buildah(storage, "rmi", "--force", image_id))
+            ctx.progress.line(f"removed image {image_id[:12]}: its commit was cut short")
 
 
 def indent(text: str) -> str:
