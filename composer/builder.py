@@ -423,8 +423,9 @@ def build_reconcile(ctx: BuildContext) -> None:
     reused = reusable_reconcile(ctx, memo, digest, analysis, scans, [s.key for s in members])
     if reused is not None:
         old_key, changed, made = reused
-        transplant_image(ctx.runner, storage, cmd.cache_ref(r.stack_key), cmd.cache_ref(old_key),
-                         cmd.cache_ref(r.key), {KEY_LABEL: r.key})
+        with removed_if_cut_short(ctx, r.key):
+            transplant_image(ctx.runner, storage, cmd.cache_ref(r.stack_key), cmd.cache_ref(old_key),
+                             cmd.cache_ref(r.key), {KEY_LABEL: r.key})
         names = [members[i].module.name for i in changed]
         ctx.reconcile = {"reused": old_key, "changed": names}
         ctx.progress.line(f"reconcile: the layer of {old_key[:12]} reused ({', '.join(names)} changed "
@@ -606,20 +607,29 @@ def commit_layer(ctx: BuildContext, ctr: str, key: str) -> None:
     the image against (composer/cache/registry.py)."""
     storage = ctx.settings.storage
     ctx.runner.run(cmd.buildah(storage, "config", "--label", f"{KEY_LABEL}={key}", ctr))
-    try:
+    with removed_if_cut_short(ctx, key):
         ctx.runner.run(cmd.commit(storage, ctr, cmd.cache_ref(key)))
-    except BaseException:  # failed, or interrupted (Ctrl-C, SIGTERM): buildah ended mid-commit
+
+
+@contextmanager
+def removed_if_cut_short(ctx: BuildContext, key: str) -> Iterator[None]:
+    """Around a command that writes key's image into containers-storage (buildah commit,
+    skopeo copy): if it fails or is interrupted (Ctrl-C, SIGTERM), what it left goes."""
+    try:
+        yield
+    except BaseException:
         remove_half_committed(ctx, key)
         raise
 
 
 def remove_half_committed(ctx: BuildContext, key: str) -> None:
-    """Remove what a commit of key's layer that was cut short left: c/storage creates the
-    image first and names it after, so a buildah ended in between leaves the image without
-    a name (found by the key label commit_layer gives it), or without its manifest yet (a
-    damaged image, which every `buildah images` then fails on). Called when the commit is
-    ended and, for a build killed outright, by the next build's sweep. The build holds the
-    locks: no other build of ours is committing in this storage."""
+    """Remove what a write of key's image that was cut short left: c/storage creates the
+    image first and names it after, so a buildah or skopeo ended in between leaves the image
+    without a name (found by its key label), or without its manifest yet (a damaged image,
+    which every `buildah images` then fails on). Called when the write is ended and, for a
+    build killed outright in a commit, by the next build's sweep. The build holds the
+    locks: no other build of ours is writing in this storage, and the key's image that
+    counts is the one with its name."""
     storage = ctx.settings.storage
     try:
         ids = ctx.runner.output(cmd.buildah(storage, "images", "--all", "--no-trunc", "--format", "{{.ID}}",
@@ -630,7 +640,7 @@ def remove_half_committed(ctx: BuildContext, key: str) -> None:
     for image_id in left:
         with contextlib.suppress(CommandError):
             ctx.runner.run(cmd.buildah(storage, "rmi", "--force", image_id))
-            ctx.progress.line(f"removed image {image_id[:12]}: its commit was cut short")
+            ctx.progress.line(f"removed image {image_id[:12]}: the write of its layer was cut short")
 
 
 def indent(text: str) -> str:
@@ -872,24 +882,27 @@ def build_finalize(ctx: BuildContext) -> None:
         run(cmd.buildah(storage, "copy", "--quiet", "--chown", "0:0", ctr, f"{stage}/", "/"))
         run(cmd.config_image(storage, ctr, final.image, final.labels, "composer finalize"))
         commit_layer(ctx, ctr, final.key)
-    drop_container_fields(ctx, cmd.cache_ref(final.key))
+    drop_container_fields(ctx, final.key)
     save_key_document(ctx, final.key, final.key_document)
 
 
-def drop_container_fields(ctx: BuildContext, ref: str) -> None:
-    """Re-tag ref as its layers and config without the IDs of the container that committed
-    it and of the image below it, which differ on every machine: the image's ID is then the
-    same wherever the same layers are finalized (a fan-out's final stage, one machine)."""
+def drop_container_fields(ctx: BuildContext, key: str) -> None:
+    """Re-tag key's image as its layers and config without the IDs of the container that
+    committed it and of the image below it, which differ on every machine: the image's ID is
+    then the same wherever the same layers are finalized (a fan-out's final stage, one machine)."""
     from composer.restack.stack import inspect_docs, materialise, without_container
 
     storage = ctx.settings.storage
+    ref = cmd.cache_ref(key)
     image = inspect_docs(ctx.runner, storage, ref)
     clean = without_container(image)
     if clean is None:
         return
-    materialise(ctx.runner, storage, clean, ref)
-    with contextlib.suppress(CommandError):  # untagged now; a container using it keeps it
-        ctx.runner.run(cmd.buildah(storage, "rmi", image.image_id))
+    # Cut short, the new image may be left without its name, and the old one without its own.
+    with removed_if_cut_short(ctx, key):
+        materialise(ctx.runner, storage, clean, ref)
+        with contextlib.suppress(CommandError):  # untagged now; a container using it keeps it
+            ctx.runner.run(cmd.buildah(storage, "rmi", image.image_id))
 
 
 def archive_path(plan: Plan, output_dir: Path) -> Path:
