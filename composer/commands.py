@@ -172,11 +172,7 @@ SNAPSHOT_APT_CONF = ("etc/apt/apt.conf.d/10composer-snapshot", 'Acquire::Check-V
 
 # --- package families -------------------------------------------------------------
 
-# DPKG_FORCE: dpkg's defaults (security-mac, downgrade) and unsafe-io: no fsync of each
-# unpacked file before its rename. A build step that dies is built again from its parent,
-# so the sync guards nothing here; the files written are the same. Build time only: neither
-# in a layer nor in a key (as the official Debian images' dpkg.cfg.d/docker-apt-speedup).
-APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C", "DPKG_FORCE": "security-mac,downgrade,unsafe-io"}
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
 
 # Lists, caches and logs a package install leaves behind and a layer should not keep.
 CLEAN_PATHS = {
