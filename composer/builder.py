@@ -631,15 +631,16 @@ def remove_half_committed(ctx: BuildContext, key: str) -> None:
     locks: no other build of ours is writing in this storage, and the key's image that
     counts is the one with its name."""
     storage = ctx.settings.storage
+    force: tuple[str, ...] = ()  # an image a container uses stays, and so does the container
     try:
         ids = ctx.runner.output(cmd.buildah(storage, "images", "--all", "--no-trunc", "--format", "{{.ID}}",
                                             "--filter", "dangling=true", "--filter", f"label={KEY_LABEL}={key}"))
         left = [line.removeprefix("sha256:") for line in ids.split()]
     except CommandError as e:
-        left = sorted(set(DAMAGED_IMAGE.findall(e.output)))
+        left, force = sorted(set(DAMAGED_IMAGE.findall(e.output))), ("--force",)  # as images_repaired
     for image_id in left:
         with contextlib.suppress(CommandError):
-            ctx.runner.run(cmd.buildah(storage, "rmi", "--force", image_id))
+            ctx.runner.run(cmd.buildah(storage, "rmi", *force, image_id))
             ctx.progress.line(f"removed image {image_id[:12]}: the write of its layer was cut short")
 
 

@@ -200,6 +200,32 @@ def test_a_write_cut_short_leaves_no_image_without_a_name(safety: Safety, tmp_pa
     assert safety.working_containers() == []
 
 
+def test_the_sweep_never_removes_an_image_a_container_uses(safety: Safety, tmp_path: Path) -> None:
+    """An image without a name that carries a layer's key, but that a container uses (here
+    one made from the image a killed commit left): the next build's sweep leaves both."""
+    safety.forget_layers()
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = shutil.which("buildah", path=safety.box.env["PATH"])
+    assert real is not None
+    (shim / "buildah").write_text(CUT_SHORT["buildah"].replace("REAL", real).replace("SIG", "KILL"))
+    (shim / "buildah").chmod(0o755)
+    proc = safety.start(tmp_path / "out", path=str(shim))
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == -signal.SIGKILL, output[-800:]
+    [left] = safety.untagged()
+    safety.box.buildah("from", "--name", "safety-holder", left)
+    try:
+        safety.box.build(safety.recipe, "--no-archive")
+        holders = json.loads(safety.box.buildah("containers", "--json").stdout or "[]") or []
+        assert [c["containername"] for c in holders] == ["safety-holder"]
+        assert safety.untagged() == [left]
+    finally:
+        safety.box.buildah("rm", "safety-holder")
+        safety.box.buildah("rmi", left)
+    assert safety.untagged() == []
+
+
 @pytest.mark.parametrize("parallel", [2, 4])
 def test_concurrent_builds_build_each_layer_once(safety: Safety, tmp_path: Path, parallel: int) -> None:
     safety.forget_layers()
