@@ -567,8 +567,8 @@ def sweep_working_containers(ctx: BuildContext) -> None:
     if markers.is_dir():
         for marker in markers.iterdir():
             if marker.name not in left:
-                key = marker.read_text().strip()  # the layer it was building (empty: a marker of before)
-                if key:  # the build may have been killed in the middle of that layer's commit
+                key = marker.read_text().strip()  # a write's (removed_if_cut_short); a container's is empty
+                if key:  # the build was killed while it wrote key's image
                     remove_half_committed(ctx, key)
                 marker.unlink(missing_ok=True)
 
@@ -582,7 +582,7 @@ def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
     state = {"committed": False}
     marker = ctx.settings.cache_dir / SCRATCH / WORKING_MARKERS / name
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(key)  # before the container exists: a killed build is found by the next one
+    marker.touch()  # before the container exists: a killed build is found by the next one
     try:
         yield name
         state["committed"] = True
@@ -613,13 +613,24 @@ def commit_layer(ctx: BuildContext, ctr: str, key: str) -> None:
 
 @contextmanager
 def removed_if_cut_short(ctx: BuildContext, key: str) -> Iterator[None]:
-    """Around a command that writes key's image into containers-storage (buildah commit,
-    skopeo copy): if it fails or is interrupted (Ctrl-C, SIGTERM), what it left goes."""
+    """Around commands that write key's image into containers-storage (buildah commit,
+    skopeo copy): if they fail or are interrupted (Ctrl-C, SIGTERM), what they left goes.
+    A marker holding the key is in the cache meanwhile, beside the working containers':
+    a build killed outright here is found, and cleaned up after, by the next one."""
+    marker = ctx.settings.cache_dir / SCRATCH / WORKING_MARKERS / f"composer-write-{key[:12]}-{secrets.token_hex(4)}"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(key)
+    done = False
     try:
         yield
+        done = True
     except BaseException:
         remove_half_committed(ctx, key)
+        done = True
         raise
+    finally:
+        if done:  # else (interrupted again while cleaning up) the next build's sweep does it
+            marker.unlink(missing_ok=True)
 
 
 def remove_half_committed(ctx: BuildContext, key: str) -> None:
@@ -627,7 +638,7 @@ def remove_half_committed(ctx: BuildContext, key: str) -> None:
     image first and names it after, so a buildah or skopeo ended in between leaves the image
     without a name (found by its key label), or without its manifest yet (a damaged image,
     which every `buildah images` then fails on). Called when the write is ended and, for a
-    build killed outright in a commit, by the next build's sweep. The build holds the
+    build killed outright in it, by the next build's sweep. The build holds the
     locks: no other build of ours is writing in this storage, and the key's image that
     counts is the one with its name."""
     storage = ctx.settings.storage

@@ -166,13 +166,14 @@ kill -SIG $PPID; sleep 60; exit 1
 }
 
 
-@pytest.mark.parametrize(("tool", "sig"), [("buildah", "INT"), ("buildah", "KILL"), ("skopeo", "INT")])
+@pytest.mark.parametrize(("tool", "sig"), [("buildah", "INT"), ("buildah", "KILL"), ("skopeo", "INT"),
+                                         ("skopeo", "KILL")])
 def test_a_write_cut_short_leaves_no_image_without_a_name(safety: Safety, tmp_path: Path, tool: str,
                                                            sig: str) -> None:
     """The trials above hit this window at random (a CI run once found the image left): here
     the signal lands in it every time, at the first module's commit (buildah) or in the
     finalize layer's re-tag (skopeo). Interrupted, composer removes the image itself;
-    killed in a commit, the next build's sweep does."""
+    killed, the next build's sweep does."""
     safety.forget_layers()
     shim = tmp_path / "bin"
     shim.mkdir()
@@ -191,7 +192,7 @@ def test_a_write_cut_short_leaves_no_image_without_a_name(safety: Safety, tmp_pa
         assert safety.working_containers() == []
     else:
         assert proc.returncode == -signal.SIGKILL, output[-800:]
-        assert len(safety.untagged()) == 1  # what the next build must find
+        assert safety.untagged() != []  # what the next build must find
     resumed = safety.box.build(safety.recipe, "--no-archive")
     assert safety.untagged() == [], f"the cut-short write's image is left after the next build: {resumed}"
     built = {layer["key"] for layer in resumed["layers"] if layer["cache"] == "miss"}
