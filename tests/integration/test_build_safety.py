@@ -166,14 +166,9 @@ kill -SIG $PPID; sleep 60; exit 1
 }
 
 
-@pytest.mark.parametrize(("tool", "sig"), [("buildah", "INT"), ("buildah", "KILL"), ("skopeo", "INT"),
-                                         ("skopeo", "KILL")])
-def test_a_write_cut_short_leaves_no_image_without_a_name(safety: Safety, tmp_path: Path, tool: str,
-                                                           sig: str) -> None:
-    """The trials above hit this window at random (a CI run once found the image left): here
-    the signal lands in it every time, at the first module's commit (buildah) or in the
-    finalize layer's re-tag (skopeo). Interrupted, composer removes the image itself;
-    killed, the next build's sweep does."""
+def build_cut_short(safety: Safety, tmp_path: Path, tool: str, sig: str) -> tuple[subprocess.Popen[str], str]:
+    """Every module layer forgotten, a build whose tool (buildah or skopeo) is CUT_SHORT's;
+    the finished process and its output."""
     safety.forget_layers()
     shim = tmp_path / "bin"
     shim.mkdir()
@@ -182,7 +177,18 @@ def test_a_write_cut_short_leaves_no_image_without_a_name(safety: Safety, tmp_pa
     (shim / tool).write_text(CUT_SHORT[tool].replace("REAL", real).replace("SIG", sig))
     (shim / tool).chmod(0o755)
     proc = safety.start(tmp_path / "out", path=str(shim))
-    output = proc.communicate(timeout=300)[0]
+    return proc, proc.communicate(timeout=300)[0]
+
+
+@pytest.mark.parametrize(("tool", "sig"), [("buildah", "INT"), ("buildah", "KILL"), ("skopeo", "INT"),
+                                         ("skopeo", "KILL")])
+def test_a_write_cut_short_leaves_no_image_without_a_name(safety: Safety, tmp_path: Path, tool: str,
+                                                           sig: str) -> None:
+    """The trials above hit this window at random (a CI run once found the image left): here
+    the signal lands in it every time, at the first module's commit (buildah) or in the
+    finalize layer's re-tag (skopeo). Interrupted, composer removes the image itself;
+    killed, the next build's sweep does."""
+    proc, output = build_cut_short(safety, tmp_path, tool, sig)
     # buildah: no layer was committed; skopeo: every layer but the finalize one.
     assert safety.cached() == (set() if tool == "buildah" else set(safety.layer_keys[:-1])), output[-800:]
     if sig == "INT":
@@ -204,15 +210,7 @@ def test_a_write_cut_short_leaves_no_image_without_a_name(safety: Safety, tmp_pa
 def test_the_sweep_never_removes_an_image_a_container_uses(safety: Safety, tmp_path: Path) -> None:
     """An image without a name that carries a layer's key, but that a container uses (here
     one made from the image a killed commit left): the next build's sweep leaves both."""
-    safety.forget_layers()
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    real = shutil.which("buildah", path=safety.box.env["PATH"])
-    assert real is not None
-    (shim / "buildah").write_text(CUT_SHORT["buildah"].replace("REAL", real).replace("SIG", "KILL"))
-    (shim / "buildah").chmod(0o755)
-    proc = safety.start(tmp_path / "out", path=str(shim))
-    output = proc.communicate(timeout=300)[0]
+    proc, output = build_cut_short(safety, tmp_path, "buildah", "KILL")
     assert proc.returncode == -signal.SIGKILL, output[-800:]
     [left] = safety.untagged()
     safety.box.buildah("from", "--name", "safety-holder", left)
