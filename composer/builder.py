@@ -132,12 +132,17 @@ class DamagedImages(ComposerError):
 DAMAGED_IMAGE = re.compile(r'locating item named \\?"manifest\\?" for image with ID \\?"([0-9a-f]{64})')
 
 
+def damaged_ids(output: str) -> list[str]:
+    """The IDs of the damaged images a failed `buildah images` names."""
+    return sorted(set(DAMAGED_IMAGE.findall(output)))
+
+
 def list_images(runner: Runner, storage: cmd.Storage) -> dict[str, set[str]]:
     """Cache key -> every name of that image in containers-storage (one buildah call)."""
     try:
         text = runner.output(cmd.buildah(storage, "images", "--json"))
     except CommandError as e:
-        damaged = sorted(set(DAMAGED_IMAGE.findall(e.output)))
+        damaged = damaged_ids(e.output)
         if damaged:
             raise DamagedImages(damaged) from None
         raise
@@ -573,6 +578,15 @@ def sweep_working_containers(ctx: BuildContext) -> None:
                 marker.unlink(missing_ok=True)
 
 
+def place_marker(ctx: BuildContext, name: str, key: str = "") -> Path:
+    """A marker in the cache's scratch folder (left_behind, sweep_working_containers): empty
+    for a working container, the key of the image being written for a write."""
+    marker = ctx.settings.cache_dir / SCRATCH / WORKING_MARKERS / name
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(key)
+    return marker
+
+
 @contextmanager
 def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
     """A working container with a name of its own (never one another build could hold),
@@ -580,9 +594,7 @@ def working_container(ctx: BuildContext, key: str, what: str) -> Iterator[str]:
     name = f"{WORKING_PREFIX}{key[:12]}-{secrets.token_hex(4)}"
     storage = ctx.settings.storage
     state = {"committed": False}
-    marker = ctx.settings.cache_dir / SCRATCH / WORKING_MARKERS / name
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()  # before the container exists: a killed build is found by the next one
+    marker = place_marker(ctx, name)  # before the container exists: a killed build is found by the next one
     try:
         yield name
         state["committed"] = True
@@ -617,9 +629,7 @@ def removed_if_cut_short(ctx: BuildContext, key: str) -> Iterator[None]:
     skopeo copy): if they fail or are interrupted (Ctrl-C, SIGTERM), what they left goes.
     A marker holding the key is in the cache meanwhile, beside the working containers':
     a build killed outright here is found, and cleaned up after, by the next one."""
-    marker = ctx.settings.cache_dir / SCRATCH / WORKING_MARKERS / f"composer-write-{key[:12]}-{secrets.token_hex(4)}"
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(key)
+    marker = place_marker(ctx, f"composer-write-{key[:12]}-{secrets.token_hex(4)}", key)
     done = False
     try:
         yield
@@ -648,7 +658,7 @@ def remove_half_committed(ctx: BuildContext, key: str) -> None:
                                             "--filter", "dangling=true", "--filter", f"label={KEY_LABEL}={key}"))
         left = [line.removeprefix("sha256:") for line in ids.split()]
     except CommandError as e:
-        left, force = sorted(set(DAMAGED_IMAGE.findall(e.output))), ("--force",)  # as images_repaired
+        left, force = damaged_ids(e.output), ("--force",)  # as images_repaired
     for image_id in left:
         with contextlib.suppress(CommandError):
             ctx.runner.run(cmd.buildah(storage, "rmi", *force, image_id))
