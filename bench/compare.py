@@ -368,18 +368,19 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
         seconds = bench.timed([*bench.composer, "build", "-q", *export, "--report", str(report), str(recipe)])
         return seconds, json.loads(report.read_text())
 
-    def module_seconds(rep: dict[str, Any]) -> float:
-        return sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "module")
+    def seconds_of(rep: dict[str, Any], kind: str) -> float:
+        """The summed seconds of the report's layers of that kind (base, module)."""
+        return sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == kind)
 
     if "tf-cold" in wanted:
         log("tf-cold: composer")
         seconds, rep = build(TURBOFLOW)
-        base = sum(layer["seconds"] for layer in rep["layers"] if layer["kind"] == "base")
+        base = seconds_of(rep, "base")
         cases["tf-cold"] = {
             "composer": stats([seconds - base]), "composer base bootstrap": stats([base]),
             "composer first export": stats([rep["export"]["layout"]["seconds"]]),
             "composer early export": stats([rep["export"].get("early", {}).get("seconds", 0.0)]),
-            "composer module layers summed": stats([module_seconds(rep)]),
+            "composer module layers summed": stats([seconds_of(rep, "module")]),
             "size composer": bench.size(rep["image"]),
         }
         save()
@@ -431,7 +432,7 @@ def measure_turboflow(bench: Bench, runs: int, doc: dict[str, Any], wanted: list
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         seconds, rep = build(TURBOFLOW, "--no-archive")
         cases["tf-layers"] = {"composer": stats([seconds]),
-                              "composer module layers summed": stats([module_seconds(rep)])}
+                              "composer module layers summed": stats([seconds_of(rep, "module")])}
         save()
         log("tf-layers: bud")
         base_only()
