@@ -67,9 +67,13 @@ class Safety:
         listing = json.loads(self.box.buildah("images", "--all", "--json").stdout or "[]") or []
         return [image["id"] for image in listing if not image.get("names")]
 
-    def working_containers(self) -> list[str]:
+    def containers(self) -> list[str]:
+        """The names of every buildah container in the storage."""
         listing = json.loads(self.box.buildah("containers", "--json").stdout or "[]") or []
-        return [c["containername"] for c in listing if c["containername"].startswith("composer-")]
+        return [c["containername"] for c in listing]
+
+    def working_containers(self) -> list[str]:
+        return [name for name in self.containers() if name.startswith("composer-")]
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +220,7 @@ def test_the_sweep_never_removes_an_image_a_container_uses(safety: Safety, tmp_p
     safety.box.buildah("from", "--name", "safety-holder", left)
     try:
         safety.box.build(safety.recipe, "--no-archive")
-        holders = json.loads(safety.box.buildah("containers", "--json").stdout or "[]") or []
-        assert [c["containername"] for c in holders] == ["safety-holder"]
+        assert safety.containers() == ["safety-holder"]
         assert safety.untagged() == [left]
     finally:
         safety.box.buildah("rm", "safety-holder")
