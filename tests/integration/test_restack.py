@@ -10,6 +10,8 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,6 +238,55 @@ def test_a_change_to_a_bystander_reuses_the_reconcile_layer(containers: Containe
     assert [p for p in differ if not any(re.fullmatch(rx, p) for rx in ALLOWED)] == [], differ[:20]
     assert len(a) > 5000 and sh(containers, reused["image"], "ldconfig -p | sed 1d | sort") == sh(
         containers, ran["image"], "ldconfig -p | sed 1d | sort")
+
+
+# The real skopeo, except for the copy that writes the image named CUT_KEY: it makes the
+# copy, takes the name away (the image an interrupt between c/storage's creating and naming
+# it leaves) and interrupts composer, then waits to be ended as a copy at work would.
+CUT_TRANSPLANT = """#!/bin/bash
+[ "$1" = copy ] && [[ "${@: -1}" == *":$CUT_KEY" ]] || exec REAL "$@"
+REAL "$@" || exit
+dest="${@: -1}"; ref="${dest#containers-storage:}"; ref="${ref#\\[*\\]}"
+podman untag "$ref"
+kill -INT $PPID; sleep 60; exit 1
+"""
+
+
+def test_a_reused_reconcile_layer_cut_short_leaves_no_image_without_a_name(
+        containers: Containers, both: tuple[dict, dict], tmp_path: Path) -> None:
+    """The transplant of a reused reconcile layer (a skopeo copy) interrupted where the new
+    image has no name yet: composer removes that image before it exits, as it does for a
+    commit (test_build_safety)."""
+    team = tmp_path / "team.toml"
+    team.write_text(f'extends = "{RESTACK}"\nname = "composer-restack-cut"\n'
+                    '[[layers]]\nmodule = "agents"\n[layers.options]\nextra_dir = "/opt/cut"\n')
+    key = json.loads(containers.composer("plan", "--offline", "--json", str(team)).stdout)["reconcile"]["key"]
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = shutil.which("skopeo", path=containers.env["PATH"])
+    assert real is not None
+    (shim / "skopeo").write_text(CUT_TRANSPLANT.replace("REAL", real))
+    (shim / "skopeo").chmod(0o755)
+    env = {**containers.env, "PATH": f"{shim}:{containers.env['PATH']}", "CUT_KEY": key}
+    cut = subprocess.run([sys.executable, "-m", "composer", "--cache-dir", str(containers.cache_dir), "build",
+                          "--no-archive", "-o", str(tmp_path / "out"), str(team)],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    output = cut.stdout + cut.stderr
+    # Only the transplant writes the reconcile key's image with skopeo (a reconcile that runs
+    # commits it with buildah): exit 130 says the copy cut short was that one.
+    assert cut.returncode == 130, output[-1500:]
+
+    def unnamed() -> list[str]:
+        return containers.buildah("images", "--all", "--quiet", "--filter", "dangling=true",
+                                  "--filter", f"label=io.composer.key={key}").stdout.split()
+
+    assert unnamed() == [], f"the cut-short transplant's image is left: {output[-1500:]}"
+    assert "was cut short" in output, output[-1500:]
+    again = containers.build(team, "--no-archive")
+    assert missed(again) == ["finalize", "reconcile"], again["layers"]
+    # Reused again (from the last reconcile whose commands ran for these members, whichever).
+    assert again["reconcile"]["reused"] is not None and again["reconcile"]["changed"] == ["agents"]
+    assert unnamed() == []
 
 
 def stand_in(root: Path, dest: str) -> Path:
