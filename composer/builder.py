@@ -394,11 +394,14 @@ def build_reconcile(ctx: BuildContext) -> None:
     members = [s for s in plan.steps if s.restacked]
     # The stack is tagged while the layers are analysed (skopeo and c/storage in a thread of
     # their own, the analysis in Python): an image of those layers whatever the analysis finds.
+    # It carries its own key, as a layer's image does, so that a write cut short is found.
+    def write_stack() -> None:
+        with removed_if_cut_short(ctx, r.stack_key):
+            stack_image(ctx.runner, storage, cmd.cache_ref(r.parent_key), [cmd.cache_ref(s.key) for s in members],
+                        cmd.cache_ref(r.stack_key), {KEY_LABEL: r.stack_key})
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        stacking = None
-        if r.stack_key not in ctx.existing:
-            stacking = pool.submit(stack_image, ctx.runner, storage, cmd.cache_ref(r.parent_key),
-                                   [cmd.cache_ref(s.key) for s in members], cmd.cache_ref(r.stack_key))
+        stacking = pool.submit(write_stack) if r.stack_key not in ctx.existing else None
         with working_container(ctx, r.parent_key, "reconcile: the common parent") as parent_ctr:
             run(cmd.from_image(storage, cmd.cache_ref(r.parent_key), parent_ctr))
             parent_root = ctx.runner.output(cmd.buildah(storage, "mount", parent_ctr)).strip()

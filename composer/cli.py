@@ -361,8 +361,8 @@ def plan_document(plan: Plan, cached: set[str] | None) -> dict[str, Any]:
                             "parent": s.parent_key,
                             "status": status(s.key), "restacked": s.restacked, "why": s.why})
         elif layer.kind is LayerKind.RECONCILE:
-            reconcile = {"key": layer.key, "parent": layer.parent_key, "status": status(layer.key),
-                         "members": [m["module"] for m in modules if m["restacked"]]}
+            reconcile = {"key": layer.key, "parent": layer.parent_key, "stack": layer.key_document["stack"],
+                         "status": status(layer.key), "members": [m["module"] for m in modules if m["restacked"]]}
         else:
             document["layers"] = modules
             document["reconcile"] = reconcile

@@ -168,8 +168,10 @@ def merge_map(merged: Any, parent: Any, module: Any) -> dict[str, Any] | None:
     return out or None
 
 
-def stack_documents(parent: ImageDocs, modules: Sequence[ImageDocs]) -> Stacked:
-    """The manifest and config of parent's layers + each module's own layer."""
+def stack_documents(parent: ImageDocs, modules: Sequence[ImageDocs],
+                    labels: Mapping[str, str] | None = None) -> Stacked:
+    """The manifest and config of parent's layers + each module's own layer (labels set
+    over the merged ones)."""
     if not modules:
         raise ComposerError(f"stack on {parent.ref}: no module images given")
     layers = [dict(d) for d in parent.layers]
@@ -182,6 +184,8 @@ def stack_documents(parent: ImageDocs, modules: Sequence[ImageDocs]) -> Stacked:
         # The module's own entries (one per commit step, empty ones included) name it.
         history += [dict(h) for h in module.history[len(parent.history):]]
     runtime, overridden = merge_config(parent, modules)
+    if labels:
+        runtime["Labels"] = {**(runtime.get("Labels") or {}), **labels}
     return _documents(parent.manifest, layers, _config(parent, runtime, diff_ids, history), overridden)
 
 
@@ -273,12 +277,14 @@ def stack_image(
     parent_ref: str,
     module_refs: Sequence[str],
     target_ref: str,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
-    """Tag target_ref as parent + each module's own layer, in order; returns its image ID."""
+    """Tag target_ref as parent + each module's own layer, in order (labels set); returns
+    its image ID."""
     # One buildah call per image, a few at a time: each is mostly the program's start.
     with ThreadPoolExecutor(max_workers=4) as pool:
         parent, *modules = pool.map(lambda ref: inspect_docs(runner, storage, ref), [parent_ref, *module_refs])
-    stacked = stack_documents(parent, modules)
+    stacked = stack_documents(parent, modules, labels)
     materialise(runner, storage, stacked, target_ref)
     return stacked.image_id
 

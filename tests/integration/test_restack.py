@@ -242,51 +242,59 @@ def test_a_change_to_a_bystander_reuses_the_reconcile_layer(containers: Containe
 
 # The real skopeo, except for the copy that writes the image named CUT_KEY: it makes the
 # copy, takes the name away (the image an interrupt between c/storage's creating and naming
-# it leaves) and interrupts composer, then waits to be ended as a copy at work would.
-CUT_TRANSPLANT = """#!/bin/bash
+# it leaves) and interrupts composer, then waits to be ended as a copy at work would (the
+# stack's copy, in a thread of its own, is not ended: it fails when the wait is over).
+CUT_SHORT = """#!/bin/bash
 [ "$1" = copy ] && [[ "${@: -1}" == *":$CUT_KEY" ]] || exec REAL "$@"
 REAL "$@" || exit
 dest="${@: -1}"; ref="${dest#containers-storage:}"; ref="${ref#\\[*\\]}"
 podman untag "$ref"
-kill -INT $PPID; sleep 60; exit 1
+kill -INT $PPID; sleep 20; exit 1
 """
 
 
-def test_a_reused_reconcile_layer_cut_short_leaves_no_image_without_a_name(
-        containers: Containers, both: tuple[dict, dict], tmp_path: Path) -> None:
-    """The transplant of a reused reconcile layer (a skopeo copy) interrupted where the new
-    image has no name yet: composer removes that image before it exits, as it does for a
-    commit (test_build_safety)."""
+@pytest.mark.parametrize("write", ["stack", "key"])
+def test_a_stack_or_reused_reconcile_layer_cut_short_leaves_no_image_without_a_name(
+        containers: Containers, both: tuple[dict, dict], tmp_path: Path, write: str) -> None:
+    """A skopeo copy of the reconcile step interrupted where the new image has no name yet:
+    the plain stack's (write "stack"), or the transplant of a reused reconcile layer (write
+    "key"). composer removes that image before it exits, as it does for a commit
+    (test_build_safety)."""
     team = tmp_path / "team.toml"
     team.write_text(f'extends = "{RESTACK}"\nname = "composer-restack-cut"\n'
-                    '[[layers]]\nmodule = "agents"\n[layers.options]\nextra_dir = "/opt/cut"\n')
-    key = json.loads(containers.composer("plan", "--offline", "--json", str(team)).stdout)["reconcile"]["key"]
+                    f'[[layers]]\nmodule = "agents"\n[layers.options]\nextra_dir = "/opt/cut-{write}"\n')
+    key = json.loads(containers.composer("plan", "--offline", "--json", str(team)).stdout)["reconcile"][write]
     shim = tmp_path / "bin"
     shim.mkdir()
     real = shutil.which("skopeo", path=containers.env["PATH"])
     assert real is not None
-    (shim / "skopeo").write_text(CUT_TRANSPLANT.replace("REAL", real))
+    (shim / "skopeo").write_text(CUT_SHORT.replace("REAL", real))
     (shim / "skopeo").chmod(0o755)
     env = {**containers.env, "PATH": f"{shim}:{containers.env['PATH']}", "CUT_KEY": key}
+
+    def unnamed() -> set[str]:
+        return set(containers.buildah("images", "--all", "--quiet", "--no-trunc", "--filter",
+                                      "dangling=true").stdout.split())
+
+    before = unnamed()
     cut = subprocess.run([sys.executable, "-m", "composer", "--cache-dir", str(containers.cache_dir), "build",
                           "--no-archive", "-o", str(tmp_path / "out"), str(team)],
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     output = cut.stdout + cut.stderr
-    # Only the transplant writes the reconcile key's image with skopeo (a reconcile that runs
-    # commits it with buildah): exit 130 says the copy cut short was that one.
+    # Only that copy writes an image named by that key (a reconcile that runs commits its
+    # layer with buildah): exit 130 says the write cut short was that one.
     assert cut.returncode == 130, output[-1500:]
-
-    def unnamed() -> list[str]:
-        return containers.buildah("images", "--all", "--quiet", "--filter", "dangling=true",
-                                  "--filter", f"label=io.composer.key={key}").stdout.split()
-
-    assert unnamed() == [], f"the cut-short transplant's image is left: {output[-1500:]}"
+    assert unnamed() - before == set(), f"the cut-short write's image is left: {output[-1500:]}"
     assert "was cut short" in output, output[-1500:]
     again = containers.build(team, "--no-archive")
     assert missed(again) == ["finalize", "reconcile"], again["layers"]
-    # Reused again (from the last reconcile whose commands ran for these members, whichever).
+    # Reused (from the last reconcile whose commands ran for these members, whichever).
     assert again["reconcile"]["reused"] is not None and again["reconcile"]["changed"] == ["agents"]
-    assert unnamed() == []
+    assert unnamed() - before == set()
+    stack = containers.buildah("inspect", "--type", "image", "--format",
+                               '{{index .OCIv1.Config.Labels "io.composer.key"}}',
+                               f"localhost/composer-cache:{key}").stdout.strip()
+    assert stack == key  # each of the two images carries its own key
 
 
 def stand_in(root: Path, dest: str) -> Path:

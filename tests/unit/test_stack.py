@@ -100,6 +100,17 @@ def test_other_config_a_module_changed_is_kept() -> None:
     assert config["container_config"] == runtime
 
 
+def test_labels_given_are_set_over_the_merged_ones_and_nothing_else_moves() -> None:
+    plain = stack_documents(docs("p"), [docs("ma"), docs("mc")])
+    labelled = stack_documents(docs("p"), [docs("ma"), docs("mc")], {"io.composer.key": "k" * 64})
+    a, b = json.loads(plain.config), json.loads(labelled.config)
+    assert b["config"]["Labels"] == {"org.example.c": "yes", "io.composer.key": "k" * 64}
+    b["config"]["Labels"] = a["config"]["Labels"]
+    b["container_config"] = a["container_config"]
+    assert a == b and json.loads(plain.manifest)["layers"] == json.loads(labelled.manifest)["layers"]
+    assert labelled.image_id != plain.image_id
+
+
 def test_created_is_fixed_and_the_build_container_is_not_named() -> None:
     _, config, _ = stacked("ma")
     assert config["created"] == "1970-01-01T00:00:00Z"
