@@ -277,10 +277,23 @@ def build_layers(ctx: BuildContext, only: list[Layer] | None = None) -> None:
         if together and layer == together[0]:
             with ThreadPoolExecutor(max_workers=ctx.settings.jobs) as pool:
                 futures = [pool.submit(one, x) for x in together]
-                for future in futures:
-                    future.result()  # the first failure is raised once every job has ended
+                try:
+                    for future in futures:
+                        future.result()  # the first failure is raised once every job has ended
+                except KeyboardInterrupt:
+                    stop_side_by_side(ctx, futures)
+                    raise
             continue
         one(layer)
+
+
+def stop_side_by_side(ctx: BuildContext, futures: list[Future[Any]]) -> None:
+    """Interrupted while steps run in threads: no layer not yet started starts, and the
+    commands running now are ended (a terminal's Ctrl-C reaches them itself; a SIGTERM to
+    composer alone does not); each thread then removes its working container as usual."""
+    for future in futures:
+        future.cancel()
+    ctx.runner.end_all()
 
 
 class MissingLayers(ComposerError):
@@ -402,20 +415,24 @@ def build_reconcile(ctx: BuildContext) -> None:
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         stacking = pool.submit(write_stack) if r.stack_key not in ctx.existing else None
-        with working_container(ctx, r.parent_key, "reconcile: the common parent") as parent_ctr:
-            run(cmd.from_image(storage, cmd.cache_ref(r.parent_key), parent_ctr))
-            parent_root = ctx.runner.output(cmd.buildah(storage, "mount", parent_ctr)).strip()
-            folders = layer_folders(ctx.runner, storage, [cmd.cache_ref(s.key) for s in members])
-            changes = [(s.module.name, folder) for s, folder in zip(members, folders, strict=True)]
-            # Each member's layer is walked once (it never changes); overlay keeps layers in
-            # <graph root>/overlay/<layer ID>/diff.
-            scans = rec.ScanCache(ctx.settings.cache_dir, folders[0].parent.parent)
-            analysis = rec.analyse(parent_root, changes, plan.recipe.base.family, scans)
-            scans.sweep()
-            run(cmd.buildah(storage, "rm", parent_ctr))
-        if stacking is not None:
-            stacking.result()
-            ctx.existing.add(r.stack_key)
+        try:
+            with working_container(ctx, r.parent_key, "reconcile: the common parent") as parent_ctr:
+                run(cmd.from_image(storage, cmd.cache_ref(r.parent_key), parent_ctr))
+                parent_root = ctx.runner.output(cmd.buildah(storage, "mount", parent_ctr)).strip()
+                folders = layer_folders(ctx.runner, storage, [cmd.cache_ref(s.key) for s in members])
+                changes = [(s.module.name, folder) for s, folder in zip(members, folders, strict=True)]
+                # Each member's layer is walked once (it never changes); overlay keeps layers in
+                # <graph root>/overlay/<layer ID>/diff.
+                scans = rec.ScanCache(ctx.settings.cache_dir, folders[0].parent.parent)
+                analysis = rec.analyse(parent_root, changes, plan.recipe.base.family, scans)
+                scans.sweep()
+                run(cmd.buildah(storage, "rm", parent_ctr))
+            if stacking is not None:
+                stacking.result()
+                ctx.existing.add(r.stack_key)
+        except KeyboardInterrupt:
+            stop_side_by_side(ctx, [stacking] if stacking is not None else [])
+            raise
     if analysis.conflicts:
         by_name = {s.module.name: s for s in members}
         keys: dict[str, str] = {}

@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -52,6 +53,27 @@ class Runner:
         echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         # What verbose mode shows (argv, a step's output) may hold a proxy URL's password.
         self.echo = lambda line: echo(redact(line))
+        self._live: dict[int, Any] = {}  # the commands running now, from any thread (by id)
+        self._live_lock = threading.Lock()
+
+    def end_all(self) -> None:
+        """End every command running now, whichever thread started it: after an interrupt,
+        so that steps built side by side stop too (each caller sees its command fail and
+        cleans up after it). Commands started later run as usual: the clean-up's own."""
+        with self._live_lock:
+            live = list(self._live.values())
+        for process in live:
+            with contextlib.suppress(Exception):
+                process.terminate()
+
+    def _wait(self, process: Any) -> None:
+        with self._live_lock:
+            self._live[id(process)] = process
+        try:
+            _wait(process)
+        finally:
+            with self._live_lock:
+                self._live.pop(id(process), None)
 
     def _echo(self, argv: list[str]) -> None:
         if self.verbose:
@@ -111,7 +133,7 @@ class Runner:
                 _bg_exc=False,
                 _out=collect if echo else None,  # None: sh's own buffer
             )
-            _wait(process)
+            self._wait(process)
         except sh.ErrorReturnCode as e:
             raise CommandError(argv, e.exit_code, _tail(tail, e.stdout, echo)) from None
         except sh.SignalException as e:
@@ -128,7 +150,7 @@ class Runner:
         try:
             process = sh.Command(program)(*argv[1:], _env=full_env, _tty_out=False, _in=None, _bg=True,
                                           _bg_exc=False)
-            _wait(process)
+            self._wait(process)
         except sh.ErrorReturnCode as e:
             stderr = e.stderr.decode(errors="replace") if e.stderr else ""
             raise CommandError(argv, e.exit_code, stderr) from None

@@ -9,9 +9,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -295,6 +297,58 @@ def test_a_stack_or_reused_reconcile_layer_cut_short_leaves_no_image_without_a_n
                                '{{index .OCIv1.Config.Labels "io.composer.key"}}',
                                f"localhost/composer-cache:{key}").stdout.strip()
     assert stack == key  # each of the two images carries its own key
+
+
+# The real buildah, except that a step of HANG_MODULE never ends by itself (as a long
+# install would not, for a while); it says so in HANG_FLAG.
+HANG = """#!/bin/bash
+case " $* " in
+  *" run "*"/layers/$HANG_MODULE:/run/composer/module"*) touch "$HANG_FLAG"; exec sleep 600 ;;
+  *) exec REAL "$@" ;;
+esac
+"""
+
+
+def test_a_sigterm_to_composer_alone_ends_the_modules_built_side_by_side(
+        containers: Containers, both: tuple[dict, dict], tmp_path: Path) -> None:
+    """A SIGTERM to composer alone (`kill PID`, a Pod stopped), while restacked modules build
+    two at a time: the steps running in the other threads are ended too, and composer exits
+    with nothing tagged and no working container left (before, it waited for them, and ran
+    the modules still queued)."""
+    team = tmp_path / "team.toml"  # another user: the common parent and every member are new
+    team.write_text(f'extends = "{RESTACK}"\nname = "composer-restack-term"\n[[layers]]\nmodule = "users"\n'
+                    '[layers.options]\nusers = [{ name = "devuser", uid = 1000, sudo = true, groups = ["supervisor"] },'
+                    ' { name = "termuser", uid = 1001 }]\n')
+    shim, flag = tmp_path / "bin", tmp_path / "hanging"
+    shim.mkdir()
+    real = shutil.which("buildah", path=containers.env["PATH"])
+    assert real is not None
+    (shim / "buildah").write_text(HANG.replace("REAL", real))
+    (shim / "buildah").chmod(0o755)
+    env = {**containers.env, "PATH": f"{shim}:{containers.env['PATH']}", "HANG_MODULE": "latex",
+           "HANG_FLAG": str(flag)}
+    proc = subprocess.Popen([sys.executable, "-m", "composer", "--cache-dir", str(containers.cache_dir), "build",
+                             "--no-archive", "--jobs", "2", "-o", str(tmp_path / "out"), str(team)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        for _ in range(600):
+            if flag.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert flag.exists(), "latex's step never started"
+        proc.send_signal(signal.SIGTERM)  # composer alone, not its process group
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130 and re.search(r"\] latex +failed after", output), output[-1500:]
+    listing = json.loads(containers.buildah("containers", "--json").stdout or "[]") or []
+    assert [c["containername"] for c in listing if c["containername"].startswith("composer-")] == [], output[-1500:]
+    keys = {row["module"]: row["key"] for row in
+            json.loads(containers.composer("plan", "--offline", "--json", str(team)).stdout)["layers"]}
+    assert f"localhost/composer-cache:{keys['latex']}" not in containers.images()
 
 
 def stand_in(root: Path, dest: str) -> Path:
