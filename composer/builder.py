@@ -275,25 +275,27 @@ def build_layers(ctx: BuildContext, only: list[Layer] | None = None) -> None:
         if layer in together[1:]:
             continue  # built together with the first restacked one
         if together and layer == together[0]:
-            with ThreadPoolExecutor(max_workers=ctx.settings.jobs) as pool:
+            with side_by_side(ctx, ctx.settings.jobs) as pool:
                 futures = [pool.submit(one, x) for x in together]
-                try:
-                    for future in futures:
-                        future.result()  # the first failure is raised once every job has ended
-                except KeyboardInterrupt:
-                    stop_side_by_side(ctx, futures)
-                    raise
+                for future in futures:
+                    future.result()  # the first failure is raised once every job has ended
             continue
         one(layer)
 
 
-def stop_side_by_side(ctx: BuildContext, futures: list[Future[Any]]) -> None:
-    """Interrupted while steps run in threads: no layer not yet started starts, and the
-    commands running now are ended (a terminal's Ctrl-C reaches them itself; a SIGTERM to
-    composer alone does not); each thread then removes its working container as usual."""
-    for future in futures:
-        future.cancel()
-    ctx.runner.end_all()
+@contextmanager
+def side_by_side(ctx: BuildContext, workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A pool for steps run beside the build's own thread. Interrupted (Ctrl-C, SIGTERM), no
+    job not yet started starts and the commands running now are ended (a terminal's Ctrl-C
+    reaches them itself; a SIGTERM to composer alone does not): each job then fails and
+    cleans up after itself as a single step does, and the pool waits for that."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            yield pool
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            ctx.runner.end_all()
+            raise
 
 
 class MissingLayers(ComposerError):
@@ -413,26 +415,22 @@ def build_reconcile(ctx: BuildContext) -> None:
             stack_image(ctx.runner, storage, cmd.cache_ref(r.parent_key), [cmd.cache_ref(s.key) for s in members],
                         cmd.cache_ref(r.stack_key), {KEY_LABEL: r.stack_key})
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with side_by_side(ctx, 1) as pool:
         stacking = pool.submit(write_stack) if r.stack_key not in ctx.existing else None
-        try:
-            with working_container(ctx, r.parent_key, "reconcile: the common parent") as parent_ctr:
-                run(cmd.from_image(storage, cmd.cache_ref(r.parent_key), parent_ctr))
-                parent_root = ctx.runner.output(cmd.buildah(storage, "mount", parent_ctr)).strip()
-                folders = layer_folders(ctx.runner, storage, [cmd.cache_ref(s.key) for s in members])
-                changes = [(s.module.name, folder) for s, folder in zip(members, folders, strict=True)]
-                # Each member's layer is walked once (it never changes); overlay keeps layers in
-                # <graph root>/overlay/<layer ID>/diff.
-                scans = rec.ScanCache(ctx.settings.cache_dir, folders[0].parent.parent)
-                analysis = rec.analyse(parent_root, changes, plan.recipe.base.family, scans)
-                scans.sweep()
-                run(cmd.buildah(storage, "rm", parent_ctr))
-            if stacking is not None:
-                stacking.result()
-                ctx.existing.add(r.stack_key)
-        except KeyboardInterrupt:
-            stop_side_by_side(ctx, [stacking] if stacking is not None else [])
-            raise
+        with working_container(ctx, r.parent_key, "reconcile: the common parent") as parent_ctr:
+            run(cmd.from_image(storage, cmd.cache_ref(r.parent_key), parent_ctr))
+            parent_root = ctx.runner.output(cmd.buildah(storage, "mount", parent_ctr)).strip()
+            folders = layer_folders(ctx.runner, storage, [cmd.cache_ref(s.key) for s in members])
+            changes = [(s.module.name, folder) for s, folder in zip(members, folders, strict=True)]
+            # Each member's layer is walked once (it never changes); overlay keeps layers in
+            # <graph root>/overlay/<layer ID>/diff.
+            scans = rec.ScanCache(ctx.settings.cache_dir, folders[0].parent.parent)
+            analysis = rec.analyse(parent_root, changes, plan.recipe.base.family, scans)
+            scans.sweep()
+            run(cmd.buildah(storage, "rm", parent_ctr))
+        if stacking is not None:
+            stacking.result()
+            ctx.existing.add(r.stack_key)
     if analysis.conflicts:
         by_name = {s.module.name: s for s in members}
         keys: dict[str, str] = {}

@@ -67,10 +67,19 @@ class Runner:
                 process.terminate()
 
     def _wait(self, process: Any) -> None:
+        """Wait for a started command (one of the running ones meanwhile). Interrupted
+        (Ctrl-C, or SIGTERM: see cli.main), end the child first, so that the clean-up that
+        follows does not race a buildah still at work (a `buildah from` or `run` finishing
+        after the clean-up's `buildah rm` leaves its container)."""
         with self._live_lock:
             self._live[id(process)] = process
         try:
-            _wait(process)
+            process.wait()
+        except KeyboardInterrupt:
+            with contextlib.suppress(Exception):
+                process.terminate()
+                process.wait(timeout=30)
+            raise
         finally:
             with self._live_lock:
                 self._live.pop(id(process), None)
@@ -155,19 +164,6 @@ class Runner:
             stderr = e.stderr.decode(errors="replace") if e.stderr else ""
             raise CommandError(argv, e.exit_code, stderr) from None
         return str(process)
-
-
-def _wait(process: Any) -> None:
-    """Wait for a started command. Interrupted (Ctrl-C, or SIGTERM: see cli.main), end the
-    child first, so that the clean-up that follows does not race a buildah still at work
-    (a `buildah from` or `run` finishing after the clean-up's `buildah rm` leaves its container)."""
-    try:
-        process.wait()
-    except KeyboardInterrupt:
-        with contextlib.suppress(Exception):
-            process.terminate()
-            process.wait(timeout=30)
-        raise
 
 
 def _tail(streamed: collections.deque[str], buffered: bytes | None, echo: bool) -> str:
