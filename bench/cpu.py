@@ -72,15 +72,16 @@ def run(command: list[str], interval: float) -> tuple[list[tuple[float, float]],
 
 
 def phase_bounds(phases: list[tuple[str, str]], lines: list[tuple[float, str]],
-                 wall: float) -> list[tuple[str, float, float]]:
-    """(name, start, end) per phase that occurred, "start" first when the first began later."""
-    starts: list[tuple[str, float]] = [("start", 0.0)]
+                 wall: float) -> list[tuple[str, float, float, str]]:
+    """(name, start, end, the line it started at) per phase that occurred, "start" (no line)
+    first when the first began later."""
+    starts: list[tuple[str, float, str]] = [("start", 0.0, "")]
     for name, pattern in phases:
-        at = next((t for t, line in lines if re.search(pattern, line)), None)
-        if at is not None and at >= starts[-1][1]:
-            starts.append((name, at))
-    bounds = [(name, t, starts[i + 1][1] if i + 1 < len(starts) else wall) for i, (name, t) in enumerate(starts)]
-    return [b for b in bounds if b[2] > b[1]]
+        found = next(((t, line) for t, line in lines if re.search(pattern, line)), None)
+        if found is not None and found[0] >= starts[-1][1]:
+            starts.append((name, *found))
+    ends = [t for _, t, _ in starts[1:]] + [wall]
+    return [(name, t, end, line) for (name, t, line), end in zip(starts, ends, strict=True) if end > t]
 
 
 def summary(samples: list[tuple[float, float]], start: float, end: float, cores: int,
@@ -134,9 +135,9 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                  cwd=Path(__file__).parent).stdout.strip(),
-        "phases": {name: summary(samples, s, e, cores, args.interval) for name, s, e in bounds},
+        "phases": {name: summary(samples, s, e, cores, args.interval) for name, s, e, _ in bounds},
         "all": summary(samples, 0.0, wall, cores, args.interval),
-        "phase_lines": {name: next((line for t, line in lines if t == s), "") for name, s, _ in bounds},
+        "phase_lines": {name: line for name, _, _, line in bounds},
         "samples": [(round(t, 2), round(b, 3)) for t, b in samples],
     }
     if args.json:
