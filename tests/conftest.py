@@ -80,9 +80,12 @@ class Containers:
     cache_dir: Path
     built: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def composer_argv(self, *args: str) -> list[str]:
+        """composer with args, on this cache folder (run it with env=self.env)."""
+        return [sys.executable, "-m", "composer", "--cache-dir", str(self.cache_dir), *args]
+
     def composer(self, *args: str, check: bool = True, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "composer", "--cache-dir", str(self.cache_dir), *args]
-        result = subprocess.run(argv, env=self.env, cwd=cwd, capture_output=True, text=True)
+        result = subprocess.run(self.composer_argv(*args), env=self.env, cwd=cwd, capture_output=True, text=True)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"composer {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"

@@ -7,11 +7,13 @@ import contextlib
 import copy
 import json
 import shlex
+import shutil
 import socket
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,32 @@ from tests.integration.rootless import AUTO_USERNS, ensure_subids
 # What a pod in a user namespace of its own sees of the host's 127.0.0.1: podman kube play
 # with slirp4netns (allow_host_loopback) shows it at 10.0.2.2.
 HOST_LOOPBACK = "10.0.2.2"
+
+
+def shim(tmp_path: Path, env: Mapping[str, str], tool: str, script: str) -> dict[str, str]:
+    """env with a folder first on its PATH in which `tool` is script (REAL in it: the real
+    tool, as env's PATH finds it): the real tool, except at the moment a test picks."""
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    real = shutil.which(tool, path=env["PATH"])
+    assert real is not None, tool
+    (folder / tool).write_text(script.replace("REAL", real))
+    (folder / tool).chmod(0o755)
+    return {**env, "PATH": f"{folder}:{env['PATH']}"}
+
+
+# A skopeo whose copy into containers-storage (the one to an image named $CUT_KEY when that
+# is set) stops where c/storage has created the image and not yet named it: the real copy,
+# then the name taken away (the image such a stop leaves). Then it signals composer (SIG)
+# and waits (WAIT seconds) to be ended, as a copy still at work would.
+CUT_SHORT_COPY = """#!/bin/bash
+[ "$1" = copy ] || exec REAL "$@"
+[ -z "$CUT_KEY" ] || [[ "${@: -1}" == *":$CUT_KEY" ]] || exec REAL "$@"
+REAL "$@" || exit
+dest="${@: -1}"; ref="${dest#containers-storage:}"; ref="${ref#\\[*\\]}"
+podman untag "$ref"
+kill -SIG $PPID; sleep WAIT; exit 1
+"""
 
 
 def free_port() -> int:

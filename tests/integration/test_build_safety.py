@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 
 from composer.scratch import SCRATCH
 from tests.conftest import RECIPES, Containers, copy_tree, private_storage
+from tests.integration.helpers import CUT_SHORT_COPY, shim
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +36,11 @@ class Safety:
         self.diff_ids = self.layers()
         self.layer_keys = [layer["key"] for layer in reference["layers"] if layer["kind"] != "base"]
 
-    def start(self, out: Path, path: str = "") -> subprocess.Popen[str]:
-        """A composer build of the recipe; path: folders searched before PATH for its tools."""
-        argv = [sys.executable, "-m", "composer", "--cache-dir", str(self.box.cache_dir), "build",
-                str(self.recipe), "--no-archive", "-o", str(out), "--report", str(out / "report.json")]
-        env = {**self.box.env, "PATH": f"{path}:{self.box.env['PATH']}"} if path else self.box.env
-        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    def start(self, out: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """A composer build of the recipe (env: another environment, its tools shimmed)."""
+        argv = self.box.composer_argv("build", str(self.recipe), "--no-archive", "-o", str(out),
+                                      "--report", str(out / "report.json"))
+        return subprocess.Popen(argv, env=env or self.box.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
 
     def layers(self) -> list[str]:
@@ -149,7 +147,7 @@ def test_interrupted_builds_never_leave_a_wrong_layer(safety: Safety, tmp_path: 
 # The real tool, except that the write of an image stops where c/storage has created the image
 # and not yet named it: buildah commits without the name, skopeo's copy is unnamed after it
 # (the image such a stop leaves). Then the tool signals composer (SIG) and waits to be ended,
-# as one still at work would.
+# as one still at work would (skopeo: its first copy, the finalize layer's re-tag).
 CUT_SHORT = {
     "buildah": """#!/bin/bash
 case " $* " in
@@ -160,13 +158,7 @@ case " $* " in
   *) exec REAL "$@" ;;
 esac
 """,
-    "skopeo": """#!/bin/bash
-[ "$1" = copy ] || exec REAL "$@"
-REAL "$@" || exit
-dest="${@: -1}"; ref="${dest#containers-storage:}"; ref="${ref#\\[*\\]}"
-podman untag "$ref"
-kill -SIG $PPID; sleep 60; exit 1
-""",
+    "skopeo": CUT_SHORT_COPY.replace("WAIT", "60"),
 }
 
 
@@ -174,13 +166,7 @@ def build_cut_short(safety: Safety, tmp_path: Path, tool: str, sig: str) -> tupl
     """Every module layer forgotten, a build whose tool (buildah or skopeo) is CUT_SHORT's;
     the finished process and its output."""
     safety.forget_layers()
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    real = shutil.which(tool, path=safety.box.env["PATH"])
-    assert real is not None
-    (shim / tool).write_text(CUT_SHORT[tool].replace("REAL", real).replace("SIG", sig))
-    (shim / tool).chmod(0o755)
-    proc = safety.start(tmp_path / "out", path=str(shim))
+    proc = safety.start(tmp_path / "out", shim(tmp_path, safety.box.env, tool, CUT_SHORT[tool].replace("SIG", sig)))
     return proc, proc.communicate(timeout=300)[0]
 
 

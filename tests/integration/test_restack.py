@@ -12,7 +12,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RECIPES, ROOT, Containers, copy_tree
+from tests.integration.helpers import CUT_SHORT_COPY, shim
 
 pytestmark = pytest.mark.integration
 
@@ -242,19 +242,6 @@ def test_a_change_to_a_bystander_reuses_the_reconcile_layer(containers: Containe
         containers, ran["image"], "ldconfig -p | sed 1d | sort")
 
 
-# The real skopeo, except for the copy that writes the image named CUT_KEY: it makes the
-# copy, takes the name away (the image an interrupt between c/storage's creating and naming
-# it leaves) and interrupts composer, then waits to be ended as a copy at work would (the
-# stack's copy, in a thread of its own, is not ended: it fails when the wait is over).
-CUT_SHORT = """#!/bin/bash
-[ "$1" = copy ] && [[ "${@: -1}" == *":$CUT_KEY" ]] || exec REAL "$@"
-REAL "$@" || exit
-dest="${@: -1}"; ref="${dest#containers-storage:}"; ref="${ref#\\[*\\]}"
-podman untag "$ref"
-kill -INT $PPID; sleep 20; exit 1
-"""
-
-
 @pytest.mark.parametrize("write", ["stack", "key"])
 def test_a_stack_or_reused_reconcile_layer_cut_short_leaves_no_image_without_a_name(
         containers: Containers, both: tuple[dict, dict], tmp_path: Path, write: str) -> None:
@@ -266,21 +253,16 @@ def test_a_stack_or_reused_reconcile_layer_cut_short_leaves_no_image_without_a_n
     team.write_text(f'extends = "{RESTACK}"\nname = "composer-restack-cut"\n'
                     f'[[layers]]\nmodule = "agents"\n[layers.options]\nextra_dir = "/opt/cut-{write}"\n')
     key = json.loads(containers.composer("plan", "--offline", "--json", str(team)).stdout)["reconcile"][write]
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    real = shutil.which("skopeo", path=containers.env["PATH"])
-    assert real is not None
-    (shim / "skopeo").write_text(CUT_SHORT.replace("REAL", real))
-    (shim / "skopeo").chmod(0o755)
-    env = {**containers.env, "PATH": f"{shim}:{containers.env['PATH']}", "CUT_KEY": key}
+    # The copy waits to be ended; the stack's, in a thread of its own, fails when the wait is over.
+    env = {**shim(tmp_path, containers.env, "skopeo", CUT_SHORT_COPY.replace("SIG", "INT").replace("WAIT", "20")),
+           "CUT_KEY": key}
 
     def unnamed() -> set[str]:
         return set(containers.buildah("images", "--all", "--quiet", "--no-trunc", "--filter",
                                       "dangling=true").stdout.split())
 
     before = unnamed()
-    cut = subprocess.run([sys.executable, "-m", "composer", "--cache-dir", str(containers.cache_dir), "build",
-                          "--no-archive", "-o", str(tmp_path / "out"), str(team)],
+    cut = subprocess.run(containers.composer_argv("build", "--no-archive", "-o", str(tmp_path / "out"), str(team)),
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     output = cut.stdout + cut.stderr
     # Only that copy writes an image named by that key (a reconcile that runs commits its
@@ -319,17 +301,10 @@ def test_a_sigterm_to_composer_alone_ends_the_modules_built_side_by_side(
     team.write_text(f'extends = "{RESTACK}"\nname = "composer-restack-term"\n[[layers]]\nmodule = "users"\n'
                     '[layers.options]\nusers = [{ name = "devuser", uid = 1000, sudo = true, groups = ["supervisor"] },'
                     ' { name = "termuser", uid = 1001 }]\n')
-    shim, flag = tmp_path / "bin", tmp_path / "hanging"
-    shim.mkdir()
-    real = shutil.which("buildah", path=containers.env["PATH"])
-    assert real is not None
-    (shim / "buildah").write_text(HANG.replace("REAL", real))
-    (shim / "buildah").chmod(0o755)
-    env = {**containers.env, "PATH": f"{shim}:{containers.env['PATH']}", "HANG_MODULE": "latex",
-           "HANG_FLAG": str(flag)}
-    proc = subprocess.Popen([sys.executable, "-m", "composer", "--cache-dir", str(containers.cache_dir), "build",
-                             "--no-archive", "--jobs", "2", "-o", str(tmp_path / "out"), str(team)],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    flag = tmp_path / "hanging"
+    env = {**shim(tmp_path, containers.env, "buildah", HANG), "HANG_MODULE": "latex", "HANG_FLAG": str(flag)}
+    argv = containers.composer_argv("build", "--no-archive", "--jobs", "2", "-o", str(tmp_path / "out"), str(team))
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
         for _ in range(600):
